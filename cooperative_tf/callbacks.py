@@ -1,0 +1,126 @@
+"""Training callbacks: progress lines, divergence guard, checkpoints, samples."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable, Optional
+
+import keras
+
+
+class DivergenceError(FloatingPointError):
+    """Raised when training produced NaN/Inf or the refinement blew up."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training with a clear error when it diverges.
+
+    It runs before the checkpoint callback in each batch, so a diverged state
+    is never saved: the last checkpoint on disk stays the last good one.
+
+    Args:
+      max_refinement: Largest acceptable mean |Y1 - Y0|.
+      step_fn: Returns the current global step, for the message.
+    """
+
+    def __init__(self, max_refinement: float, step_fn: Callable[[], int]):
+        super().__init__()
+        self.max_refinement = max_refinement
+        self.step_fn = step_fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        for name, value in logs.items():
+            value = float(value)
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"Training diverged at step {self.step_fn()}: {name} is "
+                    f"{value}. The last checkpoint in the work directory is "
+                    "the last good state. Lower langevin.step_size or "
+                    "train.planner_lr, or set langevin.clip=true, then resume "
+                    f"(--set ...). Received: {name}={value}")
+        refinement = float(logs.get("refinement", 0.0))
+        if refinement > self.max_refinement:
+            raise DivergenceError(
+                f"Langevin refinement diverged at step {self.step_fn()}: mean "
+                f"|Y1 - Y0| = {refinement:.3g} > train.max_refinement="
+                f"{self.max_refinement}. Lower langevin.step_size or "
+                "train.planner_lr, or set langevin.clip=true. Received: "
+                f"refinement={refinement}")
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """Prints `step i/n, s/step, metrics` every `every` steps.
+
+    The metrics shown are averages over the steps since the previous line.
+
+    Args:
+      every: Steps between lines.
+      total_steps: The run's final step, for the `i/n` display.
+      step_fn: Returns the current global step.
+      stream: Where to print (default stdout, flushed each line).
+    """
+
+    def __init__(self, every: int, total_steps: int,
+                 step_fn: Callable[[], int], stream=None):
+        super().__init__()
+        self.every = max(int(every), 1)
+        self.total_steps = total_steps
+        self.step_fn = step_fn
+        self.stream = stream or sys.stdout
+        self._last_time = None
+        self._last_step = None
+        self.step_times = []
+
+    def on_train_begin(self, logs=None):
+        self._last_time = time.perf_counter()
+        self._last_step = self.step_fn()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_fn()
+        if step % self.every and step != self.total_steps:
+            return
+        now = time.perf_counter()
+        per_step = (now - self._last_time) / max(step - self._last_step, 1)
+        self.step_times.append(per_step)
+        self._last_time, self._last_step = now, step
+        shown = " ".join(f"{k}={float(v):.4g}"
+                         for k, v in sorted((logs or {}).items()))
+        print(f"step {step}/{self.total_steps}  {per_step:.3f} s/step  "
+              f"{shown}", file=self.stream, flush=True)
+        # Keras' trackers average since the epoch began; restart them so
+        # each line shows the last `every` steps.
+        for metric in self.model.metrics:
+            metric.reset_state()
+
+
+class PeriodicCallback(keras.callbacks.Callback):
+    """Calls `fn(step)` every `every` steps and once when training ends.
+
+    Args:
+      every: Steps between calls; 0 means only at the end.
+      fn: The action, e.g. saving a checkpoint or writing a sample grid.
+      step_fn: Returns the current global step.
+    """
+
+    def __init__(self, every: int, fn: Callable[[int], None],
+                 step_fn: Callable[[], int]):
+        super().__init__()
+        self.every = every
+        self.fn = fn
+        self.step_fn = step_fn
+        self._done: Optional[int] = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_fn()
+        if self.every and step % self.every == 0:
+            self.fn(step)
+            self._done = step
+
+    def on_train_end(self, logs=None):
+        step = self.step_fn()
+        if self._done != step:
+            self.fn(step)
+            self._done = step

@@ -1,0 +1,311 @@
+"""Typed, frozen experiment configs and their command-line overrides.
+
+A task is a `TaskConfig` made of four parts: where the data comes from and how
+it is shaped (`DataConfig`), the two networks (`ModelConfig`), the planner's
+solver (`LangevinConfig`) and the optimisation (`TrainConfig`). Tasks are
+registered by name in `cooperative_tf.tasks`; `override` applies
+`section.field=value` strings from the command line with type checking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Optional, Tuple
+
+CONDITION_KINDS = ("label", "image", "edges", "masked")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What the input pipeline reads and how it shapes each example.
+
+    Attributes:
+      reader: Layout of the files on disk. One of `mnist_csv`, `idx`,
+        `class_folders`, `pix2pix`, `paired_folders`, `zappos`, `tfds`.
+      data_dir: Root of the dataset. `None` means the small real sample that
+        ships inside the package (only some tasks have one).
+      condition: Kind of condition C. `label` (one-hot built on the fly),
+        `image` (read from disk), `edges` (computed from the target photo on
+        the fly) or `masked` (the target with a hole; the mask is appended as
+        an extra channel).
+      image_size: Side of the square target image Y, in pixels.
+      channels: Channels of Y (1 or 3).
+      condition_channels: Channels of an image condition C as the networks
+        see it (for `masked`, photo channels + 1 for the mask). Ignored for
+        labels.
+      num_classes: Number of classes for label conditions.
+      condition_side: For pix2pix side-by-side pairs, which half holds C
+        (`left` or `right`).
+      load_size: Images are resized to this side before a random crop of
+        `image_size` (pix2pix jitter). Equal to `image_size` means no crop.
+      flip: Random horizontal flips, applied jointly to C and Y.
+      mask: Hole shape for `masked`: `center`, `random_rect` or `free_form`.
+      mask_size: Side of the centred or random rectangular hole, in pixels.
+      train_split: Name of the training split (folder or TFDS split).
+      eval_split: Name of the evaluation split.
+      tfds_name: TFDS builder name when `reader == "tfds"`.
+      on_error: `raise` stops on the first unreadable file naming it;
+        `skip` drops such files and reports how many were dropped.
+    """
+
+    reader: str = "pix2pix"
+    data_dir: Optional[str] = None
+    condition: str = "image"
+    image_size: int = 64
+    channels: int = 3
+    condition_channels: int = 3
+    num_classes: int = 10
+    condition_side: str = "left"
+    load_size: int = 64
+    flip: bool = True
+    mask: str = "center"
+    mask_size: int = 32
+    train_split: str = "train"
+    eval_split: str = "val"
+    tfds_name: str = ""
+    on_error: str = "raise"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the policy g(X, C) and the planner f(Y, C).
+
+    Attributes:
+      policy: `label` (one-hot + X through a deconv stack) or `unet`
+        (encoder-decoder with skips, X injected at the bottleneck).
+      latent_dim: Dimension d of the noise vector X.
+      policy_filters: Channels of the policy's layers, widest first for the
+        label policy's deconv stack, narrowest first for the U-Net encoder.
+      planner_filters: Channels of the planner's stride-2 conv stack.
+      planner_units: Outputs of the planner's last layer; f is their sum.
+      planner_kernel: Kernel size of the planner's convolutions.
+      template_filters: Channels of the label planner's template decoder.
+    """
+
+    policy: str = "unet"
+    latent_dim: int = 64
+    policy_filters: Tuple[int, ...] = (32, 64, 128, 256)
+    planner_filters: Tuple[int, ...] = (64, 128, 256)
+    planner_units: int = 100
+    planner_kernel: int = 4
+    template_filters: Tuple[int, ...] = (128, 64, 32)
+
+
+@dataclasses.dataclass(frozen=True)
+class LangevinConfig:
+    """Solve-slow: Langevin dynamics on the planner's value (paper eq. 5).
+
+    Attributes:
+      steps: Number of Langevin steps l per training iteration.
+      step_size: Step size d.
+      noise: Add the d * U diffusion term (off = gradient ascent on f).
+      reference_sigma: s of the Gaussian reference term -Y / s^2 in the
+        authors' code; `None` drops the term (plain eq. 5).
+      metropolis: Metropolis-Hastings accept/reject after each step.
+      clip: Clip Y to the data range [-1, 1] after each step.
+      unroll: Unroll the loop in Python (fastest under XLA for short chains)
+        instead of a `tf.while_loop`.
+    """
+
+    steps: int = 10
+    step_size: float = 0.002
+    noise: bool = True
+    reference_sigma: Optional[float] = 0.016
+    metropolis: bool = False
+    clip: bool = False
+    unroll: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    Attributes:
+      batch_size: Global batch size (summed over replicas).
+      train_steps: Number of training iterations.
+      policy_lr: Adam learning rate of the policy.
+      planner_lr: Adam learning rate of the planner.
+      beta_1: Adam beta_1 of both optimizers.
+      policy_sigma: sigma of the policy's Gaussian noise model; the mapping
+        shift loss is |Y1 - g(X, C)|^2 / (2 sigma^2).
+      jit_compile: XLA-compile the Langevin solver.
+      seed: Seed for data order, noise X and Langevin noise.
+      log_every: Steps between progress lines.
+      sample_every: Steps between PNG sample grids (0: only at the end).
+      checkpoint_every: Steps between checkpoints (0: only at the end).
+      max_refinement: Training stops with an error when the mean |Y1 - Y0|
+        exceeds this (the refinement has diverged).
+    """
+
+    batch_size: int = 16
+    train_steps: int = 1000
+    policy_lr: float = 2e-4
+    planner_lr: float = 3e-3
+    beta_1: float = 0.5
+    policy_sigma: float = 0.3
+    jit_compile: bool = True
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 0
+    checkpoint_every: int = 500
+    max_refinement: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """One experiment: data, networks, solver and optimisation."""
+
+    name: str
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    langevin: LangevinConfig = LangevinConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _coerce(value: str, annotation: Any, key: str) -> Any:
+    """Parses a command-line string into the type a config field declares."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        if value.lower() in ("none", "null", ""):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            lowered = value.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return value
+        if origin in (tuple, Tuple):
+            items = [v for v in value.replace("(", "").replace(")", "").split(":") if v]
+            return tuple(int(v) for v in items)
+    except ValueError:
+        pass
+    raise ValueError(
+        f"Cannot parse override {key}={value!r} as {hint}. Use e.g. "
+        "train.batch_size=8, langevin.noise=false, "
+        "model.planner_filters=64:128:256. "
+        f"Received: {key}={value!r}")
+
+
+def override(config: TaskConfig, assignments: Any) -> TaskConfig:
+    """Returns `config` with `section.field=value` assignments applied.
+
+    Args:
+      config: The task config to start from.
+      assignments: An iterable of strings such as `"train.batch_size=8"`, or
+        one comma-separated string of them. Tuples use `:` between items
+        (`model.planner_filters=64:128:256`).
+
+    Returns:
+      A new frozen `TaskConfig`.
+
+    Raises:
+      ValueError: For an unknown section or field, or an unparsable value.
+    """
+    if isinstance(assignments, str):
+        assignments = [a for a in assignments.split(",") if a.strip()]
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(
+                "Overrides look like section.field=value. "
+                f"Received: override={assignment!r}")
+        key, value = (s.strip() for s in assignment.split("=", 1))
+        if key.count(".") != 1:
+            raise ValueError(
+                "Override keys are section.field with section one of "
+                f"data, model, langevin, train. Received: key={key!r}")
+        section_name, field_name = key.split(".")
+        sections = {f.name: f for f in dataclasses.fields(config)
+                    if f.name != "name"}
+        if section_name not in sections:
+            raise ValueError(
+                f"Unknown config section {section_name!r}; expected one of "
+                f"{sorted(sections)}. Received: key={key!r}")
+        section = getattr(config, section_name)
+        hints = typing.get_type_hints(type(section))
+        if field_name not in hints:
+            raise ValueError(
+                f"Unknown field {field_name!r} in {section_name}; expected one "
+                f"of {sorted(hints)}. Received: key={key!r}")
+        parsed = _coerce(value, hints[field_name], key)
+        section = dataclasses.replace(section, **{field_name: parsed})
+        config = dataclasses.replace(config, **{section_name: section})
+    validate(config)
+    return config
+
+
+def validate(config: TaskConfig) -> None:
+    """Raises `ValueError` naming the field when a config cannot work."""
+    d, t, l = config.data, config.train, config.langevin
+    if d.condition not in CONDITION_KINDS:
+        raise ValueError(f"data.condition must be one of {CONDITION_KINDS}. "
+                         f"Received: data.condition={d.condition!r}")
+    if d.image_size < 8 or d.image_size & (d.image_size - 1):
+        raise ValueError("data.image_size must be a power of two >= 8. "
+                         f"Received: data.image_size={d.image_size}")
+    if d.load_size < d.image_size:
+        raise ValueError("data.load_size must be >= data.image_size. "
+                         f"Received: data.load_size={d.load_size}")
+    if d.channels not in (1, 3):
+        raise ValueError(f"data.channels must be 1 or 3. "
+                         f"Received: data.channels={d.channels}")
+    if t.batch_size < 1 or t.train_steps < 0:
+        raise ValueError("train.batch_size must be >= 1 and train.train_steps "
+                         f">= 0. Received: batch_size={t.batch_size}, "
+                         f"train_steps={t.train_steps}")
+    if l.steps < 0 or l.step_size <= 0:
+        raise ValueError("langevin.steps must be >= 0 and langevin.step_size "
+                         f"> 0. Received: steps={l.steps}, "
+                         f"step_size={l.step_size}")
+    if config.model.policy not in ("label", "unet"):
+        raise ValueError("model.policy must be 'label' or 'unet'. "
+                         f"Received: model.policy={config.model.policy!r}")
+    if (config.model.policy == "label") != (d.condition == "label"):
+        raise ValueError(
+            "A label condition needs model.policy='label' and an image "
+            "condition needs model.policy='unet'. Received: "
+            f"model.policy={config.model.policy!r}, "
+            f"data.condition={d.condition!r}")
+
+
+def to_json(config: TaskConfig) -> str:
+    """Serialises a config (written next to the checkpoints)."""
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> TaskConfig:
+    """Inverse of `to_json`."""
+    raw = json.loads(text)
+
+    def build(cls, values):
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise ValueError(f"Unknown field {key!r} in saved "
+                                 f"{cls.__name__}. Received: {key}={value!r}")
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    return TaskConfig(
+        name=raw["name"],
+        data=build(DataConfig, raw["data"]),
+        model=build(ModelConfig, raw["model"]),
+        langevin=build(LangevinConfig, raw["langevin"]),
+        train=build(TrainConfig, raw["train"]),
+    )

@@ -1,0 +1,80 @@
+"""Choosing a tf.distribute strategy, and who writes files in a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def _cluster_from_env():
+    """A cluster resolver from TF_CONFIG or Slurm, or None on one machine."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if tf_config.get("cluster"):
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    return None
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Returns the strategy `name` asks for.
+
+    `auto` picks MultiWorkerMirroredStrategy when TF_CONFIG (or Slurm with
+    more than one task) describes a cluster, MirroredStrategy when more than
+    one GPU is visible, and the default one-device strategy otherwise.
+
+    Raises:
+      ValueError: For an unknown name, or `multi_worker` without a cluster.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {STRATEGIES}. "
+                         f"Received: strategy={name!r}")
+    resolver = _cluster_from_env()
+    if name == "auto":
+        if resolver is not None:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "multi_worker":
+        if resolver is None:
+            raise ValueError(
+                "--strategy=multi_worker needs a cluster: set TF_CONFIG (see "
+                "launch/local_workers.sh) or run under Slurm with "
+                "--ntasks > 1. Received: TF_CONFIG unset")
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    devices = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(
+        devices[0].name if devices else "/cpu:0")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def needs_distributed_input(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the dataset must be built per input pipeline and sharded."""
+    return strategy.num_replicas_in_sync > 1 or is_multi_worker(strategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one process that writes checkpoints, samples and exports.
+
+    With a `chief` task in the cluster that task is chief; otherwise worker 0.
+    """
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None or task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief

@@ -1,0 +1,173 @@
+"""The paper's experiments, registered by name as typed configs.
+
+Settings come from the paper (§4) and from the authors' public code
+(`shared/REFERENCE.md`); where the paper's size would not train on a CPU in
+reasonable time the default is smaller and says so, and every field can be
+overridden from the command line (`--set section.field=value`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List
+
+from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
+                                   TaskConfig, TrainConfig, validate)
+
+_REGISTRY: Dict[str, Callable[[], TaskConfig]] = {}
+_DESCRIPTIONS: Dict[str, str] = {}
+
+
+def register_task(name: str, description: str):
+    """Decorator registering a zero-argument config factory under `name`."""
+
+    def wrap(factory: Callable[[], TaskConfig]):
+        if name in _REGISTRY:
+            raise ValueError(f"Task {name!r} is registered twice. "
+                             f"Received: name={name!r}")
+        _REGISTRY[name] = factory
+        _DESCRIPTIONS[name] = description
+        return factory
+
+    return wrap
+
+
+def get_task(name: str) -> TaskConfig:
+    """Returns the registered config of task `name`.
+
+    Raises:
+      ValueError: For an unknown task, listing the known ones.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown task {name!r}; known tasks: "
+                         f"{', '.join(sorted(_REGISTRY))}. "
+                         f"Received: task={name!r}")
+    config = _REGISTRY[name]()
+    validate(config)
+    return config
+
+
+def list_tasks() -> List[str]:
+    """Names of all registered tasks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_task(name: str) -> str:
+    """A one-line description of task `name`."""
+    return _DESCRIPTIONS[name]
+
+
+# Label -> image. The authors' MNIST code: batch 64-300, 10-16 Langevin steps,
+# d = 0.0008-0.002, planner Adam lr 0.0008-0.003, policy lr 1e-4, latent 40.
+# 28x28 digits are padded to 32x32 (a power of two for the conv stacks).
+def _label_task(name, reader, channels, data_dir=None, tfds_name="",
+                eval_split="test", latent_dim=40):
+    return TaskConfig(
+        name=name,
+        data=DataConfig(reader=reader, data_dir=data_dir, condition="label",
+                        image_size=32, channels=channels, num_classes=10,
+                        load_size=32, flip=False, train_split="train",
+                        eval_split=eval_split, tfds_name=tfds_name),
+        model=ModelConfig(policy="label", latent_dim=latent_dim,
+                          policy_filters=(256, 128, 64),
+                          planner_filters=(64, 128, 256), planner_units=100,
+                          template_filters=(256, 128, 64)),
+        langevin=LangevinConfig(steps=10, step_size=0.002,
+                                reference_sigma=0.016),
+        train=TrainConfig(batch_size=64, train_steps=3000, policy_lr=1e-4,
+                          planner_lr=8e-4, log_every=100, sample_every=500,
+                          checkpoint_every=500),
+    )
+
+
+@register_task("mnist", "class label -> 32x32 MNIST digit (paper §4.1.1)")
+def mnist() -> TaskConfig:
+    return _label_task("mnist", "mnist_csv", 1)
+
+
+@register_task("fashion_mnist",
+               "class label -> 32x32 Fashion-MNIST item (idx .gz files)")
+def fashion_mnist() -> TaskConfig:
+    # Debian's dataset-fashion-mnist package installs the idx files here.
+    return _label_task("fashion_mnist", "idx", 1,
+                       data_dir="/usr/share/datasets/fashion-mnist")
+
+
+@register_task("cifar10", "class label -> 32x32 CIFAR-10 image (paper §4.1.1)")
+def cifar10() -> TaskConfig:
+    return _label_task("cifar10", "class_folders", 3, latent_dim=100)
+
+
+@register_task("svhn", "class label -> 32x32 SVHN digit (paper §4.1.3)")
+def svhn() -> TaskConfig:
+    return _label_task("svhn", "tfds", 3, tfds_name="svhn_cropped",
+                       latent_dim=100)
+
+
+# Image -> image. The authors' code: planner lr 0.003, policy lr 2e-4,
+# 20 Langevin steps of d = 0.002, s = 0.016, 128x128 crops of 154x154 resizes.
+def _image_task(name, reader, condition, image_size, load_size, channels=3,
+                condition_channels=3, condition_side="left",
+                eval_split="test", batch_size=16, filters=None, mask="center",
+                mask_size=32, train_steps=2000):
+    if filters is None:
+        # Down to a 4x4 bottleneck, 64 channels at the top, at most 512.
+        depth = image_size.bit_length() - 3
+        filters = tuple(min(64 * 2 ** i, 512) for i in range(depth))
+    return TaskConfig(
+        name=name,
+        data=DataConfig(reader=reader, condition=condition,
+                        image_size=image_size, channels=channels,
+                        condition_channels=condition_channels,
+                        condition_side=condition_side, load_size=load_size,
+                        flip=True, mask=mask, mask_size=mask_size,
+                        train_split="train", eval_split=eval_split),
+        model=ModelConfig(policy="unet", latent_dim=128,
+                          policy_filters=filters,
+                          planner_filters=(64, 128, 256, 512),
+                          planner_units=100),
+        langevin=LangevinConfig(steps=20, step_size=0.002,
+                                reference_sigma=0.016),
+        train=TrainConfig(batch_size=batch_size, train_steps=train_steps,
+                          policy_lr=2e-4, planner_lr=3e-3, log_every=50,
+                          sample_every=500, checkpoint_every=500),
+    )
+
+
+@register_task("facades",
+               "architectural label map -> facade photo (paper §4.2.1)")
+def facades() -> TaskConfig:
+    # pix2pix facades: photo on the left, label map on the right.
+    return _image_task("facades", "pix2pix", "image", 128, 154,
+                       condition_side="right")
+
+
+@register_task("facades_inpaint",
+               "occluded facade -> photo, 128x128 hole in 256x256 "
+               "(paper §4.2.3)")
+def facades_inpaint() -> TaskConfig:
+    # The paper trains with batch size one on 256x256 images with a centred
+    # 128x128 hole; the condition is the masked photo plus the mask channel.
+    return _image_task("facades_inpaint", "pix2pix", "masked", 256, 256,
+                       condition_channels=4, condition_side="right",
+                       batch_size=1, mask="center", mask_size=128)
+
+
+@register_task("cufs", "face sketch -> face photo (paper §4.2.2)")
+def cufs() -> TaskConfig:
+    return _image_task("cufs", "paired_folders", "image", 128, 144,
+                       condition_channels=1)
+
+
+@register_task("zappos",
+               "edge map -> shoe photo, edges computed on the fly "
+               "(paper §4.2.2)")
+def zappos() -> TaskConfig:
+    # 64x64 so that the default run (the embedded sample, no data flag)
+    # trains to recognisable shoes in about ten minutes on two CPU cores.
+    config = _image_task("zappos", "zappos", "edges", 64, 72,
+                         condition_channels=1, condition_side="left",
+                         eval_split="val", batch_size=16,
+                         filters=(32, 64, 128, 256), train_steps=1000)
+    return dataclasses.replace(config, model=dataclasses.replace(
+        config.model, latent_dim=64, planner_filters=(32, 64, 128, 256)))

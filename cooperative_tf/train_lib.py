@@ -1,0 +1,349 @@
+"""Builds, trains, resumes and samples a cooperative model from a config.
+
+The launcher (`cooperative_tf.launch`) parses flags and hands off here. A work
+directory holds:
+
+    config.json      the resolved config (written before training starts)
+    checkpoints/     tf.train checkpoints of both networks and optimizers
+    samples/         PNG grids: condition | fast | refined | ground truth
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import pipelines
+from cooperative_tf import config as config_lib
+from cooperative_tf import images
+from cooperative_tf.callbacks import (DivergenceGuard, PeriodicCallback,
+                                      ProgressLogger)
+from cooperative_tf.distribute import is_chief, needs_distributed_input
+from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
+from cooperative_tf.trainer import CooperativeTrainer
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLE_DIR = "samples"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` did: the trainer, final step, timings and files."""
+
+    trainer: CooperativeTrainer
+    step: int
+    seconds_per_step: float
+    checkpoint: Optional[str]
+    sample_path: Optional[str]
+    history: dict
+
+
+def build_models(config: config_lib.TaskConfig):
+    """Creates the (unbuilt) policy and planner a config describes."""
+    d, m = config.data, config.model
+    if m.policy == "label":
+        policy = LabelPolicy(image_size=d.image_size, channels=d.channels,
+                             num_classes=d.num_classes,
+                             latent_dim=m.latent_dim,
+                             filters=m.policy_filters, name="policy")
+        planner = Planner(image_size=d.image_size, channels=d.channels,
+                          condition="label", num_classes=d.num_classes,
+                          filters=m.planner_filters,
+                          kernel_size=m.planner_kernel, units=m.planner_units,
+                          template_filters=m.template_filters, name="planner")
+    else:
+        policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
+                            condition_channels=d.condition_channels,
+                            latent_dim=m.latent_dim,
+                            filters=m.policy_filters, name="policy")
+        planner = Planner(image_size=d.image_size, channels=d.channels,
+                          condition="image",
+                          condition_channels=d.condition_channels,
+                          filters=m.planner_filters,
+                          kernel_size=m.planner_kernel, units=m.planner_units,
+                          name="planner")
+    return policy, planner
+
+
+def condition_shape(config: config_lib.TaskConfig, batch=None):
+    """Shape of a condition batch: `[batch, classes]` or `[batch, S, S, Cc]`."""
+    d = config.data
+    if d.condition == "label":
+        return (batch, d.num_classes)
+    return (batch, d.image_size, d.image_size, d.condition_channels)
+
+
+def target_shape(config: config_lib.TaskConfig, batch=None):
+    d = config.data
+    return (batch, d.image_size, d.image_size, d.channels)
+
+
+def build_trainer(config: config_lib.TaskConfig,
+                  strategy: Optional[tf.distribute.Strategy] = None
+                  ) -> CooperativeTrainer:
+    """Creates, compiles and builds the trainer inside `strategy.scope()`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    l, t = config.langevin, config.train
+    with strategy.scope():
+        policy, planner = build_models(config)
+        trainer = CooperativeTrainer(
+            policy, planner, latent_dim=config.model.latent_dim,
+            langevin_steps=l.steps, step_size=l.step_size, noise=l.noise,
+            reference_sigma=l.reference_sigma, metropolis=l.metropolis,
+            clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
+            seed=t.seed, name="cooperative")
+        trainer.compile(
+            policy_optimizer=keras.optimizers.Adam(t.policy_lr,
+                                                   beta_1=t.beta_1),
+            planner_optimizer=keras.optimizers.Adam(t.planner_lr,
+                                                    beta_1=t.beta_1),
+            langevin_jit_compile=t.jit_compile)
+        trainer.build_for(condition_shape(config), target_shape(config))
+    return trainer
+
+
+def make_checkpoint(trainer: CooperativeTrainer) -> tf.train.Checkpoint:
+    """A checkpoint of both networks and both optimizers."""
+    return tf.train.Checkpoint(policy=trainer.policy, planner=trainer.planner,
+                               policy_optimizer=trainer.policy_optimizer,
+                               planner_optimizer=trainer.planner_optimizer)
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
+    """Refuses to resume a work directory made for a different model or data.
+
+    Raises:
+      ValueError: When `workdir/config.json` exists and its model or data
+        section differs from `config`'s.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = config_lib.from_json(f.read())
+    for section in ("model", "data"):
+        old, new = getattr(saved, section), getattr(config, section)
+        if section == "data":  # where the data lives may move
+            old = dataclasses.replace(old, data_dir=None, on_error="raise")
+            new = dataclasses.replace(new, data_dir=None, on_error="raise")
+        if old != new:
+            diff = {k: (v, getattr(new, k))
+                    for k, v in dataclasses.asdict(old).items()
+                    if v != getattr(new, k)}
+            raise ValueError(
+                f"{workdir} holds a run with a different {section} config "
+                f"(saved vs requested: {diff}). Use a new --workdir, or the "
+                f"saved settings. Received: workdir={workdir!r}")
+
+
+def load_config(workdir: str) -> config_lib.TaskConfig:
+    """Reads the resolved config a training run wrote into `workdir`."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No {CONFIG_FILE} in {workdir}: it is not a training work "
+            "directory. Train first (--mode=train) or point --workdir at one. "
+            f"Received: workdir={workdir!r}")
+    with open(path) as f:
+        return config_lib.from_json(f.read())
+
+
+def restore(trainer: CooperativeTrainer, workdir: str,
+            required: bool = False) -> Optional[str]:
+    """Restores the latest checkpoint in `workdir`; returns its path."""
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+    if latest is None:
+        if required:
+            raise FileNotFoundError(
+                f"No checkpoint under {os.path.join(workdir, CHECKPOINT_DIR)}."
+                " Train first (--mode=train). "
+                f"Received: workdir={workdir!r}")
+        return None
+    make_checkpoint(trainer).restore(latest).assert_existing_objects_matched()
+    return latest
+
+
+def _dataset(config, split, training, strategy, seed):
+    batch = config.train.batch_size
+    if needs_distributed_input(strategy):
+        return strategy.distribute_datasets_from_function(
+            lambda ctx: pipelines.build_dataset(
+                config.data, split, batch, training=training, seed=seed,
+                input_context=ctx))
+    return pipelines.build_dataset(config.data, split, batch,
+                                   training=training, seed=seed)
+
+
+def sample_batch(config: config_lib.TaskConfig, rows: int = 8):
+    """A fixed batch of conditions (and targets) for sample grids.
+
+    Label tasks get one row per class; image tasks the first `rows` examples
+    of the evaluation split (the training split when it has none).
+    """
+    d = config.data
+    if d.condition == "label":
+        labels = np.arange(d.num_classes) % d.num_classes
+        return {"condition": np.eye(d.num_classes, dtype=np.float32)[labels],
+                "target": None}
+    for split in (d.eval_split, d.train_split):
+        try:
+            ds = pipelines.build_dataset(d, split, rows, training=False,
+                                         repeat=False)
+            batch = next(iter(ds))
+            return {k: np.asarray(v)[:rows] for k, v in batch.items()}
+        except (ValueError, FileNotFoundError, StopIteration):
+            continue
+    raise ValueError(f"Neither split {d.eval_split!r} nor {d.train_split!r} "
+                     f"of {d.data_dir or 'the embedded sample'} yields any "
+                     "example to draw samples from. Received: "
+                     f"data_dir={d.data_dir!r}")
+
+
+def write_samples(trainer: CooperativeTrainer, batch: dict, path: str,
+                  samples_per_label: int = 4, seed: int = 0) -> str:
+    """Writes a PNG grid of fast and refined answers.
+
+    Image conditions: columns condition | fast | refined | ground truth.
+    Labels: a row per class, `samples_per_label` fast answers, then the same
+    answers refined.
+    """
+    condition = batch["condition"]
+    if batch["target"] is None:
+        out = trainer.generate(condition, num_samples=samples_per_label,
+                               seed=seed)
+        k = samples_per_label
+        fast = np.asarray(out["fast"])
+        refined = np.asarray(out["refined"])
+        columns = [fast[j::k] for j in range(k)] + [refined[j::k]
+                                                    for j in range(k)]
+    else:
+        out = trainer.generate(condition, num_samples=1, seed=seed)
+        columns = [condition, np.asarray(out["fast"]),
+                   np.asarray(out["refined"]), batch["target"]]
+    images.write_png(path, images.grid(columns))
+    return path
+
+
+def train(config: config_lib.TaskConfig, workdir: str,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          verbose: bool = True) -> TrainResult:
+    """Trains (or resumes) `config` in `workdir`.
+
+    Writes `config.json` first, then checkpoints and sample grids every
+    `checkpoint_every` / `sample_every` steps and at the end. Resumes from the
+    latest checkpoint in `workdir` when there is one.
+
+    Args:
+      config: The resolved task config.
+      workdir: Output folder (created if needed).
+      strategy: A `tf.distribute.Strategy` (default: the current one).
+      verbose: Print progress lines.
+
+    Returns:
+      A `TrainResult`.
+
+    Raises:
+      ValueError / FileNotFoundError: Bad data or a work directory made for a
+        different model, before anything is written.
+      cooperative_tf.callbacks.DivergenceError: NaN or exploding refinement;
+        the checkpoints on disk are the last good ones.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    t = config.train
+    check_workdir_config(config, workdir)
+    # Read the data before writing anything, so bad input fails cleanly.
+    dataset = _dataset(config, config.data.train_split, True, strategy,
+                       t.seed)
+    samples = sample_batch(config) if chief else None
+    os.makedirs(workdir, exist_ok=True)
+    if chief:
+        _write_text_atomic(os.path.join(workdir, CONFIG_FILE),
+                           config_lib.to_json(config))
+
+    trainer = build_trainer(config, strategy)
+    checkpoint = make_checkpoint(trainer)
+    ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
+    if not chief:  # Every worker must save (it is collective); only the
+        # chief's copy is kept.
+        ckpt_dir = os.path.join(workdir, "tmp_worker_checkpoints",
+                                str(strategy.cluster_resolver.task_id))
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        if verbose:
+            print(f"Resumed from {manager.latest_checkpoint}", flush=True)
+
+    def step_fn():
+        return int(trainer.planner_optimizer.iterations.numpy())
+
+    start = step_fn()
+    remaining = t.train_steps - start
+    last = {"sample": None}
+
+    def save(step):
+        manager.save(checkpoint_number=step)
+
+    def sample(step):
+        if chief:
+            last["sample"] = write_samples(
+                trainer, samples,
+                os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
+
+    logger = ProgressLogger(t.log_every, t.train_steps, step_fn)
+    callbacks = [DivergenceGuard(t.max_refinement, step_fn)]
+    if verbose:
+        callbacks.append(logger)
+    callbacks += [PeriodicCallback(t.checkpoint_every, save, step_fn),
+                  PeriodicCallback(t.sample_every, sample, step_fn)]
+    history = {}
+    if remaining > 0:
+        if verbose:
+            print(f"Training {config.name} for {remaining} steps "
+                  f"(batch {t.batch_size}, {config.langevin.steps} Langevin "
+                  f"steps, {strategy.num_replicas_in_sync} replica(s)) in "
+                  f"{workdir}", flush=True)
+        fit = trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
+                          callbacks=callbacks, verbose=0)
+        history = fit.history
+    elif verbose:
+        print(f"Nothing to train: step {start} >= train_steps "
+              f"{t.train_steps}.", flush=True)
+    times = logger.step_times[1:] or logger.step_times
+    return TrainResult(
+        trainer=trainer, step=step_fn(),
+        seconds_per_step=float(np.median(times)) if times else float("nan"),
+        checkpoint=manager.latest_checkpoint if chief else None,
+        sample_path=last["sample"], history=history)
+
+
+def evaluate(config: config_lib.TaskConfig, workdir: str,
+             steps: Optional[int] = None) -> dict:
+    """Restores the latest checkpoint and reports `test_step` metrics on the
+    evaluation split: the value gap, |Y1 - Y0|, and the MSE of the fast and
+    refined answers to the ground truth."""
+    trainer = build_trainer(config)
+    restore(trainer, workdir, required=True)
+    dataset = pipelines.build_dataset(config.data, config.data.eval_split,
+                                      config.train.batch_size, training=False,
+                                      repeat=False)
+    return trainer.evaluate(dataset, steps=steps, return_dict=True,
+                            verbose=0)
+
+
+def summarize(result: dict) -> str:
+    return json.dumps({k: round(float(v), 5) for k, v in result.items()})

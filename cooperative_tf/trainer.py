@@ -1,0 +1,329 @@
+"""Cooperative learning of a policy and a planner (paper Algorithm 1)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from cooperative_tf.langevin import langevin_dynamics
+from cooperative_tf.losses import mapping_shift_loss, value_shift_loss
+
+_METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
+            "fast_mse", "refined_mse", "acceptance")
+
+
+def replica_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
+    """A stateless seed `[2]` unique to (step, replica, stream).
+
+    Keras' `SeedGenerator` state is mirrored, so it would give every replica
+    the same noise; folding in the replica id makes each replica draw its own
+    X and its own Langevin noise while staying reproducible.
+    """
+    seed = tf.constant([base_seed, 0], tf.int64)
+    seed = tf.random.experimental.stateless_fold_in(
+        seed, tf.cast(step, tf.int64))
+    context = tf.distribute.get_replica_context()
+    replica = 0 if context is None else context.replica_id_in_sync_group
+    seed = tf.random.experimental.stateless_fold_in(
+        seed, tf.cast(replica, tf.int64))
+    return tf.random.experimental.stateless_fold_in(seed, stream)
+
+
+def _num_replicas() -> int:
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return context.num_replicas_in_sync
+
+
+@keras.saving.register_keras_serializable(package="cooperative_tf")
+class CooperativeTrainer(keras.Model):
+    """Trains a policy g(X, C) and a planner f(Y, C) cooperatively.
+
+    Each `train_step` is one iteration of Algorithm 1:
+    solve-fast (Y0 = g(X, C)), solve-slow (Langevin refinement of Y0 on f
+    gives Y1), learn-planner (value shift: raise f(Y_obs, C) against
+    f(Y1, C)), learn-policy (mapping shift: regress g(X, C) on Y1, same X).
+
+    Args:
+      policy: A policy model called as `policy(noise, condition, training=)`
+        returning images `[batch, H, W, C]` in [-1, 1].
+      planner: A `Planner` (needs `encode_condition` and `value`).
+      latent_dim: Dimension of X.
+      langevin_steps: Langevin steps l per iteration.
+      step_size: Langevin step size d.
+      noise: Diffusion noise in the Langevin steps.
+      reference_sigma: Gaussian reference s, or `None`.
+      metropolis: Metropolis-Hastings correction in the Langevin steps.
+      clip: Clip refined Y to [-1, 1] after each step.
+      unroll: Unroll the Langevin loop in Python (faster under XLA).
+      policy_sigma: sigma of the mapping shift loss.
+      seed: Base seed of X and the Langevin noise.
+
+    Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
+    one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
+    Y_obs `[batch, H, W, C]` in [-1, 1].
+
+    Example:
+    >>> trainer = CooperativeTrainer(policy, planner, latent_dim=64)
+    >>> trainer.compile(policy_optimizer=keras.optimizers.Adam(2e-4, 0.5),
+    ...                 planner_optimizer=keras.optimizers.Adam(3e-3, 0.5))
+    >>> trainer.fit(dataset, steps_per_epoch=100)
+    >>> answers = trainer.generate(conditions, num_samples=4)
+    """
+
+    def __init__(self, policy, planner, latent_dim=64, langevin_steps=10,
+                 step_size=0.002, noise=True, reference_sigma=0.016,
+                 metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
+                 seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.policy = policy
+        self.planner = planner
+        self.latent_dim = latent_dim
+        self.langevin_steps = langevin_steps
+        self.step_size = step_size
+        self.noise = noise
+        self.reference_sigma = reference_sigma
+        self.metropolis = metropolis
+        self.clip = clip
+        self.unroll = unroll
+        self.policy_sigma = policy_sigma
+        self.seed = seed
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in _METRICS}
+        self.langevin_jit_compile = False
+        self._solve_slow_fn = None
+
+    # ----------------------------------------------------------------- setup
+    def compile(self, policy_optimizer, planner_optimizer,
+                langevin_jit_compile=False, **kwargs):
+        """Configures training.
+
+        Args:
+          policy_optimizer: Optimizer of the policy (paper: Adam).
+          planner_optimizer: Optimizer of the planner.
+          langevin_jit_compile: XLA-compile solve-slow. This is the part that
+            benefits most and, unlike `jit_compile=True` for the whole step,
+            it also works under `MirroredStrategy`.
+          **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
+            `steps_per_execution`).
+        """
+        super().compile(**kwargs)
+        self.policy_optimizer = policy_optimizer
+        self.planner_optimizer = planner_optimizer
+        self.langevin_jit_compile = langevin_jit_compile
+        self._solve_slow_fn = tf.function(self._solve_slow,
+                                          jit_compile=langevin_jit_compile,
+                                          reduce_retracing=True)
+
+    def build_for(self, condition_shape, target_shape):
+        """Creates all variables (networks and optimizer slots) up front.
+
+        Creating them before `fit` keeps variable creation out of the traced
+        step, as distribution strategies require.
+
+        Args:
+          condition_shape: Shape of a condition batch.
+          target_shape: Shape of a target batch.
+        """
+        batch = condition_shape[0]
+        self.policy.build((batch, self.latent_dim), tuple(condition_shape))
+        self.planner.build(tuple(target_shape), tuple(condition_shape))
+        for optimizer, model in ((getattr(self, "policy_optimizer", None),
+                                  self.policy),
+                                 (getattr(self, "planner_optimizer", None),
+                                  self.planner)):
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ------------------------------------------------------------- the maths
+    def sample_latent(self, batch_size, seed):
+        """X ~ N(0, I), `[batch, latent_dim]`, from a stateless seed."""
+        return tf.random.stateless_normal(
+            tf.stack([batch_size, self.latent_dim]), seed=seed,
+            dtype=self.policy.compute_dtype)
+
+    def _solve_slow(self, y0, condition, seed, steps, step_size):
+        # The condition map is computed once: it does not depend on Y.
+        condition_map = self.planner.encode_condition(condition)
+        result = langevin_dynamics(
+            lambda y: self.planner.value(y, condition_map), y0, steps,
+            step_size, seed=seed, noise=self.noise,
+            reference_sigma=self.reference_sigma, metropolis=self.metropolis,
+            clip=(-1.0, 1.0) if self.clip else None,
+            unroll=self.unroll and isinstance(steps, int))
+        return result.y, result.acceptance_rate
+
+    def solve_slow(self, y0, condition, seed, steps=None, step_size=None):
+        """Refines Y0 by Langevin dynamics on f(., C).
+
+        Args:
+          y0: Initial answers `[batch, H, W, C]`.
+          condition: Conditions for the planner.
+          seed: Stateless seed `[2]`.
+          steps: Number of steps (default: the trainer's).
+          step_size: Step size (default: the trainer's).
+
+        Returns:
+          `(y1, acceptance_rate)`; y1 has y0's shape and carries no gradient.
+        """
+        if self._solve_slow_fn is None:
+            self._solve_slow_fn = tf.function(self._solve_slow,
+                                              reduce_retracing=True)
+        steps = self.langevin_steps if steps is None else steps
+        step_size = self.step_size if step_size is None else step_size
+        y1, rate = self._solve_slow_fn(tf.stop_gradient(y0), condition, seed,
+                                       steps, float(step_size))
+        return tf.stop_gradient(y1), rate
+
+    # --------------------------------------------------------------- training
+    def train_step(self, data):
+        condition, target = data["condition"], data["target"]
+        target = tf.cast(target, self.policy.compute_dtype)
+        batch = tf.shape(target)[0]
+        global_batch = batch * _num_replicas()
+        step = self.planner_optimizer.iterations
+
+        # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept
+        #    open for step 4, which regresses this same forward pass.
+        x = self.sample_latent(batch, replica_seed(self.seed, step, 0))
+        with tf.GradientTape() as policy_tape:
+            y0 = self.policy(x, condition, training=True)
+
+        # 2. Solve-slow: l Langevin steps on the planner's value give Y1.
+        y1, acceptance = self.solve_slow(y0, condition,
+                                         replica_seed(self.seed, step, 1))
+
+        # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1).
+        with tf.GradientTape() as planner_tape:
+            condition_map = self.planner.encode_condition(condition)
+            value_observed = self.planner.value(target, condition_map)
+            value_refined = self.planner.value(y1, condition_map)
+            planner_loss = value_shift_loss(value_observed, value_refined,
+                                            global_batch)
+            scaled = self.planner_optimizer.scale_loss(planner_loss)
+        grads = planner_tape.gradient(scaled,
+                                      self.planner.trainable_variables)
+        self.planner_optimizer.apply(grads, self.planner.trainable_variables)
+
+        # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
+        with policy_tape:
+            policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma,
+                                             global_batch)
+            scaled = self.policy_optimizer.scale_loss(policy_loss)
+        grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
+        self.policy_optimizer.apply(grads, self.policy.trainable_variables)
+
+        return self._update_metrics(
+            planner_loss=planner_loss * tf.cast(_num_replicas(),
+                                                planner_loss.dtype),
+            policy_loss=policy_loss * tf.cast(_num_replicas(),
+                                              policy_loss.dtype),
+            value_observed=value_observed, value_refined=value_refined,
+            y0=y0, y1=y1, target=target, acceptance=acceptance)
+
+    def test_step(self, data):
+        condition, target = data["condition"], data["target"]
+        target = tf.cast(target, self.policy.compute_dtype)
+        batch = tf.shape(target)[0]
+        step = self.planner_optimizer.iterations
+        x = self.sample_latent(batch, replica_seed(self.seed + 1, step, 0))
+        y0 = self.policy(x, condition, training=False)
+        y1, acceptance = self.solve_slow(y0, condition,
+                                         replica_seed(self.seed + 1, step, 1))
+        condition_map = self.planner.encode_condition(condition)
+        value_observed = self.planner.value(target, condition_map)
+        value_refined = self.planner.value(y1, condition_map)
+        policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma)
+        planner_loss = value_shift_loss(value_observed, value_refined)
+        return self._update_metrics(
+            planner_loss=planner_loss, policy_loss=policy_loss,
+            value_observed=value_observed, value_refined=value_refined,
+            y0=y0, y1=y1, target=target, acceptance=acceptance)
+
+    def _update_metrics(self, *, planner_loss, policy_loss, value_observed,
+                        value_refined, y0, y1, target, acceptance):
+        values = {
+            "planner_loss": planner_loss,
+            "policy_loss": policy_loss,
+            "value_gap": tf.reduce_mean(value_observed - value_refined),
+            "refinement": tf.reduce_mean(tf.abs(y1 - y0)),
+            "fast_mse": tf.reduce_mean(tf.square(y0 - target)),
+            "refined_mse": tf.reduce_mean(tf.square(y1 - target)),
+            "acceptance": acceptance,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result()
+                for name, tracker in self.trackers.items()}
+
+    # -------------------------------------------------------------- inference
+    def call(self, condition, training=False):
+        """The fast answer g(X, C) for fresh X ~ N(0, I)."""
+        batch = tf.shape(condition)[0]
+        x = tf.random.normal(tf.stack([batch, self.latent_dim]),
+                             dtype=self.policy.compute_dtype)
+        return self.policy(x, condition, training=training)
+
+    def generate(self, condition, num_samples: int = 1,
+                 langevin_steps: Optional[int] = None,
+                 step_size: Optional[float] = None, seed: int = 0,
+                 noise: Optional[tf.Tensor] = None):
+        """Fast and refined answers for a batch of conditions.
+
+        Args:
+          condition: `[batch, classes]` one-hot or `[batch, H, W, C_c]` in
+            [-1, 1].
+          num_samples: Answers per condition (different X).
+          langevin_steps: Refinement steps (default: the training setting);
+            more steps spend more test-time compute.
+          step_size: Langevin step size (default: the training setting).
+          seed: Seed of X and the Langevin noise.
+          noise: Optional X `[batch * num_samples, latent_dim]` to use instead
+            of sampling.
+
+        Returns:
+          A dict with `noise` `[batch * num_samples, latent_dim]`, `fast`
+          (Y0) and `refined` (Y1), each `[batch * num_samples, H, W, C]`;
+          condition i's samples are rows `i * num_samples ...`.
+        """
+        condition = tf.convert_to_tensor(condition)
+        condition = tf.repeat(condition, num_samples, axis=0)
+        batch = tf.shape(condition)[0]
+        seeds = tf.random.experimental.stateless_split(
+            tf.constant([seed, 7], tf.int64), 2)
+        if noise is None:
+            noise = self.sample_latent(batch, seeds[0])
+        fast = self.policy(noise, condition, training=False)
+        refined, _ = self.solve_slow(fast, condition, seeds[1],
+                                     steps=langevin_steps,
+                                     step_size=step_size)
+        return {"noise": noise, "fast": fast, "refined": refined}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            policy=keras.saving.serialize_keras_object(self.policy),
+            planner=keras.saving.serialize_keras_object(self.planner),
+            latent_dim=self.latent_dim, langevin_steps=self.langevin_steps,
+            step_size=self.step_size, noise=self.noise,
+            reference_sigma=self.reference_sigma, metropolis=self.metropolis,
+            clip=self.clip, unroll=self.unroll,
+            policy_sigma=self.policy_sigma, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["policy"] = keras.saving.deserialize_keras_object(
+            config["policy"])
+        config["planner"] = keras.saving.deserialize_keras_object(
+            config["planner"])
+        return cls(**config)

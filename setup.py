@@ -1,0 +1,43 @@
+"""Installs the `cooperative_tf` library and its `pipelines` input package.
+
+TensorFlow comes through an extra, so that each machine gets the right build:
+    pip install -e '.[cpu]'        # tensorflow-cpu, machines without a GPU
+    pip install -e '.[gpu]'        # tensorflow with the CUDA libraries
+    pip install -e '.[cpu,test]'   # plus pytest, to run the tests
+"""
+
+from setuptools import find_packages, setup
+
+TF_VERSION = "2.21.*"
+
+setup(
+    name="cooperative_tf",
+    version="0.1.0",
+    description=("Conditional generation by cooperative learning of a fast "
+                 "policy and a slow Langevin planner (Keras 3 / TensorFlow)."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["cooperative_tf", "cooperative_tf.*",
+                                    "pipelines", "pipelines.*"]),
+    package_data={"pipelines": ["sample/*", "sample/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "keras>=3.10,<4",
+        "tensorflow-datasets>=4.9.6",
+        # tensorflow-datasets needs these to prepare (not only load) data.
+        "importlib_resources",
+        "etils[epath]",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        # Image files are checked and decoded with Pillow so errors name the file.
+        "pillow>=10",
+    ],
+    extras_require={
+        "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": [
+        "cooperative-tf=cooperative_tf.launch:run"]},
+)

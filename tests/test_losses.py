@@ -1,0 +1,41 @@
+"""Value shift and mapping shift against hand-computed numbers."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cooperative_tf.losses import mapping_shift_loss, value_shift_loss
+
+
+def test_value_shift_is_mean_refined_minus_mean_observed():
+    observed = tf.constant([1.0, 2.0, 3.0, 4.0])
+    refined = tf.constant([0.0, 0.0, 1.0, 1.0])
+    assert float(value_shift_loss(observed, refined)) == pytest.approx(-2.0)
+
+
+def test_value_shift_divides_by_the_global_batch():
+    # A replica holding 4 of 8 examples contributes half the global mean.
+    observed = tf.constant([1.0, 2.0, 3.0, 4.0])
+    refined = tf.zeros([4])
+    assert float(value_shift_loss(observed, refined, 8)) == pytest.approx(
+        -10.0 / 8)
+
+
+def test_mapping_shift_is_per_pixel_mean_square_over_two_sigma_squared():
+    refined = tf.constant([[1.0, 1.0], [0.0, 0.0]])
+    proposed = tf.constant([[0.0, 1.0], [0.0, 2.0]])
+    # Per-example mean squares 0.5 and 2.0; batch mean 1.25; / (2 * 0.25).
+    assert float(mapping_shift_loss(refined, proposed, sigma=0.5)) == \
+        pytest.approx(2.5)
+    assert float(mapping_shift_loss(refined, proposed, sigma=0.5,
+                                    global_batch_size=4)) == pytest.approx(1.25)
+
+
+def test_mapping_shift_does_not_differentiate_through_the_target():
+    refined = tf.Variable([[1.0, 2.0]])
+    proposed = tf.Variable([[0.0, 0.0]])
+    with tf.GradientTape(persistent=True) as tape:
+        loss = mapping_shift_loss(refined, proposed)
+    assert tape.gradient(loss, refined) is None
+    np.testing.assert_allclose(tape.gradient(loss, proposed).numpy(),
+                               [[-1.0 / 0.18, -2.0 / 0.18]], rtol=1e-5)

@@ -1,0 +1,158 @@
+"""The cooperative train_step: each half of Algorithm 1 does its job."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
+from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
+from cooperative_tf.trainer import CooperativeTrainer, replica_seed
+
+B = 4
+
+
+def make_trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
+                 steps=3, **kwargs):
+    if kind == "image":
+        policy = UNetPolicy(image_size=16, channels=3, condition_channels=1,
+                            latent_dim=8, filters=(8, 16), noise_channels=4)
+        planner = Planner(image_size=16, channels=3, condition="image",
+                          condition_channels=1, filters=(8, 16), units=5)
+        shapes = ((None, 16, 16, 1), (None, 16, 16, 3))
+    else:
+        policy = LabelPolicy(image_size=16, channels=1, num_classes=10,
+                             latent_dim=8, filters=(16, 8))
+        planner = Planner(image_size=16, channels=1, condition="label",
+                          num_classes=10, filters=(8, 16), units=5,
+                          template_filters=(8,))
+        shapes = ((None, 10), (None, 16, 16, 1))
+    trainer = CooperativeTrainer(policy, planner, latent_dim=8,
+                                 langevin_steps=steps, step_size=0.05,
+                                 reference_sigma=1.0, seed=3, **kwargs)
+    trainer.compile(policy_optimizer=keras.optimizers.Adam(policy_lr, 0.5),
+                    planner_optimizer=keras.optimizers.Adam(planner_lr, 0.5),
+                    langevin_jit_compile=jit)
+    trainer.build_for(*shapes)
+    return trainer
+
+
+def make_batch(kind="image"):
+    if kind == "image":
+        condition = tf.random.uniform([B, 16, 16, 1], -1, 1, seed=1)
+        target = tf.tanh(tf.concat([condition] * 3, -1) * 2.0)
+    else:
+        condition = tf.one_hot(tf.range(B) % 10, 10)
+        target = tf.random.uniform([B, 16, 16, 1], -1, 1, seed=2)
+    return {"condition": condition, "target": target}
+
+
+def first_step_answers(trainer, batch):
+    """X, Y0 and Y1 exactly as the first train_step computes them."""
+    step = trainer.planner_optimizer.iterations
+    x = trainer.sample_latent(B, replica_seed(trainer.seed, step, 0))
+    y0 = trainer.policy(x, batch["condition"], training=True)
+    y1, _ = trainer.solve_slow(y0, batch["condition"],
+                               replica_seed(trainer.seed, step, 1))
+    return x, y0, y1
+
+
+def value_gap(trainer, batch, y1):
+    f = trainer.planner
+    return float(tf.reduce_mean(f(batch["target"], batch["condition"]))
+                 - tf.reduce_mean(f(y1, batch["condition"])))
+
+
+@pytest.mark.parametrize("kind", ["image", "label"])
+def test_value_shift_step_raises_observed_over_refined(kind):
+    trainer, batch = make_trainer(kind), make_batch(kind)
+    _, _, y1 = first_step_answers(trainer, batch)
+    before = value_gap(trainer, batch, y1)
+    trainer.train_step(batch)
+    assert value_gap(trainer, batch, y1) > before + 1e-3
+
+
+@pytest.mark.parametrize("kind", ["image", "label"])
+def test_mapping_shift_step_moves_policy_toward_refined(kind):
+    trainer, batch = make_trainer(kind, steps=5), make_batch(kind)
+    x, y0, y1 = first_step_answers(trainer, batch)
+    before = float(tf.reduce_mean(tf.square(y0 - y1)))
+    assert before > 0  # the planner did refine
+    trainer.train_step(batch)
+    after_y = trainer.policy(x, batch["condition"], training=True)
+    assert float(tf.reduce_mean(tf.square(after_y - y1))) < before
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_fit_runs_with_and_without_xla(jit):
+    trainer = make_trainer(jit=jit)
+    weights = [w.numpy().copy() for w in trainer.policy.trainable_weights +
+               trainer.planner.trainable_weights]
+    data = tf.data.Dataset.from_tensors(make_batch()).repeat()
+    history = trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    logs = {k: v[-1] for k, v in history.history.items()}
+    assert {"planner_loss", "policy_loss", "value_gap", "refinement",
+            "fast_mse", "refined_mse"} <= set(logs)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert logs["refinement"] > 0
+    after = trainer.policy.trainable_weights + trainer.planner.trainable_weights
+    assert all(np.abs(a.numpy() - b).max() > 0 for a, b in zip(after, weights))
+    assert int(trainer.planner_optimizer.iterations) == 2
+
+
+def test_evaluate_reports_metrics_without_updating():
+    trainer = make_trainer()
+    weights = [w.numpy().copy() for w in trainer.planner.trainable_weights]
+    data = tf.data.Dataset.from_tensors(make_batch()).repeat(2)
+    logs = trainer.evaluate(data, return_dict=True, verbose=0)
+    assert np.isfinite(logs["refined_mse"]) and np.isfinite(logs["value_gap"])
+    for a, b in zip(trainer.planner.trainable_weights, weights):
+        np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.mark.parametrize("kind", ["image", "label"])
+def test_generate_returns_fast_and_refined(kind):
+    trainer = make_trainer(kind)
+    condition = make_batch(kind)["condition"][:2]
+    out = trainer.generate(condition, num_samples=3, langevin_steps=4, seed=1)
+    assert out["fast"].shape[0] == 6 and out["refined"].shape == \
+        out["fast"].shape
+    assert float(tf.reduce_mean(tf.abs(out["refined"] - out["fast"]))) > 0
+    # Samples of one condition differ (different X).
+    assert float(tf.reduce_mean(tf.abs(out["fast"][0] - out["fast"][1]))) > 0
+    again = trainer.generate(condition, num_samples=3, langevin_steps=4,
+                             seed=1)
+    np.testing.assert_allclose(again["refined"].numpy(),
+                               out["refined"].numpy(), atol=1e-6)
+    fewer = trainer.generate(condition, num_samples=3, langevin_steps=0,
+                             seed=1)
+    np.testing.assert_array_equal(fewer["refined"].numpy(),
+                                  fewer["fast"].numpy())
+
+
+def test_divergence_guard_names_the_metric_and_the_fix():
+    guard = DivergenceGuard(max_refinement=1.0, step_fn=lambda: 7)
+    guard.on_train_batch_end(0, {"planner_loss": 1.0, "refinement": 0.1})
+    with pytest.raises(DivergenceError, match="planner_loss.*step 7|step 7"
+                       ".*planner_loss"):
+        guard.on_train_batch_end(0, {"planner_loss": float("nan")})
+    with pytest.raises(DivergenceError, match="step_size"):
+        guard.on_train_batch_end(0, {"refinement": 5.0})
+
+
+def test_huge_step_size_is_caught_by_the_guard():
+    trainer = make_trainer(steps=3)
+    trainer.step_size = 1e4
+    data = tf.data.Dataset.from_tensors(make_batch()).repeat()
+    guard = DivergenceGuard(10.0, lambda: int(
+        trainer.planner_optimizer.iterations))
+    with pytest.raises(DivergenceError):
+        trainer.fit(data, steps_per_epoch=3, epochs=1, verbose=0,
+                    callbacks=[guard])
+
+
+def test_replica_seeds_differ_across_steps_and_streams():
+    a = replica_seed(0, tf.constant(0), 0).numpy()
+    b = replica_seed(0, tf.constant(1), 0).numpy()
+    c = replica_seed(0, tf.constant(0), 1).numpy()
+    assert len({tuple(a), tuple(b), tuple(c)}) == 3
