@@ -73,6 +73,7 @@ class ProgressLogger(keras.callbacks.Callback):
         self._last_time = None
         self._last_step = None
         self.step_times = []
+        self.history = []  # (step, {metric: value}) per printed line
 
     def on_train_begin(self, logs=None):
         self._last_time = time.perf_counter()
@@ -86,8 +87,9 @@ class ProgressLogger(keras.callbacks.Callback):
         per_step = (now - self._last_time) / max(step - self._last_step, 1)
         self.step_times.append(per_step)
         self._last_time, self._last_step = now, step
-        shown = " ".join(f"{k}={float(v):.4g}"
-                         for k, v in sorted((logs or {}).items()))
+        values = {k: float(v) for k, v in (logs or {}).items()}
+        self.history.append((step, values))
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
         print(f"step {step}/{self.total_steps}  {per_step:.3f} s/step  "
               f"{shown}", file=self.stream, flush=True)
         # Keras' trackers average since the epoch began; restart them so

@@ -11,6 +11,7 @@ directory holds:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from typing import Optional
@@ -35,14 +36,18 @@ SAMPLE_DIR = "samples"
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `train` did: the trainer, final step, timings and files."""
+    """What `train` did: the trainer, final step, timings and files.
+
+    `history` holds `(step, metrics)` for each progress line, the metrics
+    averaged over the steps since the previous line.
+    """
 
     trainer: CooperativeTrainer
     step: int
     seconds_per_step: float
     checkpoint: Optional[str]
     sample_path: Optional[str]
-    history: dict
+    history: list
 
 
 def build_models(config: config_lib.TaskConfig):
@@ -304,22 +309,19 @@ def train(config: config_lib.TaskConfig, workdir: str,
                 trainer, samples,
                 os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
 
-    logger = ProgressLogger(t.log_every, t.train_steps, step_fn)
-    callbacks = [DivergenceGuard(t.max_refinement, step_fn)]
-    if verbose:
-        callbacks.append(logger)
+    logger = ProgressLogger(t.log_every, t.train_steps, step_fn,
+                            stream=None if verbose else io.StringIO())
+    callbacks = [DivergenceGuard(t.max_refinement, step_fn), logger]
     callbacks += [PeriodicCallback(t.checkpoint_every, save, step_fn),
                   PeriodicCallback(t.sample_every, sample, step_fn)]
-    history = {}
     if remaining > 0:
         if verbose:
             print(f"Training {config.name} for {remaining} steps "
                   f"(batch {t.batch_size}, {config.langevin.steps} Langevin "
                   f"steps, {strategy.num_replicas_in_sync} replica(s)) in "
                   f"{workdir}", flush=True)
-        fit = trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
-                          callbacks=callbacks, verbose=0)
-        history = fit.history
+        trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
+                    callbacks=callbacks, verbose=0)
     elif verbose:
         print(f"Nothing to train: step {start} >= train_steps "
               f"{t.train_steps}.", flush=True)
@@ -328,7 +330,7 @@ def train(config: config_lib.TaskConfig, workdir: str,
         trainer=trainer, step=step_fn(),
         seconds_per_step=float(np.median(times)) if times else float("nan"),
         checkpoint=manager.latest_checkpoint if chief else None,
-        sample_path=last["sample"], history=history)
+        sample_path=last["sample"], history=logger.history)
 
 
 def evaluate(config: config_lib.TaskConfig, workdir: str,

@@ -49,7 +49,7 @@ class DeconvStack(keras.layers.Layer):
                 use_bias=not batch_norm, kernel_initializer=_init(),
                 name=f"deconv_{i}"))
             if batch_norm:
-                self.stack.append(layers.BatchNormalization(name=f"bn_{i}"))
+                self.stack.append(layers.BatchNormalization(momentum=0.9, name=f"bn_{i}"))
             self.stack.append(layers.ReLU(name=f"relu_{i}"))
         self.stack.append(layers.Conv2DTranspose(
             channels, 4, strides=2, padding="same",

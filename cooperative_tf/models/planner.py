@@ -89,8 +89,8 @@ class Planner(keras.Model):
         for conv in self.convs:
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
-        flat = shape[1] * shape[2] * shape[3]
-        self.head.build((batch, flat))
+        self.flatten.build(shape)
+        self.head.build(self.flatten.compute_output_shape(shape))
         self.built = True
 
     def encode_condition(self, condition):

@@ -61,7 +61,7 @@ class UNetPolicy(keras.Model):
                                    kernel_initializer=_init(),
                                    name=f"down_{i}_conv")]
             if i > 0:
-                block.append(layers.BatchNormalization(name=f"down_{i}_bn"))
+                block.append(layers.BatchNormalization(momentum=0.9, name=f"down_{i}_bn"))
             block.append(layers.LeakyReLU(0.2, name=f"down_{i}_act"))
             self.down.append(block)
         self.noise_projection = layers.Dense(
@@ -74,7 +74,7 @@ class UNetPolicy(keras.Model):
                                        use_bias=False,
                                        kernel_initializer=_init(),
                                        name=f"up_{i}_deconv"),
-                layers.BatchNormalization(name=f"up_{i}_bn"),
+                layers.BatchNormalization(momentum=0.9, name=f"up_{i}_bn"),
                 layers.ReLU(name=f"up_{i}_act"),
             ])
         self.to_image = layers.Conv2DTranspose(
