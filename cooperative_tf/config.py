@@ -82,6 +82,8 @@ class ModelConfig:
       planner_units: Outputs of the planner's last layer; f is their sum.
       planner_kernel: Kernel size of the planner's convolutions.
       template_filters: Channels of the label planner's template decoder.
+      sync_batch_norm: Policy batch norm over the global batch (all
+        replicas, one all-reduce per layer) instead of per replica.
     """
 
     policy: str = "unet"
@@ -91,6 +93,7 @@ class ModelConfig:
     planner_units: int = 100
     planner_kernel: int = 4
     template_filters: Tuple[int, ...] = (128, 64, 32)
+    sync_batch_norm: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

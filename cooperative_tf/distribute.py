@@ -20,6 +20,18 @@ def _cluster_from_env():
     return None
 
 
+def choose_strategy(name: str, has_cluster: bool, num_gpus: int) -> str:
+    """Resolves `auto` to a concrete strategy name (see `make_strategy`)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {STRATEGIES}. "
+                         f"Received: strategy={name!r}")
+    if name != "auto":
+        return name
+    if has_cluster:
+        return "multi_worker"
+    return "mirrored" if num_gpus > 1 else "one_device"
+
+
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """Returns the strategy `name` asks for.
 
@@ -30,17 +42,9 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     Raises:
       ValueError: For an unknown name, or `multi_worker` without a cluster.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"--strategy must be one of {STRATEGIES}. "
-                         f"Received: strategy={name!r}")
     resolver = _cluster_from_env()
-    if name == "auto":
-        if resolver is not None:
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "one_device"
+    name = choose_strategy(name, resolver is not None,
+                           len(tf.config.list_physical_devices("GPU")))
     if name == "multi_worker":
         if resolver is None:
             raise ValueError(
@@ -51,9 +55,10 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             cluster_resolver=resolver)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    devices = tf.config.list_logical_devices("GPU")
-    return tf.distribute.OneDeviceStrategy(
-        devices[0].name if devices else "/cpu:0")
+    # Physical devices: listing logical ones would start the runtime, after
+    # which a cluster's collective ops can no longer be configured.
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

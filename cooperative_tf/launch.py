@@ -61,8 +61,17 @@ def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from cooperative_tf import tasks, train_lib
     from cooperative_tf.distribute import make_strategy
+
+    strategy = None
+    if FLAGS.mode == "train" and not FLAGS.list_tasks:
+        # Collective ops must be set up before TensorFlow runs anything.
+        try:
+            strategy = make_strategy(FLAGS.strategy)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    from cooperative_tf import tasks, train_lib
 
     if FLAGS.list_tasks:
         for name in tasks.list_tasks():
@@ -75,8 +84,7 @@ def main(argv):
                                 FLAGS.batch_size, FLAGS.set)
         workdir = FLAGS.workdir or os.path.join("runs", config.name)
         if FLAGS.mode == "train":
-            result = train_lib.train(config, workdir,
-                                     make_strategy(FLAGS.strategy))
+            result = train_lib.train(config, workdir, strategy)
             print(f"Done: step {result.step}, median "
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")

@@ -14,6 +14,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from typing import Optional
 
 import keras
@@ -57,7 +58,8 @@ def build_models(config: config_lib.TaskConfig):
         policy = LabelPolicy(image_size=d.image_size, channels=d.channels,
                              num_classes=d.num_classes,
                              latent_dim=m.latent_dim,
-                             filters=m.policy_filters, name="policy")
+                             filters=m.policy_filters,
+                             sync_batch_norm=m.sync_batch_norm, name="policy")
         planner = Planner(image_size=d.image_size, channels=d.channels,
                           condition="label", num_classes=d.num_classes,
                           filters=m.planner_filters,
@@ -67,7 +69,8 @@ def build_models(config: config_lib.TaskConfig):
         policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
                             condition_channels=d.condition_channels,
                             latent_dim=m.latent_dim,
-                            filters=m.policy_filters, name="policy")
+                            filters=m.policy_filters,
+                            sync_batch_norm=m.sync_batch_norm, name="policy")
         planner = Planner(image_size=d.image_size, channels=d.channels,
                           condition="image",
                           condition_channels=d.condition_channels,
@@ -96,6 +99,9 @@ def build_trainer(config: config_lib.TaskConfig,
     """Creates, compiles and builds the trainer inside `strategy.scope()`."""
     strategy = strategy or tf.distribute.get_strategy()
     l, t = config.langevin, config.train
+    # Same seed, same initial weights: runs are reproducible and every worker
+    # of a cluster starts from the same point.
+    keras.utils.set_random_seed(t.seed)
     with strategy.scope():
         policy, planner = build_models(config)
         trainer = CooperativeTrainer(
@@ -283,15 +289,19 @@ def train(config: config_lib.TaskConfig, workdir: str,
     trainer = build_trainer(config, strategy)
     checkpoint = make_checkpoint(trainer)
     ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
-    if not chief:  # Every worker must save (it is collective); only the
-        # chief's copy is kept.
+    # Every worker restores the chief's latest checkpoint (a file system all
+    # workers share), so a restarted job resumes in step.
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if verbose:
+            print(f"Resumed from {latest}", flush=True)
+    if not chief:
+        # Saving is collective, so every worker saves; only the chief's copy
+        # is kept, the others write to a scratch folder removed at the end.
         ckpt_dir = os.path.join(workdir, "tmp_worker_checkpoints",
                                 str(strategy.cluster_resolver.task_id))
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        if verbose:
-            print(f"Resumed from {manager.latest_checkpoint}", flush=True)
 
     def step_fn():
         return int(trainer.planner_optimizer.iterations.numpy())
@@ -325,6 +335,12 @@ def train(config: config_lib.TaskConfig, workdir: str,
     elif verbose:
         print(f"Nothing to train: step {start} >= train_steps "
               f"{t.train_steps}.", flush=True)
+    if not chief:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        try:  # the scratch parent, once the last worker is done with it
+            os.rmdir(os.path.dirname(ckpt_dir))
+        except OSError:
+            pass
     times = logger.step_times[1:] or logger.step_times
     return TrainResult(
         trainer=trainer, step=step_fn(),

@@ -21,14 +21,21 @@ def replica_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
     the same noise; folding in the replica id makes each replica draw its own
     X and its own Langevin noise while staying reproducible.
     """
-    seed = tf.constant([base_seed, 0], tf.int64)
-    seed = tf.random.experimental.stateless_fold_in(
+    seed = step_seed(base_seed, step, stream)
+    return tf.random.experimental.stateless_fold_in(
+        seed, tf.cast(_replica_id(), tf.int64))
+
+
+def step_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
+    """A stateless seed `[2]` for (step, stream), the same on every replica."""
+    seed = tf.constant([base_seed, stream], tf.int64)
+    return tf.random.experimental.stateless_fold_in(
         seed, tf.cast(step, tf.int64))
+
+
+def _replica_id():
     context = tf.distribute.get_replica_context()
-    replica = 0 if context is None else context.replica_id_in_sync_group
-    seed = tf.random.experimental.stateless_fold_in(
-        seed, tf.cast(replica, tf.int64))
-    return tf.random.experimental.stateless_fold_in(seed, stream)
+    return 0 if context is None else context.replica_id_in_sync_group
 
 
 def _num_replicas() -> int:
@@ -143,12 +150,42 @@ class CooperativeTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    # Keras 3.15 under MultiWorkerMirroredStrategy (keras-team/keras#20585):
+    # before training, fit() pulls a batch from the distributed iterator and
+    # reduces it across workers to build the model symbolically, which fails
+    # (and would consume a batch). `build_for` has created every variable, so
+    # that build is skipped when it has nothing to do. Written for Keras
+    # 3.10-3.15; covered by tests/test_distribute.py.
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.built and all(layer.built for layer in self._flatten_layers()):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # ------------------------------------------------------------- the maths
     def sample_latent(self, batch_size, seed):
         """X ~ N(0, I), `[batch, latent_dim]`, from a stateless seed."""
         return tf.random.stateless_normal(
             tf.stack([batch_size, self.latent_dim]), seed=seed,
-            dtype=self.policy.compute_dtype)
+            dtype=self.policy.compute_dtype, alg="philox")
+
+    def replica_latent(self, batch_size, seed):
+        """This replica's rows of X for the global batch.
+
+        X is drawn for the whole global batch from a seed shared by all
+        replicas and sliced by replica id, so N replicas holding consecutive
+        slices of a global batch use exactly the X one device would.
+
+        Args:
+          batch_size: Per-replica batch (equal on all replicas).
+          seed: Stateless seed `[2]`, identical on every replica.
+
+        Returns:
+          `[batch_size, latent_dim]`.
+        """
+        replicas = _num_replicas()
+        x = self.sample_latent(batch_size * replicas, seed)
+        start = _replica_id() * batch_size
+        return x[start:start + batch_size]
 
     def _solve_slow(self, y0, condition, seed, steps, step_size):
         # The condition map is computed once: it does not depend on Y.
@@ -193,7 +230,7 @@ class CooperativeTrainer(keras.Model):
 
         # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept
         #    open for step 4, which regresses this same forward pass.
-        x = self.sample_latent(batch, replica_seed(self.seed, step, 0))
+        x = self.replica_latent(batch, step_seed(self.seed, step, 0))
         with tf.GradientTape() as policy_tape:
             y0 = self.policy(x, condition, training=True)
 
@@ -234,7 +271,7 @@ class CooperativeTrainer(keras.Model):
         target = tf.cast(target, self.policy.compute_dtype)
         batch = tf.shape(target)[0]
         step = self.planner_optimizer.iterations
-        x = self.sample_latent(batch, replica_seed(self.seed + 1, step, 0))
+        x = self.replica_latent(batch, step_seed(self.seed + 1, step, 0))
         y0 = self.policy(x, condition, training=False)
         y1, acceptance = self.solve_slow(y0, condition,
                                          replica_seed(self.seed + 1, step, 1))
@@ -261,8 +298,14 @@ class CooperativeTrainer(keras.Model):
         }
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result()
+        logs = {name: tracker.result()
                 for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(),
+                      tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs with a MEAN along axis 0, which
+            # a scalar lacks (keras-team/keras#20585): give it one.
+            logs = {name: tf.reshape(v, [1]) for name, v in logs.items()}
+        return logs
 
     # -------------------------------------------------------------- inference
     def call(self, condition, training=False):

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
 from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
-from cooperative_tf.trainer import CooperativeTrainer, replica_seed
+from cooperative_tf.trainer import (CooperativeTrainer, replica_seed,
+                                    step_seed)
 
 B = 4
 
@@ -50,7 +51,7 @@ def make_batch(kind="image"):
 def first_step_answers(trainer, batch):
     """X, Y0 and Y1 exactly as the first train_step computes them."""
     step = trainer.planner_optimizer.iterations
-    x = trainer.sample_latent(B, replica_seed(trainer.seed, step, 0))
+    x = trainer.sample_latent(B, step_seed(trainer.seed, step, 0))
     y0 = trainer.policy(x, batch["condition"], training=True)
     y1, _ = trainer.solve_slow(y0, batch["condition"],
                                replica_seed(trainer.seed, step, 1))

@@ -25,19 +25,24 @@ class DeconvStack(keras.layers.Layer):
       output_activation: Activation of the last layer (`tanh` for images in
         [-1, 1], `None` for an unbounded map such as the planner's template).
       batch_norm: Whether hidden layers use batch normalisation.
+      sync_batch_norm: Under a distribution strategy, compute batch
+        statistics over the global batch (all replicas) instead of each
+        replica's own examples.
 
     Shapes:
       Input `[batch, dim]`; output `[batch, image_size, image_size, channels]`.
     """
 
     def __init__(self, image_size=64, channels=1, filters=(256, 128, 64),
-                 output_activation="tanh", batch_norm=True, **kwargs):
+                 output_activation="tanh", batch_norm=True,
+                 sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.channels = channels
         self.filters = tuple(filters)
         self.output_activation = output_activation
         self.batch_norm = batch_norm
+        self.sync_batch_norm = sync_batch_norm
         num_up = max(image_size.bit_length() - 3, 1)  # 4 -> image_size
         widths = [self.filters[min(i, len(self.filters) - 1)]
                   for i in range(num_up)]
@@ -49,7 +54,9 @@ class DeconvStack(keras.layers.Layer):
                 use_bias=not batch_norm, kernel_initializer=_init(),
                 name=f"deconv_{i}"))
             if batch_norm:
-                self.stack.append(layers.BatchNormalization(momentum=0.9, name=f"bn_{i}"))
+                self.stack.append(layers.BatchNormalization(
+                    momentum=0.9, synchronized=sync_batch_norm,
+                    name=f"bn_{i}"))
             self.stack.append(layers.ReLU(name=f"relu_{i}"))
         self.stack.append(layers.Conv2DTranspose(
             channels, 4, strides=2, padding="same",
@@ -81,5 +88,6 @@ class DeconvStack(keras.layers.Layer):
         config.update(image_size=self.image_size, channels=self.channels,
                       filters=list(self.filters),
                       output_activation=self.output_activation,
-                      batch_norm=self.batch_norm)
+                      batch_norm=self.batch_norm,
+                      sync_batch_norm=self.sync_batch_norm)
         return config

@@ -18,6 +18,8 @@ class LabelPolicy(keras.Model):
       num_classes: Length of the one-hot condition.
       latent_dim: Dimension d of the noise X.
       filters: Channels of the hidden conv-transposes, widest first.
+      sync_batch_norm: Batch statistics over all replicas (see
+        `DeconvStack`); by default each replica normalises its own examples.
 
     Shapes:
       noise: `[batch, latent_dim]`, X ~ N(0, I).
@@ -30,15 +32,18 @@ class LabelPolicy(keras.Model):
     """
 
     def __init__(self, image_size=64, channels=1, num_classes=10,
-                 latent_dim=64, filters=(256, 128, 64), **kwargs):
+                 latent_dim=64, filters=(256, 128, 64),
+                 sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.channels = channels
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.filters = tuple(filters)
+        self.sync_batch_norm = sync_batch_norm
         self.decoder = DeconvStack(image_size=image_size, channels=channels,
                                    filters=filters, output_activation="tanh",
+                                   sync_batch_norm=sync_batch_norm,
                                    name="decoder")
 
     def build(self, noise_shape, condition_shape):
@@ -54,5 +59,6 @@ class LabelPolicy(keras.Model):
         config = super().get_config()
         config.update(image_size=self.image_size, channels=self.channels,
                       num_classes=self.num_classes,
-                      latent_dim=self.latent_dim, filters=list(self.filters))
+                      latent_dim=self.latent_dim, filters=list(self.filters),
+                      sync_batch_norm=self.sync_batch_norm)
         return config

@@ -30,6 +30,8 @@ class UNetPolicy(keras.Model):
         encoder has `len(filters)` stride-2 layers, so the bottleneck side is
         `image_size / 2**len(filters)`.
       noise_channels: Channels of X's map at the bottleneck.
+      sync_batch_norm: Under a distribution strategy, batch statistics over
+        all replicas; by default each replica normalises its own examples.
 
     Shapes:
       noise: `[batch, latent_dim]`, X ~ N(0, I).
@@ -40,7 +42,7 @@ class UNetPolicy(keras.Model):
 
     def __init__(self, image_size=64, channels=3, condition_channels=3,
                  latent_dim=64, filters=(32, 64, 128, 256), noise_channels=32,
-                 **kwargs):
+                 sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** len(filters)):
             raise ValueError(
@@ -52,6 +54,7 @@ class UNetPolicy(keras.Model):
         self.latent_dim = latent_dim
         self.filters = tuple(filters)
         self.noise_channels = noise_channels
+        self.sync_batch_norm = sync_batch_norm
         self.bottleneck = image_size // 2 ** len(filters)
 
         self.down = []
@@ -61,7 +64,9 @@ class UNetPolicy(keras.Model):
                                    kernel_initializer=_init(),
                                    name=f"down_{i}_conv")]
             if i > 0:
-                block.append(layers.BatchNormalization(momentum=0.9, name=f"down_{i}_bn"))
+                block.append(layers.BatchNormalization(
+                    momentum=0.9, synchronized=sync_batch_norm,
+                    name=f"down_{i}_bn"))
             block.append(layers.LeakyReLU(0.2, name=f"down_{i}_act"))
             self.down.append(block)
         self.noise_projection = layers.Dense(
@@ -74,7 +79,9 @@ class UNetPolicy(keras.Model):
                                        use_bias=False,
                                        kernel_initializer=_init(),
                                        name=f"up_{i}_deconv"),
-                layers.BatchNormalization(momentum=0.9, name=f"up_{i}_bn"),
+                layers.BatchNormalization(
+                    momentum=0.9, synchronized=sync_batch_norm,
+                    name=f"up_{i}_bn"),
                 layers.ReLU(name=f"up_{i}_act"),
             ])
         self.to_image = layers.Conv2DTranspose(
@@ -123,7 +130,8 @@ class UNetPolicy(keras.Model):
         config.update(image_size=self.image_size, channels=self.channels,
                       condition_channels=self.condition_channels,
                       latent_dim=self.latent_dim, filters=list(self.filters),
-                      noise_channels=self.noise_channels)
+                      noise_channels=self.noise_channels,
+                      sync_batch_norm=self.sync_batch_norm)
         return config
 
 
