@@ -6,6 +6,12 @@ other (Xie, Zheng, Fang, Zhu, Wu: "Multimodal Conditional Learning with Fast
 Thinking Policy-like Model and Slow Thinking Planner-like Model").
 """
 
+import os
+
+# Keep TensorFlow's C++ start-up chatter (CPU features, XLA service) out of
+# users' logs; set TF_CPP_MIN_LOG_LEVEL=0 before importing to see it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
                                    TaskConfig, TrainConfig)
 from cooperative_tf.langevin import LangevinResult, langevin_dynamics

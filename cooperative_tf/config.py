@@ -133,7 +133,8 @@ class TrainConfig:
       beta_1: Adam beta_1 of both optimizers.
       policy_sigma: sigma of the policy's Gaussian noise model; the mapping
         shift loss is |Y1 - g(X, C)|^2 / (2 sigma^2).
-      jit_compile: XLA-compile the Langevin solver.
+      jit_compile: Use XLA: the whole train step on one device, the Langevin
+        solver alone under replication (where whole-step XLA fails).
       seed: Seed for data order, noise X and Langevin noise.
       log_every: Steps between progress lines.
       sample_every: Steps between PNG sample grids (0: only at the end).

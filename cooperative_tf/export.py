@@ -50,10 +50,38 @@ RANGE_TOLERANCE = 1e-3
 _SEED_SALT = 7
 
 
-def _check(condition, message: str, name: str, value) -> tf.Operation:
-    """A graph assert whose error reads `<message> Received: name= [value]`."""
-    return tf.debugging.Assert(condition, [f"{message} Received: {name}=",
-                                           value], summarize=16)
+class _Checks:
+    """Graph asserts that run one after another, in the order added.
+
+    The chain makes the reported error the most basic one (a wrong rank
+    before a wrong batch size before a bad value) and the same on every
+    call; work created under `gate()` runs only once all have passed.
+    """
+
+    def __init__(self):
+        self._last = []
+
+    def add(self, condition, message: str, name: str, value) -> None:
+        """Fails with `<message> Received: <name>= [<value>]` unless
+        `condition` holds."""
+        with tf.control_dependencies(self._last):
+            self._last = [tf.debugging.Assert(
+                condition, [f"{message} Received: {name}=", value],
+                summarize=16)]
+
+    def gate(self):
+        return tf.control_dependencies(self._last)
+
+
+def _dims(tensor: tf.Tensor, n: int) -> tf.Tensor:
+    """The first `n` dimensions of `tensor`, -1 for those it lacks.
+
+    Shape checks must read the shape a request really has: `tf.rank` and
+    static shapes give the signature's declared shape (even Grappler folds
+    a Rank op to it), which a SavedModel call does not enforce. The padding
+    also keeps the checks themselves from failing on a wrong rank.
+    """
+    return tf.concat([tf.shape(tensor), -tf.ones([n], tf.int32)], 0)[:n]
 
 
 def _to_png(images: tf.Tensor) -> tf.Tensor:
@@ -94,6 +122,9 @@ class ServingModule(tf.Module):
         d = config.data
         self.policy = trainer.policy
         self.planner = trainer.planner
+        # The trainer's own X sampler, so served X is the X `generate` draws;
+        # a bound method is not tracked, so the optimizers are not saved.
+        self._sample_latent = trainer.sample_latent
         self.latent_dim = int(trainer.latent_dim)
         self.noise = bool(trainer.noise)
         self.reference_sigma = trainer.reference_sigma
@@ -108,41 +139,55 @@ class ServingModule(tf.Module):
         self.max_step_size = float(max_step_size)
 
     # ------------------------------------------------------------ the inputs
-    def _check_batch(self, **tensors) -> list:
-        """Asserts every input has the first input's batch size."""
-        names = list(tensors)
-        batch = tf.shape(tensors[names[0]])[0]
-        return [_check(tf.equal(tf.shape(t)[0], batch),
-                       f"Every input needs the same batch size (dimension 0) "
-                       f"as {names[0]}.", f"{name}.shape", tf.shape(t))
-                for name, t in tensors.items() if name != names[0]]
+    def _check_inputs(self, **tensors) -> _Checks:
+        """Checks each input's rank and that all share the first one's batch
+        size (dimension 0); returns the chain for further checks."""
+        checks = _Checks()
+        for name, t in tensors.items():
+            rank = t.shape.rank
+            dims = _dims(t, rank + 1)
+            checks.add((dims[rank - 1] >= 0) & (dims[rank] < 0),
+                       f"{name} must have {rank} dimension(s), the first "
+                       "being the batch.", f"{name}.shape", tf.shape(t))
+        first = next(iter(tensors))
+        batch = _dims(tensors[first], 1)[0]
+        for name, t in list(tensors.items())[1:]:
+            checks.add(tf.equal(_dims(t, 1)[0], batch),
+                       "Every input needs the same batch size (dimension 0) "
+                       f"as {first}.", f"{name}.shape", tf.shape(t))
+        return checks
 
-    def _check_image(self, image, channels: int, name: str,
-                     in_range: bool) -> list:
+    def _check_image(self, checks: _Checks, image, channels: int, name: str,
+                     in_range: bool = True) -> None:
         # The signature's static shape is not enforced when a SavedModel is
         # called, so a wrong size would otherwise fail deep in the networks.
         expected = [self.image_size, self.image_size, channels]
-        checks = [_check(tf.reduce_all(tf.equal(tf.shape(image)[1:],
-                                                expected)),
-                         f"{name} must be [batch, {expected[0]}, "
-                         f"{expected[1]}, {expected[2]}].",
-                         f"{name}.shape", tf.shape(image))]
+        checks.add(tf.reduce_all(tf.equal(_dims(image, 5)[1:],
+                                          expected + [-1])),
+                   f"{name} must be [batch, {expected[0]}, {expected[1]}, "
+                   f"{expected[2]}].", f"{name}.shape", tf.shape(image))
         if in_range:
-            checks.append(_check(
-                tf.reduce_all(tf.abs(image) <= 1.0 + RANGE_TOLERANCE),
-                f"{name} values must be in [-1, 1] (map uint8 pixels p to "
-                "p / 127.5 - 1).", f"max |{name}|",
-                tf.reduce_max(tf.abs(image))))
-        return checks
+            checks.add(tf.reduce_all(tf.abs(image) <= 1.0 + RANGE_TOLERANCE),
+                       f"{name} values must be in [-1, 1] (map uint8 pixels "
+                       "p to p / 127.5 - 1).", f"max |{name}|",
+                       tf.reduce_max(tf.abs(image)))
 
-    def _one_hot(self, label: tf.Tensor) -> tf.Tensor:
+    def _check_steps(self, checks: _Checks, steps, step_size) -> None:
+        checks.add(tf.reduce_all((steps >= 0) & (steps <= self.max_steps)),
+                   f"steps must be in [0, max_steps={self.max_steps}].",
+                   "steps", steps)
+        checks.add(tf.reduce_all((step_size > 0.0)
+                                 & (step_size <= self.max_step_size)),
+                   "step_size must be in (0, max_step_size="
+                   f"{self.max_step_size:g}].", "step_size", step_size)
+
+    def _one_hot(self, checks: _Checks, label: tf.Tensor) -> tf.Tensor:
         """Class ids `[batch]` -> one-hot `[batch, num_classes]`."""
         # tf.one_hot would silently give all zeros for an out-of-range id.
-        valid = (label >= 0) & (label < self.num_classes)
-        check = _check(tf.reduce_all(valid),
-                       f"label must be a class id in [0, {self.num_classes}).",
-                       "label", label)
-        with tf.control_dependencies([check]):
+        checks.add(tf.reduce_all((label >= 0) & (label < self.num_classes)),
+                   f"label must be a class id in [0, {self.num_classes}).",
+                   "label", label)
+        with checks.gate():
             return tf.one_hot(label, self.num_classes, dtype=tf.float32)
 
     def _decode(self, contents: tf.Tensor, channels: int,
@@ -202,16 +247,6 @@ class ServingModule(tf.Module):
         return self._decode(contents, self.condition_channels,
                             "condition_bytes")
 
-    def _check_steps(self, steps, step_size) -> list:
-        return [
-            _check(tf.reduce_all((steps >= 0) & (steps <= self.max_steps)),
-                   f"steps must be in [0, max_steps={self.max_steps}].",
-                   "steps", steps),
-            _check(tf.reduce_all((step_size > 0.0)
-                                 & (step_size <= self.max_step_size)),
-                   "step_size must be in (0, max_step_size="
-                   f"{self.max_step_size:g}].", "step_size", step_size)]
-
     # -------------------------------------------------------------- the maths
     def _seeds(self, seed: tf.Tensor):
         """Seeds `[batch]` (negative: random) -> (seeds used `[batch]`, X
@@ -229,10 +264,8 @@ class ServingModule(tf.Module):
         """Y0 = g(X, C) with X ~ N(0, I) drawn from each example's seed."""
         dtype = self.policy.compute_dtype
         noise = tf.map_fn(
-            lambda s: tf.random.stateless_normal([1, self.latent_dim], seed=s,
-                                                 dtype=dtype)[0],
-            x_seeds, fn_output_signature=tf.TensorSpec([self.latent_dim],
-                                                       dtype))
+            lambda s: self._sample_latent(1, s)[0], x_seeds,
+            fn_output_signature=tf.TensorSpec([self.latent_dim], dtype))
         y0 = self.policy(noise, condition, training=False)
         return tf.cast(y0, tf.float32)
 
@@ -261,15 +294,16 @@ class ServingModule(tf.Module):
                                                            tf.float32))
 
     # ------------------------------------------------------------- answers
-    def _answer(self, condition, seed, checks):
-        with tf.control_dependencies(checks):
+    def _answer(self, checks: _Checks, condition, seed):
+        with checks.gate():
             used, x_seeds, _ = self._seeds(tf.identity(seed))
             y0 = self._fast(condition, x_seeds)
         return {"image": y0, "image_png_bytes": _to_png(y0), "seed": used}
 
-    def _refined_answer(self, condition, seed, steps, step_size, checks):
-        with tf.control_dependencies(checks + self._check_steps(steps,
-                                                                step_size)):
+    def _refined_answer(self, checks: _Checks, condition, seed, steps,
+                        step_size):
+        self._check_steps(checks, steps, step_size)
+        with checks.gate():
             used, x_seeds, langevin_seeds = self._seeds(tf.identity(seed))
             y0 = self._fast(condition, x_seeds)
             y1 = self._refine(y0, condition, langevin_seeds, steps,
@@ -279,91 +313,90 @@ class ServingModule(tf.Module):
                 "fast": y0, "fast_png_bytes": _to_png(y0),
                 "fast_value": self._value(y0, condition), "seed": used}
 
-    def _energy(self, image, condition, checks):
-        with tf.control_dependencies(checks):
+    def _energy(self, checks: _Checks, image, condition):
+        with checks.gate():
             return {"value": self._value(tf.identity(image), condition)}
 
     # --------------------------------------------- endpoints: image conditions
     @tf.function(jit_compile=False, autograph=False)
     def serve(self, condition, seed):
-        checks = (self._check_batch(condition=condition, seed=seed)
-                  + self._check_image(condition, self.condition_channels,
-                                      "condition", in_range=True))
-        return self._answer(condition, seed, checks)
+        checks = self._check_inputs(condition=condition, seed=seed)
+        self._check_image(checks, condition, self.condition_channels,
+                          "condition")
+        return self._answer(checks, condition, seed)
 
     @tf.function(jit_compile=False, autograph=False)
     def refine(self, condition, seed, steps, step_size):
-        checks = (self._check_batch(condition=condition, seed=seed,
+        checks = self._check_inputs(condition=condition, seed=seed,
                                     steps=steps, step_size=step_size)
-                  + self._check_image(condition, self.condition_channels,
-                                      "condition", in_range=True))
-        return self._refined_answer(condition, seed, steps, step_size, checks)
+        self._check_image(checks, condition, self.condition_channels,
+                          "condition")
+        return self._refined_answer(checks, condition, seed, steps,
+                                    step_size)
 
     @tf.function(jit_compile=False, autograph=False)
     def energy(self, image, condition):
-        checks = (self._check_batch(image=image, condition=condition)
-                  + self._check_image(image, self.channels, "image",
-                                      in_range=False)
-                  + self._check_image(condition, self.condition_channels,
-                                      "condition", in_range=True))
-        return self._energy(image, condition, checks)
+        checks = self._check_inputs(image=image, condition=condition)
+        self._check_image(checks, image, self.channels, "image",
+                          in_range=False)
+        self._check_image(checks, condition, self.condition_channels,
+                          "condition")
+        return self._energy(checks, image, condition)
 
     @tf.function(jit_compile=False, autograph=False)
     def serve_bytes(self, condition_bytes, seed):
-        checks = self._check_batch(condition_bytes=condition_bytes, seed=seed)
-        with tf.control_dependencies(checks):
+        checks = self._check_inputs(condition_bytes=condition_bytes,
+                                    seed=seed)
+        with checks.gate():
             condition = self._condition_from_bytes(condition_bytes)
-        return self._answer(condition, seed, checks)
+        return self._answer(checks, condition, seed)
 
     @tf.function(jit_compile=False, autograph=False)
     def refine_bytes(self, condition_bytes, seed, steps, step_size):
-        checks = self._check_batch(condition_bytes=condition_bytes, seed=seed,
-                                   steps=steps, step_size=step_size)
-        with tf.control_dependencies(checks):
+        checks = self._check_inputs(condition_bytes=condition_bytes,
+                                    seed=seed, steps=steps,
+                                    step_size=step_size)
+        with checks.gate():
             condition = self._condition_from_bytes(condition_bytes)
-        return self._refined_answer(condition, seed, steps, step_size, checks)
+        return self._refined_answer(checks, condition, seed, steps,
+                                    step_size)
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_bytes(self, image_bytes, condition_bytes):
-        checks = self._check_batch(image_bytes=image_bytes,
-                                   condition_bytes=condition_bytes)
-        with tf.control_dependencies(checks):
+        checks = self._check_inputs(image_bytes=image_bytes,
+                                    condition_bytes=condition_bytes)
+        with checks.gate():
             image = self._decode(image_bytes, self.channels, "image_bytes")
             condition = self._condition_from_bytes(condition_bytes)
-        return self._energy(image, condition, checks)
+        return self._energy(checks, image, condition)
 
     # --------------------------------------------- endpoints: label conditions
     @tf.function(jit_compile=False, autograph=False)
     def serve_label(self, label, seed):
-        checks = self._check_batch(label=label, seed=seed)
-        with tf.control_dependencies(checks):
-            condition = self._one_hot(label)
-        return self._answer(condition, seed, checks)
+        checks = self._check_inputs(label=label, seed=seed)
+        return self._answer(checks, self._one_hot(checks, label), seed)
 
     @tf.function(jit_compile=False, autograph=False)
     def refine_label(self, label, seed, steps, step_size):
-        checks = self._check_batch(label=label, seed=seed, steps=steps,
-                                   step_size=step_size)
-        with tf.control_dependencies(checks):
-            condition = self._one_hot(label)
-        return self._refined_answer(condition, seed, steps, step_size, checks)
+        checks = self._check_inputs(label=label, seed=seed, steps=steps,
+                                    step_size=step_size)
+        return self._refined_answer(checks, self._one_hot(checks, label),
+                                    seed, steps, step_size)
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_label(self, image, label):
-        checks = (self._check_batch(image=image, label=label)
-                  + self._check_image(image, self.channels, "image",
-                                      in_range=False))
-        with tf.control_dependencies(checks):
-            condition = self._one_hot(label)
-        return self._energy(image, condition, checks)
+        checks = self._check_inputs(image=image, label=label)
+        self._check_image(checks, image, self.channels, "image",
+                          in_range=False)
+        return self._energy(checks, image, self._one_hot(checks, label))
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_label_bytes(self, image_bytes, label):
-        checks = self._check_batch(image_bytes=image_bytes, label=label)
-        with tf.control_dependencies(checks):
+        checks = self._check_inputs(image_bytes=image_bytes, label=label)
+        condition = self._one_hot(checks, label)
+        with checks.gate():
             image = self._decode(image_bytes, self.channels, "image_bytes")
-            condition = self._one_hot(label)
-        return self._energy(image, condition, checks)
+        return self._energy(checks, image, condition)
 
     # ------------------------------------------------------------ signatures
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:

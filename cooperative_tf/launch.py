@@ -1,9 +1,13 @@
 r"""Command-line entry point: `python -m cooperative_tf.launch --task=zappos`.
 
 Modes:
-  train   train (or resume) the task in --workdir; the default.
+  train   train (or resume) the task in --workdir, then export; the default.
   eval    report the evaluation metrics of the latest checkpoint.
   sample  write a sample grid from the latest checkpoint.
+  export  write a TF Serving SavedModel version from the latest checkpoint.
+
+eval, sample and export read the config the run saved in --workdir (so --task
+may be left out); --data_dir and --set still apply on top of it.
 
 Examples:
   python -m cooperative_tf.launch --task=zappos
@@ -24,7 +28,7 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("task", None, "Registered task name (--list_tasks).")
 flags.DEFINE_bool("list_tasks", False, "List the registered tasks and exit.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export"],
                   "What to do.")
 flags.DEFINE_string("workdir", None,
                     "Output folder; default ./runs/<task>.")
@@ -39,6 +43,11 @@ flags.DEFINE_multi_string("set", [],
                           "--set langevin.steps=20 --set train.jit_compile=false")
 flags.DEFINE_string("strategy", "auto",
                     "auto | one_device | mirrored | multi_worker.")
+flags.DEFINE_string("export_dir", None,
+                    "TF Serving base folder; default <workdir>/export.")
+flags.DEFINE_string("model_name", None,
+                    "Model name under --export_dir; default the task name.")
+flags.DEFINE_bool("export", True, "Export a SavedModel after training.")
 
 
 def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
@@ -56,6 +65,31 @@ def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
     if batch_size is not None:
         assignments.append(f"train.batch_size={batch_size}")
     return config_lib.override(config, assignments)
+
+
+def _config_for_mode(workdir):
+    """The run's saved config for eval/sample/export, else the task's."""
+    from cooperative_tf import config as config_lib
+    from cooperative_tf import train_lib
+
+    saved = os.path.join(workdir, train_lib.CONFIG_FILE)
+    if FLAGS.mode == "train" or not os.path.exists(saved):
+        if not FLAGS.task:
+            raise FileNotFoundError(
+                f"{saved} does not exist: pass --task, or a --workdir that a "
+                f"training run wrote. Received: workdir={workdir!r}")
+        return resolve_config(FLAGS.task, FLAGS.data_dir, FLAGS.train_steps,
+                              FLAGS.batch_size, FLAGS.set)
+    config = train_lib.load_config(workdir)
+    if FLAGS.task and FLAGS.task != config.name:
+        raise ValueError(f"{workdir} holds a {config.name!r} run, not "
+                         f"{FLAGS.task!r}. Received: task={FLAGS.task!r}")
+    extra = list(FLAGS.set)
+    if FLAGS.data_dir:
+        extra.append(f"data.data_dir={FLAGS.data_dir}")
+    if FLAGS.batch_size:
+        extra.append(f"train.batch_size={FLAGS.batch_size}")
+    return config_lib.override(config, extra)
 
 
 def main(argv):
@@ -77,17 +111,24 @@ def main(argv):
         for name in tasks.list_tasks():
             print(f"{name:16s} {tasks.describe_task(name)}")
         return 0
-    if not FLAGS.task:
-        raise app.UsageError("--task is required; see --list_tasks.")
+    if not FLAGS.task and not (FLAGS.mode != "train" and FLAGS.workdir):
+        raise app.UsageError("--task is required (or, for eval, sample and "
+                             "export, a --workdir); see --list_tasks.")
     try:
-        config = resolve_config(FLAGS.task, FLAGS.data_dir, FLAGS.train_steps,
-                                FLAGS.batch_size, FLAGS.set)
-        workdir = FLAGS.workdir or os.path.join("runs", config.name)
+        workdir = FLAGS.workdir or os.path.join("runs", FLAGS.task)
+        config = _config_for_mode(workdir)
         if FLAGS.mode == "train":
             result = train_lib.train(config, workdir, strategy)
             print(f"Done: step {result.step}, median "
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")
+            if FLAGS.export and result.checkpoint:
+                from cooperative_tf import export
+                path = export.export_trainer(
+                    result.trainer, config,
+                    FLAGS.export_dir or os.path.join(workdir, "export"),
+                    FLAGS.model_name or config.name)
+                print(f"Exported {path}")
         elif FLAGS.mode == "eval":
             print(train_lib.summarize(train_lib.evaluate(config, workdir)))
         elif FLAGS.mode == "sample":
@@ -99,6 +140,11 @@ def main(argv):
                 os.path.join(workdir, train_lib.SAMPLE_DIR,
                              f"sample_{step:06d}.png"))
             print(f"Wrote {path}")
+        elif FLAGS.mode == "export":
+            from cooperative_tf import export
+            path = export.export_from_workdir(workdir, FLAGS.export_dir,
+                                              FLAGS.model_name)
+            print(f"Exported {path}")
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

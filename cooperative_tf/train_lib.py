@@ -115,7 +115,12 @@ def build_trainer(config: config_lib.TaskConfig,
                                                    beta_1=t.beta_1),
             planner_optimizer=keras.optimizers.Adam(t.planner_lr,
                                                     beta_1=t.beta_1),
-            langevin_jit_compile=t.jit_compile)
+            langevin_jit_compile=t.jit_compile,
+            # XLA for the whole step is fastest on one device, but fails
+            # under replication (a replica would read a variable held on
+            # another device), so replicas compile solve-slow only.
+            jit_compile=t.jit_compile and not needs_distributed_input(
+                strategy))
         trainer.build_for(condition_shape(config), target_shape(config))
     return trainer
 
@@ -331,7 +336,7 @@ def train(config: config_lib.TaskConfig, workdir: str,
                   f"steps, {strategy.num_replicas_in_sync} replica(s)) in "
                   f"{workdir}", flush=True)
         trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
-                    callbacks=callbacks, verbose=0)
+                    callbacks=callbacks, verbose=0, shuffle=False)
     elif verbose:
         print(f"Nothing to train: step {start} >= train_steps "
               f"{t.train_steps}.", flush=True)

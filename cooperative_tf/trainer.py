@@ -240,9 +240,14 @@ class CooperativeTrainer(keras.Model):
 
         # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1).
         with tf.GradientTape() as planner_tape:
+            # One forward pass over observed and refined answers together:
+            # the planner scores each example on its own, and one batch of
+            # 2B runs faster than two of B.
             condition_map = self.planner.encode_condition(condition)
-            value_observed = self.planner.value(target, condition_map)
-            value_refined = self.planner.value(y1, condition_map)
+            values = self.planner.value(
+                tf.concat([target, y1], axis=0),
+                tf.concat([condition_map, condition_map], axis=0))
+            value_observed, value_refined = tf.split(values, 2)
             planner_loss = value_shift_loss(value_observed, value_refined,
                                             global_batch)
             scaled = self.planner_optimizer.scale_loss(planner_loss)

@@ -108,13 +108,10 @@ def outputs_to_response(outputs: dict, row: bool) -> dict:
 
 
 # ------------------------------------------------- the fresh process
-def _serve_main(job_path: str, results_path: str) -> int:
-    """Loads the SavedModel and runs the job's calls; see `serve_fresh`."""
-    with open(job_path, "rb") as f:
-        job = pickle.load(f)
-    loaded = tf.saved_model.load(job["model"])
+def _run_calls(model_dir: str, calls: list) -> dict:
+    loaded = tf.saved_model.load(model_dir)
     results = {}
-    for call in job["calls"]:
+    for call in calls:
         try:
             if "request" in call:
                 with open(call["request"]) as f:
@@ -134,31 +131,41 @@ def _serve_main(job_path: str, results_path: str) -> int:
         except Exception as e:  # noqa: BLE001 -- the message is the result
             result = {"error": f"{type(e).__name__}: {e}"}
         results[call["id"]] = result
-    results["__modules__"] = sorted(m.split(".")[0] for m in sys.modules)
+    return results
+
+
+def _serve_main(job_path: str, results_path: str) -> int:
+    """Loads each SavedModel and runs its calls; see `serve_fresh`."""
+    with open(job_path, "rb") as f:
+        job = pickle.load(f)
+    results = {key: _run_calls(model_dir, calls)
+               for key, (model_dir, calls) in job.items()}
+    results["__modules__"] = sorted({m.split(".")[0] for m in sys.modules})
     with open(results_path, "wb") as f:
         pickle.dump(results, f)
     return 0
 
 
-def serve_fresh(model_dir: str, calls: list, tmp_path) -> dict:
-    """Runs `calls` on the SavedModel in a new Python process.
+def serve_fresh(job: dict, tmp_path) -> dict:
+    """Runs calls on SavedModels in one new Python process.
 
     Args:
-      model_dir: A version folder.
-      calls: Dicts with `id` and either `signature` and `inputs` (arrays) or
-        `request` (a REST JSON file).
+      job: `{key: (version folder, calls)}`; a call is a dict with `id` and
+        either `signature` and `inputs` (arrays) or `request` (a REST JSON
+        file).
 
     Returns:
-      `{id: {"inputs", "outputs"[, "response"]} or {"error": message}}`.
+      `{key: {id: {"inputs", "outputs"[, "response"]} or {"error": text}}}`
+      and `__modules__`, the top-level modules that process imported.
     """
-    job, results = tmp_path / "job.pkl", tmp_path / "results.pkl"
-    with open(job, "wb") as f:
-        pickle.dump({"model": model_dir, "calls": calls}, f)
+    job_file, results = tmp_path / "job.pkl", tmp_path / "results.pkl"
+    with open(job_file, "wb") as f:
+        pickle.dump(job, f)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.run([sys.executable, __file__, str(job), str(results)],
-                          capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(job_file), str(results)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(results, "rb") as f:
         return pickle.load(f)
@@ -229,14 +236,15 @@ def check_request(result, trainer, condition_of, size):
         fast, refined = eager(trainer, condition, out["seed"], steps,
                               inputs.get("step_size"))
         assert_close(out["image"], refined)
+        if "fast" in out:
+            assert_close(out["fast"], fast)
         np.testing.assert_array_equal(out["seed"][inputs["seed"] >= 0],
                                       inputs["seed"][inputs["seed"] >= 0])
     else:
         image = (inputs["image"] if "image" in inputs else
                  preprocess(inputs["image_bytes"],
                             trainer.policy.channels, size))
-        assert_close(out["value"],
-                                   value(trainer, image, condition))
+        assert_close(out["value"], value(trainer, image, condition))
 
 
 # ------------------------------------------------- fixtures
@@ -270,9 +278,8 @@ def _request_calls(task):
 LABELS = np.array([3, 7], np.int64)
 
 
-@pytest.fixture(scope="module")
-def label_served(label_model, tmp_path_factory):
-    config, _, path = label_model
+def label_calls() -> list:
+    """Calls on the label model: good ones, bad ones, the REST requests."""
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, [2, 32, 32, 1]).astype(np.float32)
     ok = {"label": LABELS, "seed": seeds(11, 12)}
@@ -313,14 +320,13 @@ def label_served(label_model, tmp_path_factory):
          "inputs": {"image_bytes": np.array([b"not an image"], object),
                     "label": LABELS[:1]}},
     ] + _request_calls("mnist")
-    return serve_fresh(path, calls, tmp_path_factory.mktemp("mnist_serve"))
+    return calls
 
 
-@pytest.fixture(scope="module")
-def image_served(image_model, tmp_path_factory):
+def image_calls(config) -> tuple:
+    """Calls on the image model, and the data they were made from."""
     import pipelines
 
-    config, _, path = image_model
     batch = next(iter(pipelines.build_dataset(
         config.data, config.data.eval_split, 2, training=False,
         repeat=False)))
@@ -353,6 +359,11 @@ def image_served(image_model, tmp_path_factory):
         # Bad requests.
         {"id": "condition_shape", "signature": "serving_default",
          "inputs": {"condition": edges[:, :32, :32], "seed": seeds(1, 2)}},
+        {"id": "condition_rank", "signature": "serving_default",
+         "inputs": {"condition": edges[0], "seed": seeds(1)}},
+        {"id": "seed_scalar", "signature": "serving_bytes",
+         "inputs": {"condition_bytes": edge_png[:1],
+                    "seed": np.array(5, np.int64)}},
         {"id": "condition_range", "signature": "serving_default",
          "inputs": {"condition": (edges + 1) * 127.5, "seed": seeds(1, 2)}},
         {"id": "condition_dtype", "signature": "serving_default",
@@ -368,17 +379,14 @@ def image_served(image_model, tmp_path_factory):
          "inputs": {"condition_bytes": edge_png, "seed": seeds(1, 2),
                     **steps, "steps": np.array([0, 99], np.int32)}},
     ] + _request_calls("zappos")
-    results = serve_fresh(path, calls,
-                          tmp_path_factory.mktemp("zappos_serve"))
-    results["_data"] = {"edges": edges, "photos": photos,
-                        "mixed": mixed, "photo_jpeg": photo_jpeg}
-    return results
+    return calls, {"edges": edges, "photos": photos, "mixed": mixed,
+                   "photo_jpeg": photo_jpeg}
 
 
-# ------------------------------------------------- layout and signatures
 @pytest.fixture(scope="module")
-def cli_listings(label_model, image_model):
-    """`saved_model_cli show --all` of both exports, run side by side."""
+def cli_processes(label_model, image_model):
+    """`saved_model_cli show --all` of both exports, started in the
+    background so they run while the fresh process serves."""
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     procs = {name: subprocess.Popen(
@@ -386,8 +394,39 @@ def cli_listings(label_model, image_model):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for name, model in (("label_model", label_model),
                             ("image_model", image_model))}
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(label_model, image_model, cli_processes, tmp_path_factory):
+    calls, data = image_calls(image_model[0])
+    results = serve_fresh({"mnist": (label_model[2], label_calls()),
+                           "zappos": (image_model[2], calls)},
+                          tmp_path_factory.mktemp("serve"))
+    results["zappos"]["_data"] = data
+    return results
+
+
+@pytest.fixture(scope="module")
+def label_served(served):
+    return served["mnist"]
+
+
+@pytest.fixture(scope="module")
+def image_served(served):
+    return served["zappos"]
+
+
+# ------------------------------------------------- layout and signatures
+@pytest.fixture(scope="module")
+def cli_listings(cli_processes, served):
+    # After `served`, so the listings run alongside the fresh process.
     return {name: (proc.communicate(timeout=300), proc.returncode)
-            for name, proc in procs.items()}
+            for name, proc in cli_processes.items()}
 
 
 @pytest.mark.parametrize("model", ["label_model", "image_model"])
@@ -433,11 +472,10 @@ def test_version_folder_layout_and_no_xla(label_model):
 
 
 # ------------------------------------------------- fresh-process equality
-def test_served_process_does_not_import_the_project(label_served,
-                                                    image_served):
-    for served in (label_served, image_served):
-        assert "cooperative_tf" not in served["__modules__"]
-        assert "pipelines" not in served["__modules__"]
+def test_served_process_does_not_import_the_project(served):
+    assert "tensorflow" in served["__modules__"]
+    assert "cooperative_tf" not in served["__modules__"]
+    assert "pipelines" not in served["__modules__"]
 
 
 def test_label_signatures_equal_eager_model(label_model, label_served):
@@ -459,15 +497,12 @@ def test_label_signatures_equal_eager_model(label_model, label_served):
     assert_close(out["image"], refined)
     assert_close(out["image"][1], out["fast"][1])  # 0 steps
     assert differ(out["image"][0], out["fast"][0])
-    assert_close(out["value"],
-                               value(trainer, refined, one_hot))
-    assert_close(out["fast_value"],
-                               value(trainer, fast, one_hot))
+    assert_close(out["value"], value(trainer, refined, one_hot))
+    assert_close(out["fast_value"], value(trainer, fast, one_hot))
 
     image = label_served["energy"]["inputs"]["image"]
     expected = value(trainer, image, one_hot)
-    assert_close(label_served["energy"]["outputs"]["value"],
-                               expected)
+    assert_close(label_served["energy"]["outputs"]["value"], expected)
     # PNG rounds the image to 8 bits.
     rounded = np.round((image + 1) * 127.5) / 127.5 - 1
     assert_close(
@@ -490,8 +525,7 @@ def test_image_signatures_equal_eager_model(image_model, image_served):
     data = image_served["_data"]
     edges, photos = data["edges"], data["photos"]
     fast, _ = eager(trainer, edges, [21, 22])
-    assert_close(image_served["default"]["outputs"]["image"],
-                               fast)
+    assert_close(image_served["default"]["outputs"]["image"], fast)
     # PNG edge maps decode to exactly the pipeline's float edge maps.
     assert_close(
         image_served["serving_bytes"]["outputs"]["image"], fast)
@@ -510,7 +544,7 @@ def test_image_signatures_equal_eager_model(image_model, image_served):
     assert_close(out["image"], refined)
 
     assert_close(image_served["energy"]["outputs"]["value"],
-                               value(trainer, photos, edges))
+                 value(trainer, photos, edges))
     photos_jpeg = preprocess(data["photo_jpeg"], 3, size)
     assert_close(
         image_served["energy_bytes"]["outputs"]["value"],
@@ -588,6 +622,8 @@ def test_doc_shows_every_request_file():
 def test_models_config_names_both_models():
     text = (SERVING / "models.config").read_text()
     assert "model_config_list" in text
+    body = text[text.index("model_config_list"):].strip()
+    assert body in DOC.read_text()  # the doc shows the file as it is
     for task in ("mnist", "zappos"):
         assert re.search(r'name: "%s"\s+base_path: "[^"]+/%s"\s+'
                          r'model_platform: "tensorflow"' % (task, task), text)
@@ -626,6 +662,10 @@ def test_bad_label_requests_fail_clearly(label_served, call, message):
 @pytest.mark.parametrize("call, message", [
     ("condition_shape", "condition must be [batch, 64, 64, 1]. Received: "
                         "condition.shape=] [2 32 32 1]"),
+    ("condition_rank", "condition must have 4 dimension(s), the first being "
+                       "the batch. Received: condition.shape=] [64 64 1]"),
+    ("seed_scalar", "seed must have 1 dimension(s), the first being the "
+                    "batch. Received: seed.shape=] []"),
     ("condition_range", "condition values must be in [-1, 1]"),
     ("condition_dtype", "expected to be a float tensor but is a double"),
     ("image_channels", "image must be [batch, 64, 64, 3]"),
@@ -719,10 +759,10 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
     image = np.zeros([1, 32, 32, 1], np.float32)
     served = loaded.signatures["energy"](image=tf.constant(image),
                                          label=tf.constant([5], tf.int64))
-    assert_close(served["value"],
-                               value(trainer, image, np.eye(10)[[5]]))
+    assert_close(served["value"], value(trainer, image, np.eye(10)[[5]]))
 
 
+@pytest.mark.slow
 def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
     from cooperative_tf import export, launch, train_lib
 

@@ -14,7 +14,7 @@ B = 4
 
 
 def make_trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
-                 steps=3, **kwargs):
+                 steps=3, whole_step_jit=False, **kwargs):
     if kind == "image":
         policy = UNetPolicy(image_size=16, channels=3, condition_channels=1,
                             latent_dim=8, filters=(8, 16), noise_channels=4)
@@ -33,7 +33,7 @@ def make_trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
                                  reference_sigma=1.0, seed=3, **kwargs)
     trainer.compile(policy_optimizer=keras.optimizers.Adam(policy_lr, 0.5),
                     planner_optimizer=keras.optimizers.Adam(planner_lr, 0.5),
-                    langevin_jit_compile=jit)
+                    langevin_jit_compile=jit, jit_compile=whole_step_jit)
     trainer.build_for(*shapes)
     return trainer
 
@@ -84,9 +84,10 @@ def test_mapping_shift_step_moves_policy_toward_refined(kind):
     assert float(tf.reduce_mean(tf.square(after_y - y1))) < before
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_fit_runs_with_and_without_xla(jit):
-    trainer = make_trainer(jit=jit)
+@pytest.mark.parametrize("jit, whole_step_jit", [(False, False),
+                                                  (True, False), (True, True)])
+def test_fit_runs_with_and_without_xla(jit, whole_step_jit):
+    trainer = make_trainer(jit=jit, whole_step_jit=whole_step_jit)
     weights = [w.numpy().copy() for w in trainer.policy.trainable_weights +
                trainer.planner.trainable_weights]
     data = tf.data.Dataset.from_tensors(make_batch()).repeat()
