@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import images
+from cooperative_tf import images, metrics
 from cooperative_tf.callbacks import (DivergenceGuard, PeriodicCallback,
                                       ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -356,16 +356,46 @@ def train(config: config_lib.TaskConfig, workdir: str,
 
 def evaluate(config: config_lib.TaskConfig, workdir: str,
              steps: Optional[int] = None) -> dict:
-    """Restores the latest checkpoint and reports `test_step` metrics on the
-    evaluation split: the value gap, |Y1 - Y0|, and the MSE of the fast and
-    refined answers to the ground truth."""
+    """Scores the latest checkpoint on the evaluation split.
+
+    Reports the `test_step` metrics (value gap, |Y1 - Y0|, MSE of the fast and
+    refined answers) and, for image answers with a ground truth, PSNR and SSIM
+    of both answers: on the hole for inpainting, as in the paper's Table 3,
+    on the whole image otherwise.
+
+    Args:
+      config: The run's config (`load_config(workdir)`).
+      workdir: A training work directory.
+      steps: Batches to score (default: the whole split).
+
+    Returns:
+      A dict of floats.
+    """
     trainer = build_trainer(config)
     restore(trainer, workdir, required=True)
     dataset = pipelines.build_dataset(config.data, config.data.eval_split,
                                       config.train.batch_size, training=False,
                                       repeat=False)
-    return trainer.evaluate(dataset, steps=steps, return_dict=True,
-                            verbose=0)
+    if steps is not None:
+        dataset = dataset.take(steps)
+    result = trainer.evaluate(dataset, return_dict=True, verbose=0)
+    if config.data.condition == "label":
+        return result
+    scores = {f"{m}_{a}": [] for m in ("psnr", "ssim")
+              for a in ("fast", "refined")}
+    for i, batch in enumerate(dataset):
+        mask = None
+        if config.data.condition == "masked":
+            mask = tf.cast(batch["condition"][..., -1:] > 0, tf.float32)
+        out = trainer.generate(batch["condition"], seed=i)
+        for answer in ("fast", "refined"):
+            scores[f"psnr_{answer}"].append(
+                metrics.psnr(out[answer], batch["target"], mask))
+            scores[f"ssim_{answer}"].append(
+                metrics.ssim(out[answer], batch["target"], mask))
+    for name, values in scores.items():
+        result[name] = float(tf.reduce_mean(tf.concat(values, 0)))
+    return result
 
 
 def summarize(result: dict) -> str:

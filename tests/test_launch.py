@@ -111,6 +111,7 @@ def test_launcher_trains_on_shared_edges2shoes_and_writes_outputs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.isfinite(metrics["refined_mse"])
+    assert 0 < metrics["psnr_fast"] < 100 and -1 <= metrics["ssim_refined"] <= 1
 
 
 @pytest.mark.slow

@@ -72,6 +72,10 @@ def test_task_trains_on_its_real_data(task, tmp_path):
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     assert os.path.exists(result.sample_path)
     assert (tmp_path / "config.json").exists()
+    if task in ("facades_inpaint", "cufs"):
+        scores = train_lib.evaluate(config, str(tmp_path), steps=1)
+        assert 0 < scores["psnr_refined"] < 100
+        assert -1 <= scores["ssim_fast"] <= 1
 
 
 def test_paper_settings_are_the_defaults():
