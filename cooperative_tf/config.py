@@ -193,8 +193,8 @@ def _coerce(value: str, annotation: Any, key: str) -> Any:
         if hint is str:
             return value
         if origin in (tuple, Tuple):
-            items = [v for v in value.replace("(", "").replace(")", "").split(":") if v]
-            return tuple(int(v) for v in items)
+            items = value.strip("()").split(":")
+            return tuple(int(v) for v in items if v)
     except ValueError:
         pass
     raise ValueError(

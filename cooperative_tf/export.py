@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from cooperative_tf import config as config_lib
 from cooperative_tf.langevin import langevin_dynamics
+from cooperative_tf.trainer import generation_seeds
 from pipelines import ops as pipeline_ops
 from pipelines import readers
 
@@ -46,8 +47,6 @@ DEFAULT_MAX_STEPS = 100
 MAX_STEP_SIZE_FACTOR = 10.0
 # Float conditions must be in [-1, 1]; a little slack for rounding clients.
 RANGE_TOLERANCE = 1e-3
-# Derivation of per-request seeds, as in `CooperativeTrainer.generate`.
-_SEED_SALT = 7
 
 
 class _Checks:
@@ -111,7 +110,7 @@ class ServingModule(tf.Module):
       max_step_size: Largest step size a request may ask for.
 
     Seeds: example i with seed s >= 0 gets X and Langevin noise from
-    `stateless_split([s, 7], 2)`, exactly as `trainer.generate(C[i:i+1],
+    `trainer.generation_seeds(s)`, exactly as `trainer.generate(C[i:i+1],
     seed=s)`; a negative seed draws a fresh random one. The seed used is
     returned, so any answer can be reproduced.
     """
@@ -255,9 +254,8 @@ class ServingModule(tf.Module):
                                   dtype=tf.int64)
         used = tf.where(seed >= 0, seed, fresh)
         pairs = tf.map_fn(
-            lambda s: tf.random.experimental.stateless_split(
-                tf.stack([s, tf.constant(_SEED_SALT, tf.int64)]), 2),
-            used, fn_output_signature=tf.TensorSpec([2, 2], tf.int64))
+            generation_seeds, used,
+            fn_output_signature=tf.TensorSpec([2, 2], tf.int64))
         return used, pairs[:, 0], pairs[:, 1]
 
     def _fast(self, condition, x_seeds):

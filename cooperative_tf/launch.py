@@ -40,7 +40,8 @@ flags.DEFINE_integer("batch_size", None,
                      "Override train.batch_size (global batch).")
 flags.DEFINE_multi_string("set", [],
                           "Config overrides section.field=value, e.g. "
-                          "--set langevin.steps=20 --set train.jit_compile=false")
+                          "--set langevin.steps=20 "
+                          "--set train.jit_compile=false")
 flags.DEFINE_string("strategy", "auto",
                     "auto | one_device | mirrored | multi_worker.")
 flags.DEFINE_string("export_dir", None,
@@ -145,7 +146,7 @@ def main(argv):
             path = export.export_from_workdir(workdir, FLAGS.export_dir,
                                               FLAGS.model_name)
             print(f"Exported {path}")
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -33,6 +33,16 @@ def step_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
         seed, tf.cast(step, tf.int64))
 
 
+def generation_seeds(seed) -> tf.Tensor:
+    """Seeds `[2, 2]` of `generate` for an int seed: X, then Langevin noise.
+
+    The serving signatures derive their seeds the same way, so an exported
+    model reproduces `generate(..., seed=s)` for the same s.
+    """
+    return tf.random.experimental.stateless_split(
+        tf.stack([tf.cast(seed, tf.int64), tf.constant(7, tf.int64)]), 2)
+
+
 def _replica_id():
     context = tf.distribute.get_replica_context()
     return 0 if context is None else context.replica_id_in_sync_group
@@ -345,8 +355,7 @@ class CooperativeTrainer(keras.Model):
         condition = tf.convert_to_tensor(condition)
         condition = tf.repeat(condition, num_samples, axis=0)
         batch = tf.shape(condition)[0]
-        seeds = tf.random.experimental.stateless_split(
-            tf.constant([seed, 7], tf.int64), 2)
+        seeds = generation_seeds(seed)
         if noise is None:
             noise = self.sample_latent(batch, seeds[0])
         fast = self.policy(noise, condition, training=False)
