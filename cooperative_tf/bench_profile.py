@@ -66,7 +66,7 @@ def _self_times(line, names) -> Dict[str, float]:
     """Exclusive picoseconds per event name on one trace line."""
     events = sorted(line.events, key=lambda e: (e.offset_ps, -e.duration_ps))
     totals: Dict[str, float] = collections.defaultdict(float)
-    stack = []  # [end_ps, name, child_ps]
+    stack = []  # [end_ps, name, children_ps, duration_ps]
     for event in events:
         start, end = event.offset_ps, event.offset_ps + event.duration_ps
         while stack and stack[-1][0] <= start:
@@ -158,3 +158,79 @@ def op_time_breakdown(fn: Callable[[], object], steps: int = 2,
         "top_ops": [(name, seconds / steps, seconds / busy)
                     for name, seconds in ranked],
     }
+
+
+def layer_costs(layers, x, jit: bool = True, repeats: int = 5,
+                inner: int = 5) -> list:
+    """Times each layer of a chain alone: forward, and forward + input
+    gradient (what one Langevin step does per layer).
+
+    An XLA:CPU trace charges an asynchronous convolution only its launch, so
+    its op shares understate convolutions; timing each layer on its own does
+    not depend on the tracer.
+
+    Args:
+      layers: `[(name, fn)]` applied in order, `fn` maps a tensor to a
+        tensor.
+      x: Input of the first layer.
+      jit: XLA-compile each timed function.
+      repeats: Timed calls (median).
+      inner: Chained evaluations per call (each input depends on the
+        previous output, so none is skipped), which hides the ~1-3 ms of
+        dispatch and synchronisation per call.
+
+    Returns:
+      `[{"layer", "input_shape", "forward_s", "forward_and_grad_s",
+      "gflop", "forward_gflops_per_s", "grad_gflops_per_s"}]`, where `gflop`
+      is the layer's conv/matmul work forward (its input gradient is as
+      much again).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from cooperative_tf.bench_flops import count_flops
+
+    def chained(fn):
+        def run(t):
+            link = tf.zeros([], t.dtype)
+            for _ in range(inner):
+                link = tf.reduce_mean(fn(t + 1e-30 * link))
+            return link
+        return tf.function(run, jit_compile=jit)
+
+    def median_time(fn, arg):
+        float(fn(arg))  # trace, compile, warm up
+        float(fn(arg))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            float(fn(arg))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) / inner
+
+    rows = []
+    for name, layer in layers:
+        def forward(t, layer=layer):
+            return layer(t)
+
+        def forward_and_grad(t, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                out = layer(t)
+                # A non-constant output gradient, as the chain rule gives.
+                total = tf.reduce_sum(tf.square(out))
+            return tape.gradient(total, t)
+
+        fwd_fn, grad_fn = chained(forward), chained(forward_and_grad)
+        spec = tf.TensorSpec.from_tensor(x)
+        gflop = count_flops(tf.function(forward).get_concrete_function(
+            spec).graph).total * 1e-9
+        fwd_s = median_time(fwd_fn, x)
+        grad_s = median_time(grad_fn, x)
+        rows.append({
+            "layer": name, "input_shape": x.shape.as_list(),
+            "forward_s": fwd_s, "forward_and_grad_s": grad_s, "gflop": gflop,
+            "forward_gflops_per_s": gflop / fwd_s,
+            "grad_gflops_per_s": gflop / max(grad_s - fwd_s, 1e-9)})
+        x = layer(x)
+    return rows

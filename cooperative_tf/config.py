@@ -82,6 +82,8 @@ class ModelConfig:
       planner_units: Outputs of the planner's last layer; f is their sum.
       planner_kernel: Kernel size of the planner's convolutions.
       template_filters: Channels of the label planner's template decoder.
+      policy_norm: Normalisation in the U-Net policy: `instance` (the
+        authors' choice; no train/test or replica dependence) or `batch`.
       sync_batch_norm: Policy batch norm over the global batch (all
         replicas, one all-reduce per layer) instead of per replica.
     """
@@ -93,6 +95,7 @@ class ModelConfig:
     planner_units: int = 100
     planner_kernel: int = 4
     template_filters: Tuple[int, ...] = (128, 64, 32)
+    policy_norm: str = "instance"
     sync_batch_norm: bool = False
 
 

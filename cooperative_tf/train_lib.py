@@ -69,7 +69,7 @@ def build_models(config: config_lib.TaskConfig):
         policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
                             condition_channels=d.condition_channels,
                             latent_dim=m.latent_dim,
-                            filters=m.policy_filters,
+                            filters=m.policy_filters, norm=m.policy_norm,
                             sync_batch_norm=m.sync_batch_norm, name="policy")
         planner = Planner(image_size=d.image_size, channels=d.channels,
                           condition="image",

@@ -4,7 +4,7 @@ Run as a separate process, because logical devices and TF_CONFIG must be set
 before TensorFlow starts:
 
     python tests/distributed_run.py --strategy=mirrored --devices=2 \
-        --steps=3 --out=weights.npz [--noise] [--sync_bn]
+        --steps=3 --out=weights.npz [--noise] [--norm=batch [--sync_bn]]
 
 Every run sees the same global batches (fixed by the step number) and, on N
 replicas, replica i holds rows [i * B / N, (i + 1) * B / N) of each global
@@ -16,12 +16,15 @@ import argparse
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GLOBAL_BATCH = 8
 SIZE = 16
+# --real_size: the zappos task's own 64x64 networks, for timing.
+REAL_SIZE = 64
 
 
 def parse():
@@ -32,8 +35,12 @@ def parse():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", required=True)
     parser.add_argument("--noise", action="store_true")
+    parser.add_argument("--norm", default="instance",
+                        choices=["instance", "batch"])
     parser.add_argument("--sync_bn", action="store_true")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--real_size", action="store_true",
+                        help="Use the zappos task's 64x64 networks (timing).")
     parser.add_argument("--refinements", default="",
                         help="Also write each replica's refinement of one "
                              "shared Y0 here (.npz).")
@@ -49,12 +56,16 @@ def global_batch(step):
 
 
 def main():
+    global SIZE, GLOBAL_BATCH
     args = parse()
+    if args.real_size:
+        SIZE, GLOBAL_BATCH = REAL_SIZE, 16
     import tensorflow as tf
     if args.devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.devices)
+    import keras
     import numpy as np
 
     from cooperative_tf import launch, train_lib
@@ -66,12 +77,15 @@ def main():
             [f"/cpu:{i}" for i in range(args.devices)])
     else:
         strategy = make_strategy(args.strategy)
-    overrides = [
+    # Tiny networks, and a step size that makes 3 Langevin steps matter.
+    overrides = [] if args.real_size else [
         "data.image_size=16", "data.load_size=16", "model.latent_dim=8",
         "model.policy_filters=8:16", "model.planner_filters=8:16",
         "model.planner_units=5", "langevin.steps=3",
-        "langevin.step_size=0.05", "langevin.reference_sigma=1.0",
-        f"langevin.noise={args.noise}", f"model.sync_batch_norm={args.sync_bn}",
+        "langevin.step_size=0.05", "langevin.reference_sigma=1.0"]
+    overrides += [
+        f"langevin.noise={args.noise}", f"model.policy_norm={args.norm}",
+        f"model.sync_batch_norm={args.sync_bn}",
         f"train.jit_compile={args.jit}", f"train.batch_size={GLOBAL_BATCH}",
         "train.planner_lr=1e-3", "train.policy_lr=1e-3"]
     config = launch.resolve_config("zappos", overrides=overrides)
@@ -100,8 +114,17 @@ def main():
         return tf.data.Dataset.from_generator(gen, output_signature=spec)
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    times = []
     history = trainer.fit(dataset, epochs=1, steps_per_epoch=args.steps,
-                          verbose=0)
+                          verbose=0, callbacks=[StepTimer()])
     weights = {f"w{i}": w.numpy() for i, w in enumerate(
         trainer.policy.weights + trainer.planner.weights)}
     weights["iterations"] = np.array(trainer.planner_optimizer.iterations.numpy())
@@ -119,7 +142,10 @@ def main():
         local = strategy.experimental_local_results(per_replica)
         np.savez(args.refinements, *[v.numpy() for v in local])
     logs = {k: float(np.ravel(v)[-1]) for k, v in history.history.items()}
-    print(json.dumps({"replicas": replicas, "logs": logs}))
+    # The first step includes tracing and compilation.
+    step_time = float(np.median(times[1:])) if len(times) > 1 else None
+    print(json.dumps({"replicas": replicas, "logs": logs,
+                      "seconds_per_step": step_time}))
 
 
 if __name__ == "__main__":

@@ -58,29 +58,37 @@ def tf_config(ports, index):
 
 @pytest.mark.slow
 def test_two_mirrored_replicas_match_one_device(tmp_path):
-    one, logs1 = run(tmp_path, "one", "--steps=3", "--sync_bn")
+    one, logs1 = run(tmp_path, "one", "--steps=3")
     two, logs2 = run(tmp_path, "two", "--strategy=mirrored", "--devices=2",
-                     "--steps=3", "--sync_bn")
+                     "--steps=3")
     assert logs1["replicas"] == 1 and logs2["replicas"] == 2
     assert int(two["iterations"]) == 3
     # Same global batch, losses scaled by the global batch, gradients summed
-    # across replicas, batch statistics synchronised: the same weights.
+    # across replicas, X sliced from the global draw: the same weights.
     assert max_diff(one, two) < 1e-5
     # Metrics are aggregated over both replicas.
     assert logs2["logs"]["fast_mse"] == pytest.approx(
         logs1["logs"]["fast_mse"], rel=1e-4)
-    # With per-replica batch norm (the default) each replica normalises its
-    # own half of the batch, so the policy's weights move differently.
+
+
+@pytest.mark.slow
+def test_batch_norm_per_replica_or_synchronised(tmp_path):
+    one, _ = run(tmp_path, "one", "--steps=3", "--norm=batch")
+    synced, _ = run(tmp_path, "synced", "--strategy=mirrored", "--devices=2",
+                    "--steps=3", "--norm=batch", "--sync_bn")
+    assert max_diff(one, synced) < 1e-5
+    # Per-replica batch norm normalises each replica's half of the batch on
+    # its own, so the policy's weights move differently.
     per_replica, _ = run(tmp_path, "per_replica", "--strategy=mirrored",
-                         "--devices=2", "--steps=3")
+                         "--devices=2", "--steps=3", "--norm=batch")
     assert max_diff(one, per_replica) > 1e-4
 
 
 @pytest.mark.slow
 def test_xla_langevin_under_mirrored_strategy(tmp_path):
-    one, _ = run(tmp_path, "one", "--steps=2", "--sync_bn")
+    one, _ = run(tmp_path, "one", "--steps=2")
     xla, _ = run(tmp_path, "xla", "--strategy=mirrored", "--devices=2",
-                 "--steps=2", "--sync_bn", "--jit")
+                 "--steps=2", "--jit")
     assert max_diff(one, xla) < 1e-4
 
 
@@ -99,11 +107,12 @@ def test_langevin_noise_differs_across_replicas(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_match_each_other_and_one_process(tmp_path):
-    one, _ = run(tmp_path, "one", "--steps=3", "--sync_bn")
+    one, _ = run(tmp_path, "one", "--steps=3", "--norm=batch", "--sync_bn")
     ports = free_ports(2)
     procs = [subprocess.Popen(
         [sys.executable, RUN, f"--out={tmp_path / f'worker{i}.npz'}",
-         "--strategy=multi_worker", "--steps=3", "--sync_bn"],
+         "--strategy=multi_worker", "--steps=3", "--norm=batch",
+         "--sync_bn"],
         env=env(TF_CONFIG=tf_config(ports, i)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True) for i in range(2)]
     for proc in procs:

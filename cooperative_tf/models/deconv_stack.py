@@ -3,10 +3,7 @@
 import keras
 from keras import layers
 
-
-def _init():
-    # The authors initialise every layer from a small normal (std 0.02).
-    return keras.initializers.RandomNormal(stddev=0.02)
+from cooperative_tf.models.initializers import small_normal
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -51,7 +48,7 @@ class DeconvStack(keras.layers.Layer):
             self.stack.append(layers.Conv2DTranspose(
                 width, 4, strides=1 if i == 0 else 2,
                 padding="valid" if i == 0 else "same",
-                use_bias=not batch_norm, kernel_initializer=_init(),
+                use_bias=not batch_norm, kernel_initializer=small_normal(),
                 name=f"deconv_{i}"))
             if batch_norm:
                 self.stack.append(layers.BatchNormalization(
@@ -60,7 +57,7 @@ class DeconvStack(keras.layers.Layer):
             self.stack.append(layers.ReLU(name=f"relu_{i}"))
         self.stack.append(layers.Conv2DTranspose(
             channels, 4, strides=2, padding="same",
-            kernel_initializer=_init(), activation=output_activation,
+            kernel_initializer=small_normal(), activation=output_activation,
             name="to_image"))
 
     def build(self, input_shape):

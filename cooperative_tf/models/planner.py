@@ -4,10 +4,7 @@ import keras
 from keras import layers
 
 from cooperative_tf.models.deconv_stack import DeconvStack
-
-
-def _init():
-    return keras.initializers.RandomNormal(stddev=0.02)
+from cooperative_tf.models.initializers import small_normal
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -68,13 +65,13 @@ class Planner(keras.Model):
                 output_activation=None, batch_norm=False, name="template")
         self.convs = [
             layers.Conv2D(width, kernel_size, strides=2, padding="same",
-                          kernel_initializer=_init(), name=f"conv_{i}")
+                          kernel_initializer=small_normal(), name=f"conv_{i}")
             for i, width in enumerate(self.filters)]
         self.flatten = layers.Flatten(name="flatten")
         # A bias would add the same constant to every value: the value shift
         # cancels it, so it would never learn.
         self.head = layers.Dense(units, use_bias=False,
-                                 kernel_initializer=_init(), name="head")
+                                 kernel_initializer=small_normal(), name="head")
 
     @property
     def condition_map_channels(self):

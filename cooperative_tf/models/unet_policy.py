@@ -3,9 +3,7 @@
 import keras
 from keras import layers
 
-
-def _init():
-    return keras.initializers.RandomNormal(stddev=0.02)
+from cooperative_tf.models.initializers import small_normal
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -30,8 +28,12 @@ class UNetPolicy(keras.Model):
         encoder has `len(filters)` stride-2 layers, so the bottleneck side is
         `image_size / 2**len(filters)`.
       noise_channels: Channels of X's map at the bottleneck.
-      sync_batch_norm: Under a distribution strategy, batch statistics over
-        all replicas; by default each replica normalises its own examples.
+      norm: `instance` (per example and channel, as the authors' image ->
+        image policy; the same at training and test time and independent of
+        replicas) or `batch` (pix2pix's choice).
+      sync_batch_norm: With `norm="batch"` under a distribution strategy,
+        batch statistics over all replicas; by default each replica
+        normalises its own examples.
 
     Shapes:
       noise: `[batch, latent_dim]`, X ~ N(0, I).
@@ -42,7 +44,7 @@ class UNetPolicy(keras.Model):
 
     def __init__(self, image_size=64, channels=3, condition_channels=3,
                  latent_dim=64, filters=(32, 64, 128, 256), noise_channels=32,
-                 sync_batch_norm=False, **kwargs):
+                 norm="instance", sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** len(filters)):
             raise ValueError(
@@ -53,7 +55,11 @@ class UNetPolicy(keras.Model):
         self.condition_channels = condition_channels
         self.latent_dim = latent_dim
         self.filters = tuple(filters)
+        if norm not in ("instance", "batch"):
+            raise ValueError("norm must be 'instance' or 'batch'. "
+                             f"Received: norm={norm!r}")
         self.noise_channels = noise_channels
+        self.norm = norm
         self.sync_batch_norm = sync_batch_norm
         self.bottleneck = image_size // 2 ** len(filters)
 
@@ -61,32 +67,38 @@ class UNetPolicy(keras.Model):
         for i, width in enumerate(self.filters):
             block = [layers.Conv2D(width, 4, strides=2, padding="same",
                                    use_bias=i == 0,
-                                   kernel_initializer=_init(),
+                                   kernel_initializer=small_normal(),
                                    name=f"down_{i}_conv")]
             if i > 0:
-                block.append(layers.BatchNormalization(
-                    momentum=0.9, synchronized=sync_batch_norm,
-                    name=f"down_{i}_bn"))
+                block.append(self._norm(f"down_{i}_norm"))
             block.append(layers.LeakyReLU(0.2, name=f"down_{i}_act"))
             self.down.append(block)
+        # A unit-scale projection, so that X's map is as loud as the
+        # normalised features it joins and different X give different Y.
         self.noise_projection = layers.Dense(
             self.bottleneck * self.bottleneck * noise_channels,
-            kernel_initializer=_init(), name="noise_projection")
+            kernel_initializer="glorot_normal", name="noise_projection")
         self.up = []
         for i, width in enumerate(reversed(self.filters[:-1])):
             self.up.append([
                 layers.Conv2DTranspose(width, 4, strides=2, padding="same",
                                        use_bias=False,
-                                       kernel_initializer=_init(),
+                                       kernel_initializer=small_normal(),
                                        name=f"up_{i}_deconv"),
-                layers.BatchNormalization(
-                    momentum=0.9, synchronized=sync_batch_norm,
-                    name=f"up_{i}_bn"),
+                self._norm(f"up_{i}_norm"),
                 layers.ReLU(name=f"up_{i}_act"),
             ])
         self.to_image = layers.Conv2DTranspose(
             channels, 4, strides=2, padding="same", activation="tanh",
-            kernel_initializer=_init(), name="to_image")
+            kernel_initializer=small_normal(), name="to_image")
+
+    def _norm(self, name):
+        if self.norm == "instance":
+            # groups=-1: one group per channel, i.e. instance normalisation.
+            return layers.GroupNormalization(groups=-1, epsilon=1e-5,
+                                             name=name)
+        return layers.BatchNormalization(
+            momentum=0.9, synchronized=self.sync_batch_norm, name=name)
 
     def build(self, noise_shape, condition_shape):
         batch = condition_shape[0]
@@ -130,7 +142,7 @@ class UNetPolicy(keras.Model):
         config.update(image_size=self.image_size, channels=self.channels,
                       condition_channels=self.condition_channels,
                       latent_dim=self.latent_dim, filters=list(self.filters),
-                      noise_channels=self.noise_channels,
+                      noise_channels=self.noise_channels, norm=self.norm,
                       sync_batch_norm=self.sync_batch_norm)
         return config
 

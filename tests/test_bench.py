@@ -1,0 +1,213 @@
+"""The speed benchmark runs and reports sane numbers (no timing asserts)."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cooperative_tf import bench, bench_flops, bench_profile
+from cooperative_tf.bench_authors import AuthorsMnistIteration
+from cooperative_tf.bench_workloads import Variant, time_calls
+
+# x [2, 8, 8, 3] -> conv 3x3 stride 2 (4 ch) -> conv-transpose 4x4 stride 2
+# (5 ch) -> flatten -> dense 7. Multiply-adds by hand:
+CONV = 2 * 4 * 4 * 4 * (3 * 3 * 3)        # outputs x kernel taps x in ch
+DECONV = 2 * 4 * 4 * 4 * (4 * 4 * 5)      # inputs x kernel taps x out ch
+DENSE = 2 * (8 * 8 * 5) * 7               # batch x in x out
+FORWARD_FLOPS = 2 * (CONV + DECONV + DENSE)
+
+
+def _weights():
+    rng = np.random.default_rng(0)
+    return [tf.constant(rng.normal(size=s), tf.float32)
+            for s in ((3, 3, 3, 4), (4, 4, 5, 4), (8 * 8 * 5, 7))]
+
+
+def tiny_net(x, w1, w2, w3):
+    h = tf.nn.conv2d(x, w1, strides=2, padding="SAME")
+    h = tf.nn.conv2d_transpose(h, w2, [2, 8, 8, 5], strides=2,
+                               padding="SAME")
+    return tf.matmul(tf.reshape(h, [2, -1]), w3)
+
+
+X = tf.TensorSpec([2, 8, 8, 3])
+
+
+def test_flop_count_of_a_tiny_conv_net_matches_hand_count():
+    w = _weights()
+    graph = tf.function(lambda x: tiny_net(x, *w)).get_concrete_function(
+        X).graph
+    count = bench_flops.count_flops(graph)
+    assert count.total == FORWARD_FLOPS
+    assert count.by_op == {"Conv2D": 2 * CONV, "Conv2DBackpropInput":
+                           2 * DECONV, "MatMul": 2 * DENSE}
+    # TensorFlow's own profiler agrees on this flat, conv-and-matmul graph.
+    assert bench_flops.tfprof_flops(graph) == FORWARD_FLOPS
+
+
+def test_flop_count_prunes_unused_gradients_and_follows_calls_and_loops():
+    w = _weights()
+
+    def input_grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            # Squared, so the gradient needs the forward pass.
+            y = tf.reduce_sum(tf.square(tiny_net(x, *w)))
+        # The tape also builds the filter gradients; nothing uses them.
+        return tape.gradient(y, x)
+
+    graph = tf.function(input_grad).get_concrete_function(X).graph
+    # Forward, then each op's input gradient costs what its forward does.
+    count = bench_flops.count_flops(graph)
+    assert count.total == 2 * FORWARD_FLOPS
+    assert "Conv2DBackpropFilter" not in count.by_op
+
+    inner = tf.function(lambda x: tiny_net(x, *w))
+
+    def looped(x):
+        def body(i, acc):
+            return i + 1, acc + tf.reduce_sum(inner(x))
+        return tf.while_loop(lambda i, _: i < 3, body, (0, 0.0))[1]
+
+    graph = tf.function(looped).get_concrete_function(X).graph
+    assert bench_flops.count_flops(
+        graph, loop_iterations=3).total == 3 * FORWARD_FLOPS
+    with pytest.raises(ValueError, match="loop_iterations"):
+        bench_flops.count_flops(graph)
+
+
+def test_authors_baseline_runs_one_iteration():
+    baseline = AuthorsMnistIteration(image_size=28, batch_size=4,
+                                     langevin_steps=2)
+    try:
+        losses = baseline.run_iteration()
+        assert set(losses) == {"descriptor_loss", "generator_loss", "mse"}
+        assert all(math.isfinite(v) for v in losses.values())
+        counts = {name: bench_flops.count_flops(
+            baseline.graph, fetches, loop_iterations=2, batch_size=4).total
+            for name, fetches, _ in baseline.fetches()}
+        # The generator by hand: 1x1 -> 4x4 -> 7x7 -> 14x14 -> 28x28.
+        generator = 2 * 4 * (1 * 50 * 16 * 256 + 16 * 256 * 16 * 128
+                             + 49 * 128 * 16 * 64 + 196 * 64 * 16 * 1)
+        assert counts["generator"] == generator
+        assert counts["langevin"] > 0 and counts["mse"] == 0
+        assert counts["descriptor_update"] > counts["generator_update"]
+    finally:
+        baseline.close()
+
+
+def _tiny_settings():
+    quick = bench.Settings.quick()
+    graph = (Variant("graph", True), Variant("graph", False))
+    return dataclasses.replace(
+        quick, mnist_variants=graph, batch_sweep=(4,),
+        batch_variants=(Variant("graph", True),), authors_batch=4,
+        image_variants=(Variant("graph", True),))
+
+
+def _check_timing(timing):
+    for key in ("first_s", "median_s", "min_s"):
+        assert math.isfinite(timing[key]) and timing[key] > 0, (key, timing)
+    assert timing["images_per_s"] > 0
+    assert timing["peak_rss_mb"] > 0
+
+
+def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = _tiny_settings()
+    out = tmp_path / "bench.json"
+    results = bench.run(["peak", "mnist", "authors", "memory"], settings,
+                        str(out))
+    assert out.exists()
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {"meta", "peak", "mnist", "authors", "memory",
+                          "targets", "fastest"}
+    assert saved["targets"] == {}  # only judged at the real shapes
+    assert saved["meta"]["tensorflow"] == tf.__version__
+    assert saved["peak"]["float32"]["gflops_per_s"] > 0
+
+    mnist = results["mnist"]
+    assert mnist["flops_g"]["step"] > mnist["flops_g"]["langevin"] > 0
+    assert mnist["flops_g"]["planner_update"] > 0
+    assert [r["variant"] for r in mnist["variants"]] == [
+        "graph/unrolled", "graph/while_loop"]
+    for row in mnist["variants"]:
+        for part in ("step", "solver", "fast", "refined"):
+            _check_timing(row[part])
+        assert row["step"]["gflops_per_s"] > 0
+    # The same maths in both loop forms: the same FLOPs.
+    assert results["fastest"]["mnist/step"]["variant"] in (
+        "graph/unrolled", "graph/while_loop")
+
+    (authors,) = results["authors"]["rows"]
+    _check_timing(authors["step"])
+    assert authors["flops_g"]["step"] > authors["flops_g"]["langevin"] > 0
+
+    assert results["memory"]["steps"] == settings.memory_steps
+    assert results["memory"]["rss_after_2n_mb"] > 0
+
+    table = bench.format_table(results)
+    assert "| mnist@32 | graph/unrolled |" in table
+    assert "authors TF1 @28" in table
+
+
+def test_batch_image_and_pipeline_sections_report():
+    settings = _tiny_settings()
+    results = bench.run(["batch", "image", "pipeline"], settings, out=None)
+    (row,) = results["batch"]["rows"]
+    assert row["batch"] == 4 and row["flops_g"] > 0
+    _check_timing(row["step"])
+    (image,) = results["image"].values()
+    assert image["image_size"] == 16
+    _check_timing(image["variants"][0]["step"])
+    assert "zappos@16/step" in results["fastest"]
+    pipeline = results["pipeline"]
+    for key in ("first_epoch_examples_per_s", "cached_examples_per_s",
+                "step_examples_per_s", "mnist_examples_per_s"):
+        assert pipeline[key] > 0, key
+    assert pipeline["step_s_from_pipeline"] > 0
+
+
+def test_mixed_precision_and_profile_sections_report(tmp_path):
+    settings = dataclasses.replace(_tiny_settings(), precision_batch=4)
+    results = bench.run(["precision"], settings, out=None)
+    rows = results["precision"]["trainer"]
+    assert [r["variant"] for r in rows] == [
+        "graph/unrolled/mixed_bfloat16", "xla/unrolled/mixed_bfloat16"]
+    for row in rows:  # either timed or an error message, never a crash
+        step = row.get("step", row)
+        assert "median_s" in step or step["error"]
+    probe = results["precision"]["value_and_grad_probe"]
+    assert {p["dtype"] for p in probe} == {"float32", "bfloat16"}
+    assert all(p["median_s"] > 0 for p in probe)
+
+
+def test_profile_breakdown_reads_the_trace():
+    w = _weights()
+    net = tf.function(lambda x: tf.reduce_sum(tiny_net(x, *w)))
+    x = tf.random.normal([2, 8, 8, 3])
+    float(net(x))
+    report = bench_profile.op_time_breakdown(lambda: float(net(x)), steps=2)
+    assert report["wall_s"] > 0 and report["busy_s"] > 0
+    assert math.isclose(sum(report["families"].values()), 1.0, rel_tol=1e-6)
+    names = [name for name, _, _ in report["top_ops"]]
+    assert "Conv2D" in names or "_FusedConv2D" in names
+
+
+def test_time_calls_reports_first_call_apart():
+    calls = []
+    timing = time_calls(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 6 and len(timing["times_s"]) == 3
+    assert timing["median_s"] >= 0 and timing["peak_rss_mb"] > 0
+
+
+def test_cli_writes_json_and_rejects_unknown_sections(tmp_path, capsys):
+    out = tmp_path / "peak.json"
+    assert bench.main(["--quick", "--only=peak", f"--out={out}"]) == 0
+    assert json.loads(out.read_text())["peak"]["float32"]["size"] == 256
+    assert "matmul peak" in capsys.readouterr().out
+    assert bench.main(["--quick", "--only=nope", "--out="]) == 2
+    assert "Unknown section" in capsys.readouterr().err
