@@ -143,6 +143,15 @@ def resize(size: int, keys: Sequence[str] = ("condition", "target")) -> Op:
     return _op
 
 
+def _pad_centred(image, height, width, value):
+    """Pads `[h, w, c]` to `[height, width, c]` (each >= h, w), centred."""
+    shape = tf.shape(image)
+    extra_h, extra_w = height - shape[0], width - shape[1]
+    pads = [[extra_h // 2, extra_h - extra_h // 2],
+            [extra_w // 2, extra_w - extra_w // 2], [0, 0]]
+    return tf.pad(image, pads, constant_values=tf.cast(value, image.dtype))
+
+
 def pad_to(size: int, keys: Sequence[str] = ("target",), value=0) -> Op:
     """Pads images smaller than `size` to `size` x `size`, centred.
 
@@ -155,12 +164,8 @@ def pad_to(size: int, keys: Sequence[str] = ("target",), value=0) -> Op:
         for key in _present(features, keys):
             image = features[key]
             shape = tf.shape(image)
-            extra_h = tf.maximum(size - shape[0], 0)
-            extra_w = tf.maximum(size - shape[1], 0)
-            pads = [[extra_h // 2, extra_h - extra_h // 2],
-                    [extra_w // 2, extra_w - extra_w // 2], [0, 0]]
-            features[key] = tf.pad(image, pads,
-                                   constant_values=tf.cast(value, image.dtype))
+            features[key] = _pad_centred(image, tf.maximum(size, shape[0]),
+                                         tf.maximum(size, shape[1]), value)
         return features
 
     return _op
@@ -179,11 +184,7 @@ def pad_to_square(keys: Sequence[str] = ("target",), value=255) -> Op:
             image = features[key]
             shape = tf.shape(image)
             side = tf.maximum(shape[0], shape[1])
-            extra_h, extra_w = side - shape[0], side - shape[1]
-            pads = [[extra_h // 2, extra_h - extra_h // 2],
-                    [extra_w // 2, extra_w - extra_w // 2], [0, 0]]
-            features[key] = tf.pad(image, pads,
-                                   constant_values=tf.cast(value, image.dtype))
+            features[key] = _pad_centred(image, side, side, value)
         return features
 
     return _op

@@ -58,6 +58,15 @@ def _rgb(path: pathlib.Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def _pair_features() -> tfds.features.FeaturesDict:
+    """Features of a condition/target pair: two RGB images and the name."""
+    return tfds.features.FeaturesDict({
+        "condition": tfds.features.Image(shape=(None, None, 3)),
+        "target": tfds.features.Image(shape=(None, None, 3)),
+        "name": tfds.features.Text(),
+    })
+
+
 @dataclasses.dataclass
 class Pix2pixConfig(tfds.core.BuilderConfig):
     """A pix2pix release: which half of each pair is the condition."""
@@ -89,11 +98,7 @@ class Pix2pixPairs(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "condition": tfds.features.Image(shape=(None, None, 3)),
-                "target": tfds.features.Image(shape=(None, None, 3)),
-                "name": tfds.features.Text(),
-            }),
+            features=_pair_features(),
             supervised_keys=("condition", "target"),
             homepage="https://phillipi.github.io/pix2pix/",
         )
@@ -135,11 +140,7 @@ class CufsPairs(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "condition": tfds.features.Image(shape=(None, None, 3)),
-                "target": tfds.features.Image(shape=(None, None, 3)),
-                "name": tfds.features.Text(),
-            }),
+            features=_pair_features(),
             supervised_keys=("condition", "target"),
             homepage="http://mmlab.ie.cuhk.edu.hk/archive/facesketch.html",
         )
