@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -41,15 +42,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cooperative_tf import bench_flops, bench_profile  # noqa: E402
+from cooperative_tf.bench_report import (check_targets,  # noqa: E402
+                                         fastest_variants, format_table,
+                                         print_row)
 from cooperative_tf.bench_workloads import (Variant, Workload,  # noqa: E402
-                                            current_rss, resolve, time_calls)
+                                            current_rss, interleaved,
+                                            resolve, time_calls)
 
 SECTIONS = ("peak", "mnist", "batch", "authors", "image", "precision",
             "pipeline", "memory", "profile")
-# What the brief asks of this machine (2 CPU cores); see docs/benchmark.md.
-TARGETS = {"ours_mnist_step_s": 0.9, "langevin_pct_peak": 60.0,
-           "step_pct_peak": 50.0, "authors_step_s": (2.1, 2.9)}
-DEFAULT = Variant("xla", True)
 
 
 def _zappos_overrides(size: int) -> Tuple[str, ...]:
@@ -83,13 +84,14 @@ class Settings:
     authors_unrolled_size: Optional[int] = 32
     authors_batch: int = 64
     authors_steps: int = 10
-    authors_repeats: int = 5
+    authors_rounds: int = 5
     image_sizes: Tuple[Tuple[int, int], ...] = ((64, 16), (128, 4), (256, 1))
     image_overrides: Tuple[str, ...] = ()
     image_variants: Tuple[Variant, ...] = (Variant("xla", True),
                                            Variant("graph", True))
-    image_extra_variants: Tuple[Variant, ...] = (Variant("xla", False),
-                                                 Variant("xla_langevin", True))
+    # The first size also runs these (the while loop is timed on mnist).
+    image_extra_variants: Tuple[Variant, ...] = (
+        Variant("xla_langevin", True),)
     precision_batch: int = 64
     pipeline_batches: int = 20
     memory_steps: int = 8
@@ -108,7 +110,7 @@ class Settings:
                             Variant("graph", False)),
             batch_sweep=(4,), batch_variants=(Variant("graph", True),),
             authors_sizes=(28,), authors_unrolled_size=None, authors_batch=8,
-            authors_steps=2, authors_repeats=2, image_sizes=((16, 2),),
+            authors_steps=2, authors_rounds=2, image_sizes=((16, 2),),
             image_overrides=("model.planner_filters=8:16", "langevin.steps=2",
                              "model.latent_dim=8"),
             image_variants=(Variant("graph", True),), image_extra_variants=(),
@@ -194,8 +196,11 @@ def measure_workload(work: Workload, settings: Settings,
     row = {"variant": work.variant.name, "batch": work.batch_size}
     for part in parts:
         fn, repeats = calls[part]
+        # The step warms the shared pieces; the other parts' first call
+        # (timed apart) is their warm-up.
+        warmup = settings.warmup if part == "step" else 0
         try:
-            timing = time_calls(fn, repeats=repeats, warmup=settings.warmup)
+            timing = time_calls(fn, repeats=repeats, warmup=warmup)
         except Exception as e:  # a variant that breaks is a result too
             row[part] = {"error": f"{type(e).__name__}: {_first_line(e)}"}
             if part == "step":
@@ -250,7 +255,7 @@ def _config_block(task, overrides, settings, workloads, results, variants,
         row = measure_workload(work, settings, flops=flops, peak=peak)
         row["build_s"] = workloads.build_s[(task, overrides, variant)]
         rows.append(row)
-        _print_row(f"{task}@{work.config.data.image_size}", row)
+        print_row(f"{task}@{work.config.data.image_size}", row)
     config = resolve(task, overrides)
     return {"task": task, "overrides": list(overrides),
             "image_size": config.data.image_size, "batch": batch,
@@ -278,55 +283,107 @@ def section_batch(settings, workloads, results):
                                    flops=flops, peak=peak)
             row["flops_g"] = flops["step"]
             rows.append(row)
-            _print_row("mnist batch", row)
+            print_row("mnist batch", row)
             workloads.drop(lambda key: key[1] != overrides)
     return {"rows": rows}
 
 
 def section_authors(settings, workloads, results):
-    """The authors' TF1 iteration (`bench_authors`) at their 28x28 and at
-    our 32x32, `tf.while_loop` Langevin as in their code, and unrolled."""
+    """The authors' TF1 iteration (`bench_authors`) against ours and the
+    matmul peak, interleaved round by round so they share the load."""
     from cooperative_tf.bench_authors import AuthorsMnistIteration
 
-    runs = [(size, False) for size in settings.authors_sizes]
+    configs = [(size, False) for size in settings.authors_sizes]
     if settings.authors_unrolled_size:
-        runs.append((settings.authors_unrolled_size, True))
-    peak, rows = _peak(results), []
-    for size, unroll in runs:
-        start = time.perf_counter()
-        baseline = AuthorsMnistIteration(
-            image_size=size, batch_size=settings.authors_batch,
-            langevin_steps=settings.authors_steps, unroll=unroll)
-        build = time.perf_counter() - start
-        try:
+        configs.append((settings.authors_unrolled_size, True))
+    overrides = tuple(settings.mnist_overrides) + (
+        f"train.batch_size={settings.mnist_batch}",)
+    ours = workloads.get("mnist", overrides, settings.mnist_variants[0])
+    ours_flops = ours.flops()
+    matmul = bench_flops.matmul_fn(settings.matmul_size)
+    fns = {"matmul": matmul, "ours/step": ours.train_step,
+           "ours/solver": ours.solve_slow}
+    baselines, rows = {}, []
+    try:
+        for size, unroll in configs:
+            name = f"authors@{size}/{'unrolled' if unroll else 'while_loop'}"
+            start = time.perf_counter()
+            baseline = AuthorsMnistIteration(
+                image_size=size, batch_size=settings.authors_batch,
+                langevin_steps=settings.authors_steps, unroll=unroll)
+            baselines[name] = baseline
+            build = time.perf_counter() - start
             per_run = [bench_flops.count_flops(
                 baseline.graph, fetches, loop_iterations=baseline
                 .langevin_steps, batch_size=baseline.batch_size).total * times
                 for _, fetches, times in baseline.fetches()]
-            flops = {"step": sum(per_run) * 1e-9,
-                     "langevin": per_run[1] * 1e-9}
-            # The first call (graph optimisation) is timed apart: no
-            # further warm-up is needed for a Session.
-            timing = time_calls(baseline.run_iteration,
-                                repeats=settings.authors_repeats, warmup=0)
-            timing.update(_rate(flops["step"], timing["median_s"], peak))
-            timing["images_per_s"] = baseline.batch_size / timing["median_s"]
-            langevin = time_calls(
-                lambda: baseline.session.run(
-                    baseline.langevin, {baseline.syn: baseline.obs,
-                                        baseline.attr_ph: baseline.attr}),
-                repeats=settings.part_repeats, warmup=0)
-            langevin.update(_rate(flops["langevin"], langevin["median_s"],
-                                  peak))
-        finally:
+            start = time.perf_counter()
+            baseline.run_iteration()  # graph optimisation happens here
+            first = time.perf_counter() - start
+            rows.append({"name": name,
+                         "variant": f"tf1/{name.split('/', 1)[1]}",
+                         "image_size": size, "batch": baseline.batch_size,
+                         "langevin_steps": baseline.langevin_steps,
+                         "build_s": build, "first_s": first,
+                         "flops_g": {"step": sum(per_run) * 1e-9,
+                                     "langevin": per_run[1] * 1e-9}})
+            fns[name] = baseline.run_iteration
+            if size == 32 and not unroll:
+                fns[name + "/solver"] = functools.partial(
+                    baseline.session.run, baseline.langevin,
+                    {baseline.syn: baseline.obs,
+                     baseline.attr_ph: baseline.attr})
+        for fn in (ours.train_step, ours.solve_slow):
+            fn()
+        rounds = interleaved(fns, settings.authors_rounds)
+    finally:
+        for baseline in baselines.values():
             baseline.close()
-        row = {"variant": f"tf1/{'unrolled' if unroll else 'while_loop'}",
-               "image_size": size, "batch": settings.authors_batch,
-               "langevin_steps": settings.authors_steps, "build_s": build,
-               "flops_g": flops, "step": timing, "solver": langevin}
-        rows.append(row)
-        _print_row(f"authors@{size}", row)
-    return {"rows": rows}
+    peak = 2.0 * settings.matmul_size ** 3 / rounds["matmul"]["median_s"] \
+        * 1e-9
+
+    def per_round(name, flops_g):
+        """Median over rounds of GFLOP/s and of its share of the peak
+        measured in the same round."""
+        rates = [flops_g / t for t in rounds[name]["times_s"]]
+        peaks = [2.0 * settings.matmul_size ** 3 / t * 1e-9
+                 for t in rounds["matmul"]["times_s"]]
+        return {"median_s": rounds[name]["median_s"],
+                "times_s": rounds[name]["times_s"],
+                "gflops_per_s": float(np.median(rates)),
+                "pct_of_matmul_peak": float(np.median(
+                    [100 * r / p for r, p in zip(rates, peaks)]))}
+
+    out = {"rounds": settings.authors_rounds,
+           "other_load_cores": rounds["other_load_cores"],
+           "matmul_gflops_per_s": peak,
+           "ours": {"variant": ours.variant.name, "image_size":
+                    ours.config.data.image_size, "batch": ours.batch_size,
+                    "flops_g": ours_flops,
+                    "step": per_round("ours/step", ours_flops["step"]),
+                    "solver": per_round("ours/solver",
+                                        ours_flops["langevin"])},
+           "rows": []}
+    ours_times = rounds["ours/step"]["times_s"]
+    for row in rows:
+        name = row.pop("name")
+        row["step"] = per_round(name, row["flops_g"]["step"])
+        row["step"]["first_s"] = row["first_s"]
+        row["step"]["images_per_s"] = row["batch"] / row["step"]["median_s"]
+        row["over_ours"] = float(np.median(
+            [a / b for a, b in zip(rounds[name]["times_s"], ours_times)]))
+        if name + "/solver" in rounds:
+            row["solver"] = per_round(name + "/solver",
+                                      row["flops_g"]["langevin"])
+        out["rows"].append(row)
+        print_row(f"authors@{row['image_size']}", row)
+    print(f"  interleaved x{settings.authors_rounds}: ours "
+          f"{out['ours']['step']['median_s']:.3f} s/step "
+          f"({out['ours']['step']['pct_of_matmul_peak']:.0f}% of peak), "
+          f"solver {out['ours']['solver']['pct_of_matmul_peak']:.0f}% of "
+          f"peak; matmul {peak:.0f} GFLOP/s; other load "
+          f"{out['other_load_cores'] or 0:.2f} cores", flush=True)
+    return out
 
 
 def section_image(settings, workloads, results):
@@ -371,7 +428,7 @@ def section_precision(settings, workloads, results):
             row = {"variant": variant.name,
                    "error": f"{type(e).__name__}: {_first_line(e)}"}
         out["trainer"].append(row)
-        _print_row("mnist precision", row)
+        print_row("mnist precision", row)
     config = resolve("mnist", overrides)
     m, d = config.model, config.data
     probe = []
@@ -551,187 +608,6 @@ SECTION_FNS = {"peak": section_peak, "mnist": section_mnist,
                "image": section_image, "precision": section_precision,
                "pipeline": section_pipeline, "memory": section_memory,
                "profile": section_profile}
-
-
-# ------------------------------------------------------------- summaries
-def _best(rows: List[dict], part: str) -> Optional[dict]:
-    timed = [r for r in rows if "median_s" in r.get(part, {})]
-    return min(timed, key=lambda r: r[part]["median_s"]) if timed else None
-
-
-def _find(rows: List[dict], variant: str) -> Optional[dict]:
-    return next((r for r in rows if r.get("variant") == variant), None)
-
-
-def fastest_variants(results: dict) -> dict:
-    """Per workload and part, the fastest variant and its speed-up over the
-    slowest."""
-    blocks = {}
-    if "mnist" in results:
-        blocks["mnist"] = results["mnist"]
-    for size, block in results.get("image", {}).items():
-        blocks[f"zappos@{size}"] = block
-    out = {}
-    for name, block in blocks.items():
-        rows = [r for r in block["variants"] if "error" not in r]
-        for part in ("step", "solver", "fast", "refined"):
-            best = _best(rows, part)
-            if best is None:
-                continue
-            timed = [r[part]["median_s"] for r in rows
-                     if "median_s" in r.get(part, {})]
-            out[f"{name}/{part}"] = {
-                "variant": best["variant"],
-                "median_s": best[part]["median_s"],
-                "slowest_over_fastest": max(timed) / best[part]["median_s"]}
-    return out
-
-
-def check_targets(results: dict) -> dict:
-    """The brief's targets, from whatever sections ran."""
-    out = {}
-    rows = results.get("mnist", {}).get("variants", [])
-    default = _find(rows, DEFAULT.name)
-    best = _best(rows, "step")
-    authors = {(r["image_size"], r["variant"]): r
-               for r in results.get("authors", {}).get("rows", [])}
-    if default and "median_s" in default.get("step", {}):
-        ours = default["step"]["median_s"]
-        out["ours_mnist_step_s"] = {
-            "value": ours, "target": f"<= {TARGETS['ours_mnist_step_s']}",
-            "met": ours <= TARGETS["ours_mnist_step_s"],
-            "variant": default["variant"]}
-        for (size, variant), row in sorted(authors.items()):
-            key = f"authors@{size}/{variant.split('/')[1]}_over_ours@32"
-            out[key] = {"value": row["step"]["median_s"] / ours,
-                        "authors_s": row["step"]["median_s"]}
-        step = default["step"].get("pct_of_matmul_peak")
-        if step is not None:
-            out["step_pct_peak"] = {
-                "value": step, "target": f">= {TARGETS['step_pct_peak']}",
-                "met": step >= TARGETS["step_pct_peak"]}
-        solver = default.get("solver", {}).get("pct_of_matmul_peak")
-        if solver is not None:
-            out["langevin_pct_peak"] = {
-                "value": solver,
-                "target": f">= {TARGETS['langevin_pct_peak']}",
-                "met": solver >= TARGETS["langevin_pct_peak"]}
-    if best and best is not default:
-        out["fastest_mnist_step"] = {"variant": best["variant"],
-                                     "value": best["step"]["median_s"]}
-    for (size, variant), row in sorted(authors.items()):
-        if variant == "tf1/while_loop" and size == 28:
-            low, high = TARGETS["authors_step_s"]
-            value = row["step"]["median_s"]
-            out["authors_step_s"] = {"value": value,
-                                     "expected": f"{low} to {high}",
-                                     "in_range": low <= value <= high}
-    return out
-
-
-# ---------------------------------------------------------------- printing
-def _fmt(timing: dict, key: str = "median_s") -> str:
-    if not isinstance(timing, dict) or key not in timing:
-        return "error" if isinstance(timing, dict) and "error" in timing \
-            else "-"
-    return f"{timing[key]:.3f}"
-
-
-def _print_row(label: str, row: dict):
-    if "error" in row:
-        print(f"  {label:16s} {row['variant']:28s} ERROR {row['error']}",
-              flush=True)
-        return
-    step = row.get("step", {})
-    rate = step.get("pct_of_matmul_peak")
-    extra = f" {rate:5.1f}%pk" if rate is not None else ""
-    parts = " ".join(f"{p}={_fmt(row.get(p, {}))}"
-                     for p in ("step", "solver", "fast", "refined")
-                     if p in row)
-    comp = f" (1st {step['first_s']:.1f}s)" if "first_s" in step else ""
-    print(f"  {label:16s} {row['variant']:28s} b={row.get('batch', '')!s:4s}"
-          f" {parts}{extra}{comp}", flush=True)
-
-
-def format_table(results: dict) -> str:
-    """The results as a Markdown table (also what docs/benchmark.md shows)."""
-    lines = []
-    peak = _peak(results)
-    if peak:
-        bf16 = results["peak"]["bfloat16"]["gflops_per_s"]
-        lines.append(f"matmul peak ({results['peak']['float32']['size']}^2):"
-                     f" float32 {peak:.1f} GFLOP/s, bfloat16 {bf16:.1f} "
-                     "GFLOP/s")
-        lines.append("")
-    header = ("| workload | variant | batch | step s | img/s | GFLOP/s "
-              "(% peak) | solver s (% peak) | fast s | refined s | "
-              "1st call s | peak RSS MB |")
-    lines += [header, "|" + "---|" * 11]
-
-    def pct(t):
-        if "gflops_per_s" not in t:
-            return ""
-        p = t.get("pct_of_matmul_peak")
-        return f"{t['gflops_per_s']:.1f}" + (f" ({p:.0f}%)" if p else "")
-
-    def add(name, row):
-        if "error" in row or "error" in row.get("step", {}):
-            err = row.get("error") or row["step"]["error"]
-            lines.append(f"| {name} | {row['variant']} | "
-                         f"{row.get('batch', '')} | error: "
-                         f"{err[:120]} |||||||")
-            return
-        step, solver = row.get("step", {}), row.get("solver", {})
-        solver_txt = _fmt(solver) + (
-            f" ({solver['pct_of_matmul_peak']:.0f}%)"
-            if "pct_of_matmul_peak" in solver else "")
-        lines.append(
-            f"| {name} | {row['variant']} | {row.get('batch', '')} | "
-            f"{_fmt(step)} | {step.get('images_per_s', 0):.1f} | {pct(step)}"
-            f" | {solver_txt} | {_fmt(row.get('fast', {}))} | "
-            f"{_fmt(row.get('refined', {}))} | {_fmt(step, 'first_s')} | "
-            f"{step.get('peak_rss_mb', 0):.0f} |")
-
-    if "mnist" in results:
-        for row in results["mnist"]["variants"]:
-            add("mnist@32", row)
-    for row in results.get("batch", {}).get("rows", []):
-        add("mnist@32", row)
-    for row in results.get("authors", {}).get("rows", []):
-        add(f"authors TF1 @{row['image_size']}", row)
-    for size, block in results.get("image", {}).items():
-        for row in block["variants"]:
-            add(f"zappos@{size}", row)
-    for row in results.get("precision", {}).get("trainer", []):
-        add("mnist@32", row)
-    flops = []
-    if results.get("mnist", {}).get("flops_g"):
-        flops.append(("mnist@32", results["mnist"]["flops_g"]))
-    for size, block in results.get("image", {}).items():
-        if block.get("flops_g"):
-            flops.append((f"zappos@{size}", block["flops_g"]))
-    if flops:
-        lines += ["", "| GFLOP per call | step | Langevin | planner update |"
-                  " policy update | fast |", "|---|---|---|---|---|---|"]
-        for name, f in flops:
-            lines.append(f"| {name} | {f['step']:.2f} | {f['langevin']:.2f} |"
-                         f" {f['planner_update']:.2f} | "
-                         f"{f['policy_update']:.2f} | {f['fast']:.3f} |")
-    if "targets" in results and results["targets"]:
-        lines += ["", "| target | value | goal | met |", "|---|---|---|---|"]
-        for name, t in results["targets"].items():
-            goal = t.get("target") or t.get("expected") or ""
-            met = t.get("met", t.get("in_range", ""))
-            value = t["value"]
-            value = f"{value:.3f}" if isinstance(value, float) else value
-            lines.append(f"| {name} | {value} | {goal} | {met} |")
-    if results.get("fastest"):
-        lines += ["", "| workload | fastest variant | s | slowest/fastest |",
-                  "|---|---|---|---|"]
-        for name, f in results["fastest"].items():
-            lines.append(f"| {name} | {f['variant']} | {f['median_s']:.3f} | "
-                         f"{f['slowest_over_fastest']:.2f}x |")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------- run

@@ -14,7 +14,7 @@ matmul peak measures. `tfprof_flops` is TensorFlow's own profiler count
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, NamedTuple, Optional
+from typing import Callable, Dict, Iterable, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -74,9 +74,10 @@ def op_flops(op, batch_size: Optional[int] = None) -> int:
         else:  # depthwise: one input channel per output channel
             filters, outputs = dims(op.inputs[1]), dims(op.outputs[0])
             return 2 * int(np.prod(outputs)) * filters[0] * filters[1]
-        if op.get_attr("data_format") not in (b"NHWC", "NHWC"):
-            raise ValueError(f"{op.name}: only NHWC convolutions are counted. "
-                             f"Received: data_format={op.get_attr('data_format')}")
+        data_format = op.get_attr("data_format")
+        if data_format not in (b"NHWC", "NHWC"):
+            raise ValueError(f"{op.name}: only NHWC convolutions are counted."
+                             f" Received: data_format={data_format}")
         return 2 * int(np.prod(outputs)) * filters[0] * filters[1] * filters[2]
     if op.type in _MATMUL_OPS:
         a = dims(op.inputs[0])
@@ -89,7 +90,8 @@ def op_flops(op, batch_size: Optional[int] = None) -> int:
 def _function_graph(graph, name: str):
     """The FuncGraph of function `name`, looked up from `graph` outwards."""
     while graph is not None:
-        function = graph._functions.get(name)  # pylint: disable=protected-access
+        # The library of functions a graph calls has no public accessor.
+        function = graph._functions.get(name)  # pylint: disable=W0212
         if function is not None:
             return function.graph
         graph = getattr(graph, "outer_graph", None)
@@ -192,6 +194,24 @@ def tfprof_flops(graph) -> int:
     return int(result.total_float_ops)
 
 
+def matmul_fn(size: int = 2048, dtype: tf.DType = tf.float32
+              ) -> Callable[[], float]:
+    """A call of one `[size, size] x [size, size]` matmul that blocks until
+    done (2 * size^3 FLOPs), already traced and warmed up."""
+    a = tf.cast(tf.random.uniform([size, size]), dtype)
+    b = tf.cast(tf.random.uniform([size, size]), dtype)
+    # Reducing the product (size^2 adds, ~1 ms) keeps the whole of it live.
+    matmul = tf.function(lambda x, y: tf.reduce_sum(
+        tf.cast(tf.matmul(x, y), tf.float32)))
+
+    def call():
+        return float(matmul(a, b))
+
+    for _ in range(2):
+        call()
+    return call
+
+
 def matmul_peak(size: int = 2048, repeats: int = 5,
                 dtype: tf.DType = tf.float32) -> dict:
     """GFLOP/s of a `[size, size] x [size, size]` matmul (median of repeats).
@@ -199,18 +219,11 @@ def matmul_peak(size: int = 2048, repeats: int = 5,
     Returns:
       `{"size", "dtype", "seconds", "gflops_per_s"}`.
     """
-    a = tf.random.uniform([size, size], dtype=tf.float32)
-    b = tf.random.uniform([size, size], dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
-    # Reducing the product (4M adds, ~1 ms) keeps the whole of it live.
-    matmul = tf.function(lambda x, y: tf.reduce_sum(
-        tf.cast(tf.matmul(x, y), tf.float32)))
-    for _ in range(2):  # trace and warm up
-        float(matmul(a, b))
+    call = matmul_fn(size, dtype)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        float(matmul(a, b))
+        call()
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
     return {"size": size, "dtype": dtype.name, "seconds": seconds,

@@ -23,7 +23,7 @@ import dataclasses
 import resource
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import keras
 import numpy as np
@@ -116,6 +116,38 @@ class PeakRss:
         return False
 
 
+class OtherLoad:
+    """CPU time other processes used meanwhile, in cores (0 to cpu_count).
+
+    The machine is shared: a timing taken while something else ran is
+    flagged by this, not silently wrong. `None` without psutil.
+    """
+
+    def __enter__(self):
+        self.cores = None
+        self._start = self._snapshot()
+        return self
+
+    @staticmethod
+    def _snapshot():
+        if psutil is None:
+            return None
+        total = psutil.cpu_times()
+        busy = sum(getattr(total, f) for f in (
+            "user", "nice", "system", "irq", "softirq", "steal")
+            if hasattr(total, f))
+        own = psutil.Process().cpu_times()
+        return time.perf_counter(), busy, own.user + own.system
+
+    def __exit__(self, *exc):
+        end = self._snapshot()
+        if self._start is not None and end[0] > self._start[0]:
+            wall = end[0] - self._start[0]
+            other = (end[1] - self._start[1]) - (end[2] - self._start[2])
+            self.cores = max(other, 0.0) / wall
+        return False
+
+
 def time_calls(fn: Callable[[], object], repeats: int = 5,
                warmup: int = 1) -> dict:
     """Times `fn` (which must block until its work is done).
@@ -127,9 +159,10 @@ def time_calls(fn: Callable[[], object], repeats: int = 5,
 
     Returns:
       `{"first_s", "median_s", "min_s", "times_s", "peak_rss_mb",
-      "rss_growth_mb"}`: the first call (tracing and XLA compilation
-      included), the median and minimum of the repeats, all repeats, the
-      peak RSS over all calls and its growth over the RSS before them.
+      "rss_growth_mb", "other_load_cores"}`: the first call (tracing and
+      XLA compilation included), the median and minimum of the repeats, all
+      repeats, the peak RSS over all calls and its growth over the RSS
+      before them, and the CPU other processes took during the repeats.
     """
     with PeakRss() as rss:
         start = time.perf_counter()
@@ -138,14 +171,41 @@ def time_calls(fn: Callable[[], object], repeats: int = 5,
         for _ in range(warmup):
             fn()
         times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
+        with OtherLoad() as load:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
     return {"first_s": first, "median_s": float(np.median(times)),
             "min_s": float(np.min(times)), "times_s": times,
             "peak_rss_mb": rss.peak / 2**20,
-            "rss_growth_mb": (rss.peak - rss.start) / 2**20}
+            "rss_growth_mb": (rss.peak - rss.start) / 2**20,
+            "other_load_cores": load.cores}
+
+
+def interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5
+                ) -> dict:
+    """Times several workloads in turn, round after round.
+
+    On a shared machine the load changes from minute to minute; alternating
+    A, B, C, A, B, C ... exposes all of them to the same load, so their
+    ratios hold even when the absolute times do not. Each function should
+    already be warm.
+
+    Returns:
+      `{name: {"median_s", "times_s"}, "other_load_cores": float}`.
+    """
+    times = {name: [] for name in fns}
+    with OtherLoad() as load:
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    out = {name: {"median_s": float(np.median(t)), "times_s": t}
+           for name, t in times.items()}
+    out["other_load_cores"] = load.cores
+    return out
 
 
 # --------------------------------------------------------------- workloads
