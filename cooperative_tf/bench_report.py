@@ -138,6 +138,7 @@ def format_table(results: dict) -> str:
               "(% peak) | solver s (% peak) | fast s | refined s | "
               "1st call s | peak RSS MB | other load |")
     lines += [header, "|" + "---|" * 12]
+    first_row = len(lines)
 
     def pct(t):
         if "gflops_per_s" not in t:
@@ -188,6 +189,27 @@ def format_table(results: dict) -> str:
             add(f"zappos@{size}", row)
     for row in results.get("precision", {}).get("trainer", []):
         add("mnist@32", row)
+    if len(lines) == first_row:  # no timed rows: drop the header
+        del lines[first_row - 2:]
+    probes = results.get("probes", {})
+    if probes:
+        lines += ["", "| probe | as is s | changed s | speed-up |",
+                  "|---|---|---|---|"]
+        for name in ("space_to_depth_mnist", "space_to_depth_zappos"):
+            for part in ("step", "solver"):
+                if name in probes:
+                    p = probes[name]
+                    lines.append(
+                        f"| {name} {part} | {p[part]['median_s']:.3f} | "
+                        f"{p[part + '_space_to_depth']['median_s']:.3f} | "
+                        f"{p[part + '_speedup']:.2f}x |")
+        if "generate_mnist" in probes:
+            g = probes["generate_mnist"]
+            lines.append(f"| generate_mnist, compiled policy call | "
+                         f"{g['generate']:.3f} | "
+                         f"{g['generate_compiled_policy']:.3f} | "
+                         f"{g['generate'] / g['generate_compiled_policy']:.2f}"
+                         "x |")
     flops = []
     if results.get("mnist", {}).get("flops_g"):
         flops.append(("mnist@32", results["mnist"]["flops_g"]))

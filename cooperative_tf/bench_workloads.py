@@ -183,6 +183,24 @@ def time_calls(fn: Callable[[], object], repeats: int = 5,
             "other_load_cores": load.cores}
 
 
+def warm_up(fn: Callable[[], object], warmup: int = 1) -> dict:
+    """Runs `fn` once (timed: tracing, XLA compilation) and `warmup` more
+    times, sampling the RSS.
+
+    Returns:
+      `{"first_s", "peak_rss_mb", "rss_growth_mb"}`: the first call, the
+      process's peak RSS meanwhile and how far it rose above its start.
+    """
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        fn()
+        first = time.perf_counter() - start
+        for _ in range(warmup):
+            fn()
+    return {"first_s": first, "peak_rss_mb": rss.peak / 2**20,
+            "rss_growth_mb": (rss.peak - rss.start) / 2**20}
+
+
 def interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5
                 ) -> dict:
     """Times several workloads in turn, round after round.
@@ -202,7 +220,8 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-    out = {name: {"median_s": float(np.median(t)), "times_s": t}
+    out = {name: {"median_s": float(np.median(t)),
+                  "min_s": float(np.min(t)), "times_s": t}
            for name, t in times.items()}
     out["other_load_cores"] = load.cores
     return out
@@ -253,6 +272,7 @@ class Workload:
             lambda x, c: self.trainer.policy(x, c, training=False),
             jit_compile=variant.jit == "xla")
         self._y0 = None
+        self._flops = None
 
     # Each method blocks on a scalar read, so its time is the work's.
     def train_step(self):
@@ -283,7 +303,13 @@ class Workload:
           "by_op"}` in GFLOP; `planner_update` is the step minus the
           solver and the policy's forward and backward pass (so it includes
           the planner's template and metric arithmetic, which is tiny).
+          Counted once (tracing takes seconds) and remembered.
         """
+        if self._flops is None:
+            self._flops = self._count_flops()
+        return self._flops
+
+    def _count_flops(self) -> dict:
         trainer, batch = self.trainer, self.batch
         steps = self.config.langevin.steps
         spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, batch)

@@ -217,3 +217,18 @@ def test_cli_writes_json_and_rejects_unknown_sections(tmp_path, capsys):
     assert "matmul peak" in capsys.readouterr().out
     assert bench.main(["--quick", "--only=nope", "--out="]) == 2
     assert "Unknown section" in capsys.readouterr().err
+
+
+def test_space_to_depth_probe_matches_the_planner():
+    from cooperative_tf.bench_probes import value_space_to_depth
+    from cooperative_tf.models import Planner
+
+    planner = Planner(image_size=16, channels=1, condition="label",
+                      num_classes=10, filters=(8, 16), units=5,
+                      template_filters=(8,))
+    planner.build((2, 16, 16, 1), (2, 10))
+    y = tf.random.uniform([2, 16, 16, 1], -1, 1)
+    condition_map = planner.encode_condition(tf.one_hot([1, 7], 10))
+    np.testing.assert_allclose(
+        value_space_to_depth(planner, y, condition_map),
+        planner.value(y, condition_map), rtol=1e-5, atol=1e-5)
