@@ -148,6 +148,17 @@ class OtherLoad:
         return False
 
 
+def _first_call(fn: Callable[[], object], warmup: int) -> float:
+    """Seconds of `fn`'s first call (tracing, compilation), then `warmup`
+    untimed calls."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        fn()
+    return first
+
+
 def time_calls(fn: Callable[[], object], repeats: int = 5,
                warmup: int = 1) -> dict:
     """Times `fn` (which must block until its work is done).
@@ -165,11 +176,7 @@ def time_calls(fn: Callable[[], object], repeats: int = 5,
       before them, and the CPU other processes took during the repeats.
     """
     with PeakRss() as rss:
-        start = time.perf_counter()
-        fn()
-        first = time.perf_counter() - start
-        for _ in range(warmup):
-            fn()
+        first = _first_call(fn, warmup)
         times = []
         with OtherLoad() as load:
             for _ in range(repeats):
@@ -192,11 +199,7 @@ def warm_up(fn: Callable[[], object], warmup: int = 1) -> dict:
       process's peak RSS meanwhile and how far it rose above its start.
     """
     with PeakRss() as rss:
-        start = time.perf_counter()
-        fn()
-        first = time.perf_counter() - start
-        for _ in range(warmup):
-            fn()
+        first = _first_call(fn, warmup)
     return {"first_s": first, "peak_rss_mb": rss.peak / 2**20,
             "rss_growth_mb": (rss.peak - rss.start) / 2**20}
 
