@@ -4,7 +4,8 @@ Times, side by side in one process, one full training iteration, the
 Langevin solver alone and the fast and refined inference of the `mnist` task
 and of zappos-like image -> image configs at 64, 128 and 256 pixels, for each
 variant (plain graph or XLA, unrolled or `tf.while_loop` Langevin loop,
-float32 or mixed bfloat16, batch sizes); counts their FLOPs and sets the
+float32 or mixed bfloat16, batch sizes, the planner's strided convolutions
+direct or by space-to-depth); counts their FLOPs and sets the
 achieved GFLOP/s against a large `tf.matmul` timed in the same run; times the
 authors' TF1 code (`bench_authors`) on the same machine; checks that the
 input pipeline keeps up and that memory does not grow over steps; and reads a
@@ -12,8 +13,7 @@ profiler trace to say which ops take the time. Prints a table and writes
 JSON for comparing commits.
 
 Sections (`--only=a,b`): peak, mnist, batch, authors, image, precision,
-pipeline, memory, profile (the default: all of these), and probes (what-if
-changes to the core, `bench_probes`). Medians over repeats after warm-up,
+pipeline, memory, profile (the default: all of these). Medians over repeats after warm-up,
 variants interleaved round by round; absolute times move with the machine's
 load, so read the ratios. See docs/benchmark.md.
 
@@ -21,7 +21,6 @@ Examples:
   python -m cooperative_tf.bench                    # everything, < 10 min
   python -m cooperative_tf.bench --quick            # tiny shapes, for CI
   python -m cooperative_tf.bench --only=mnist,authors --out=/tmp/b.json
-  python -m cooperative_tf.bench --only=probes
 """
 
 from __future__ import annotations
@@ -45,16 +44,13 @@ import tensorflow as tf  # noqa: E402
 
 from cooperative_tf.bench_report import (check_targets,  # noqa: E402
                                          fastest_variants, format_table)
-from cooperative_tf import bench_probes, bench_sections  # noqa: E402
+from cooperative_tf import bench_sections  # noqa: E402
 from cooperative_tf.bench_sections import Workloads  # noqa: E402
 from cooperative_tf.bench_workloads import Variant  # noqa: E402
 
 SECTIONS = ("peak", "mnist", "batch", "authors", "image", "precision",
             "pipeline", "memory", "profile")
-# Run only when asked for (`--only=probes`): what-if changes to the core.
-OPTIONAL_SECTIONS = ("probes",)
-SECTION_FNS = dict(bench_sections.SECTION_FNS,
-                   probes=bench_probes.section_probes)
+SECTION_FNS = bench_sections.SECTION_FNS
 
 
 @dataclasses.dataclass
@@ -70,9 +66,9 @@ class Settings:
     mnist_batch: int = 64
     mnist_overrides: Tuple[str, ...] = ()
     mnist_variants: Tuple[Variant, ...] = (
-        Variant("xla", True), Variant("xla", False),
-        Variant("xla_langevin", True), Variant("graph", True),
-        Variant("graph", False))
+        Variant("xla", True), Variant("xla", True, conv_form="direct"),
+        Variant("xla", False), Variant("xla_langevin", True),
+        Variant("graph", True), Variant("graph", False))
     batch_sweep: Tuple[int, ...] = (16, 128)
     batch_variants: Tuple[Variant, ...] = (Variant("xla", True),)
     authors_sizes: Tuple[int, ...] = (28, 32)
@@ -86,6 +82,7 @@ class Settings:
                                            Variant("graph", True))
     # The first size also runs these (the while loop is timed on mnist).
     image_extra_variants: Tuple[Variant, ...] = (
+        Variant("xla", True, conv_form="direct"),
         Variant("xla_langevin", True),)
     precision_batch: int = 64
     pipeline_batches: int = 20
@@ -101,8 +98,9 @@ class Settings:
             repeats=2, part_repeats=2, warmup=0, inference_repeats=2,
             matmul_size=256,
             mnist_batch=8, mnist_overrides=tiny,
-            mnist_variants=(Variant("xla", True), Variant("graph", True),
-                            Variant("graph", False)),
+            mnist_variants=(Variant("xla", True),
+                            Variant("xla", True, conv_form="direct"),
+                            Variant("graph", True), Variant("graph", False)),
             batch_sweep=(4,), batch_variants=(Variant("graph", True),),
             authors_sizes=(28,), authors_unrolled_size=None, authors_batch=8,
             authors_steps=2, authors_rounds=2, image_sizes=((16, 2),),
@@ -163,7 +161,7 @@ def run(sections: Sequence[str] = SECTIONS,
     """Runs the benchmark sections in order; returns (and writes) results.
 
     Args:
-      sections: Names from `SECTIONS` and `OPTIONAL_SECTIONS`.
+      sections: Names from `SECTIONS`.
       settings: What to run (default `Settings()`).
       out: JSON path, or `None` not to write.
       workloads: Built trainers to reuse (default: a fresh cache).
@@ -194,7 +192,7 @@ def run(sections: Sequence[str] = SECTIONS,
         "load_before": machine_load(), "section_s": {},
         "load_during": {}}}
     # Ordered so that later sections reuse what earlier ones built.
-    for name in [s for s in SECTIONS + OPTIONAL_SECTIONS if s in sections]:
+    for name in [s for s in SECTIONS if s in sections]:
         print(f"[{name}] {SECTION_FNS[name].__doc__.splitlines()[0]}",
               flush=True)
         start = time.perf_counter()
@@ -230,8 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="Small repeats and shapes (tests, CI).")
     parser.add_argument("--only", default="",
                         help="Comma list of sections: "
-                        f"{','.join(SECTIONS)} (default: all of these), "
-                        f"and {','.join(OPTIONAL_SECTIONS)}.")
+                        f"{','.join(SECTIONS)} (default: all of these).")
     parser.add_argument("--out", default="bench_results.json",
                         help="JSON output path ('' for none).")
     args = parser.parse_args(argv)

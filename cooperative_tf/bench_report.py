@@ -191,25 +191,6 @@ def format_table(results: dict) -> str:
         add("mnist@32", row)
     if len(lines) == first_row:  # no timed rows: drop the header
         del lines[first_row - 2:]
-    probes = results.get("probes", {})
-    if probes:
-        lines += ["", "| probe | as is s | changed s | speed-up |",
-                  "|---|---|---|---|"]
-        for name in ("space_to_depth_mnist", "space_to_depth_zappos"):
-            for part in ("step", "solver"):
-                if name in probes:
-                    p = probes[name]
-                    lines.append(
-                        f"| {name} {part} | {p[part]['median_s']:.3f} | "
-                        f"{p[part + '_space_to_depth']['median_s']:.3f} | "
-                        f"{p[part + '_speedup']:.2f}x |")
-        if "generate_mnist" in probes:
-            g = probes["generate_mnist"]
-            lines.append(f"| generate_mnist, compiled policy call | "
-                         f"{g['generate']:.3f} | "
-                         f"{g['generate_compiled_policy']:.3f} | "
-                         f"{g['generate'] / g['generate_compiled_policy']:.2f}"
-                         "x |")
     flops = []
     if results.get("mnist", {}).get("flops_g"):
         flops.append(("mnist@32", results["mnist"]["flops_g"]))

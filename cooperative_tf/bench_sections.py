@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from cooperative_tf import bench_flops, bench_profile
+from cooperative_tf.models import space_to_depth
 from cooperative_tf.bench_report import print_row
 from cooperative_tf.bench_workloads import (OtherLoad, Variant, Workload,
                                             current_rss, interleaved,
@@ -315,8 +316,9 @@ def section_image(settings, workloads, results):
 def section_precision(settings, workloads, results):
     """Mixed bfloat16: does the trainer run under it, and would it pay?
 
-    Runs the `mnist` train step under the `mixed_bfloat16` policy (the error
-    is the result if it breaks), then times the planner's value and input
+    Times the `mnist` train step and refined inference under the
+    `mixed_bfloat16` policy (`train.precision`), plain graph and XLA, in the
+    same rounds as float32 (an error is the result if one breaks), then times the planner's value and input
     gradient (one Langevin step's work) in float32 and bfloat16, plain graph
     and XLA, to show what the arithmetic itself gains on this CPU.
     """
@@ -328,16 +330,21 @@ def section_precision(settings, workloads, results):
     overrides = tuple(settings.mnist_overrides) + (
         f"train.batch_size={batch}",)
     out = {"trainer": []}
-    for variant in (Variant("graph", True, "mixed_bfloat16"),
+    works = []
+    # float32 first, timed in the same rounds: the ratio is the result.
+    for variant in (settings.mnist_variants[0],
+                    Variant("graph", True, "mixed_bfloat16"),
                     Variant("xla", True, "mixed_bfloat16")):
         try:
-            work = Workload(resolve("mnist", overrides), variant)
-            (row,) = measure_variants([work], settings,
-                                      parts=("step", "refined"))
-        except Exception as e:
-            row = {"variant": variant.name,
-                   "error": f"{type(e).__name__}: {_first_line(e)}"}
-        out["trainer"].append(row)
+            works.append(workloads.get("mnist", overrides, variant))
+        except Exception as e:  # a variant that breaks is a result too
+            out["trainer"].append(
+                {"variant": variant.name,
+                 "error": f"{type(e).__name__}: {_first_line(e)}"})
+    out["trainer"] = measure_variants(works, settings,
+                                      parts=("step", "refined")) + \
+        out["trainer"]
+    for row in out["trainer"]:
         print_row("mnist precision", row)
     config = resolve("mnist", overrides)
     m, d = config.model, config.data
@@ -503,16 +510,34 @@ def section_profile(settings, workloads, results):
               for conv in planner.convs]
     layers.append(("head", lambda t: tf.reduce_sum(
         planner.head(planner.flatten(t)), axis=-1)))
+    # The same convolutions as `conv_form=space_to_depth` computes them
+    # (what `auto` does under XLA), where the rewrite applies.
+    folded, shape = [], x.shape
+    for conv in planner.convs:
+        if space_to_depth.applies(conv, shape[1], shape[2]):
+            folded.append((conv.name, lambda t, conv=conv: tf.nn.leaky_relu(
+                space_to_depth.conv(conv, t), 0.2)))
+        else:
+            folded.append((conv.name, lambda t, conv=conv: tf.nn.leaky_relu(
+                conv(t), 0.2)))
+        shape = conv.compute_output_shape(shape)
+    jit = default.jit == "xla"
     with OtherLoad() as load:
-        rows = bench_profile.layer_costs(layers, x, jit=default.jit == "xla",
+        rows = bench_profile.layer_costs(layers, x, jit=jit,
                                          repeats=settings.repeats)
+        rows_folded = bench_profile.layer_costs(folded, x, jit=jit,
+                                                repeats=settings.repeats)
     out["planner_layers"] = {"variant": default.name, "layers": rows,
+                             "layers_space_to_depth": rows_folded,
                              "other_load_cores": load.cores}
-    for r in rows:
-        print(f"  planner layer {r['layer']:8s} in {r['input_shape']}: fwd "
-              f"{1e3 * r['forward_s']:.1f} ms "
-              f"({r['forward_gflops_per_s']:.0f} GFLOP/s), fwd+grad "
-              f"{1e3 * r['forward_and_grad_s']:.1f} ms", flush=True)
+    for form, form_rows in (("direct", rows),
+                            ("space-to-depth", rows_folded)):
+        for r in form_rows:
+            print(f"  planner layer {r['layer']:8s} {form:14s} in "
+                  f"{r['input_shape']}: fwd {1e3 * r['forward_s']:.1f} ms "
+                  f"({r['forward_gflops_per_s']:.0f} GFLOP/s), fwd+grad "
+                  f"{1e3 * r['forward_and_grad_s']:.1f} ms "
+                  f"(grad {r['grad_gflops_per_s']:.0f} GFLOP/s)", flush=True)
     return out
 
 

@@ -1,8 +1,9 @@
 """What the speed benchmark times: a trainer for one task, shape and variant.
 
 A `Variant` is one way to run the same maths: where XLA applies
-(`jit`), how the Langevin loop is built (`unroll`) and the Keras dtype policy
-(`precision`). A `Workload` builds the task's trainer exactly as
+(`jit`), how the Langevin loop is built (`unroll`), the Keras dtype policy
+(`precision`) and how the planner computes its strided convolutions
+(`conv_form`). A `Workload` builds the task's trainer exactly as
 `train_lib.build_trainer` does, changes only what the variant says, and
 exposes the four things the benchmark times, each blocking until done:
 
@@ -51,12 +52,17 @@ class Variant:
         train step, `train.jit_compile=True`, the single-device default).
       unroll: Langevin loop unrolled in Python (`True`) or a
         `tf.while_loop`.
-      precision: Keras dtype policy, `float32` or `mixed_bfloat16`.
+      precision: Keras dtype policy (`train.precision`), `float32` or
+        `mixed_bfloat16`.
+      conv_form: How the planner computes its stride-2 convolutions
+        (`model.planner_conv_form`): `auto` (the default: space-to-depth
+        under XLA, direct otherwise) or `direct` / `space_to_depth`.
     """
 
     jit: str = "xla"
     unroll: bool = True
     precision: str = "float32"
+    conv_form: str = "auto"
 
     def __post_init__(self):
         if self.jit not in JIT_CHOICES:
@@ -67,6 +73,8 @@ class Variant:
     def name(self) -> str:
         loop = "unrolled" if self.unroll else "while_loop"
         suffix = "" if self.precision == "float32" else f"/{self.precision}"
+        if self.conv_form != "auto":
+            suffix += f"/{self.conv_form}_conv"
         return f"{self.jit}/{loop}{suffix}"
 
 
@@ -252,15 +260,13 @@ class Workload:
             config,
             langevin=dataclasses.replace(config.langevin,
                                          unroll=variant.unroll),
+            model=dataclasses.replace(config.model,
+                                      planner_conv_form=variant.conv_form),
             train=dataclasses.replace(config.train,
-                                      jit_compile=variant.jit == "xla"))
+                                      jit_compile=variant.jit == "xla",
+                                      precision=variant.precision))
         self.batch_size = self.config.train.batch_size
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(variant.precision)
-        try:
-            self.trainer = train_lib.build_trainer(self.config)
-        finally:
-            keras.config.set_dtype_policy(previous)
+        self.trainer = train_lib.build_trainer(self.config)
         if variant.jit == "xla_langevin":
             self.trainer.compile(
                 policy_optimizer=self.trainer.policy_optimizer,

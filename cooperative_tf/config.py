@@ -68,6 +68,10 @@ class DataConfig:
     on_error: str = "raise"
 
 
+PLANNER_CONV_FORMS = ("auto", "direct", "space_to_depth")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the policy g(X, C) and the planner f(Y, C).
@@ -86,6 +90,10 @@ class ModelConfig:
         authors' choice; no train/test or replica dependence) or `batch`.
       sync_batch_norm: Policy batch norm over the global batch (all
         replicas, one all-reduce per layer) instead of per replica.
+      planner_conv_form: How the planner's stride-2 convolutions are
+        computed (same weights, same values): `auto` (space-to-depth under
+        XLA, where its Langevin steps run faster, direct otherwise),
+        `direct` or `space_to_depth`. See `models/space_to_depth.py`.
     """
 
     policy: str = "unet"
@@ -97,6 +105,7 @@ class ModelConfig:
     template_filters: Tuple[int, ...] = (128, 64, 32)
     policy_norm: str = "instance"
     sync_batch_norm: bool = False
+    planner_conv_form: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +153,11 @@ class TrainConfig:
       checkpoint_every: Steps between checkpoints (0: only at the end).
       max_refinement: Training stops with an error when the mean |Y1 - Y0|
         exceeds this (the refinement has diverged).
+      precision: Keras dtype policy of both networks: `float32`,
+        `mixed_bfloat16` or `mixed_float16` (with dynamic loss scaling).
+        Answers, values and the Langevin state stay float32. On CPUs
+        without bfloat16 units mixed precision is not faster (see
+        docs/benchmark.md); it is meant for GPUs and TPUs.
     """
 
     batch_size: int = 16
@@ -158,6 +172,7 @@ class TrainConfig:
     sample_every: int = 0
     checkpoint_every: int = 500
     max_refinement: float = 10.0
+    precision: str = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +288,9 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.batch_size must be >= 1 and train.train_steps "
                          f">= 0. Received: batch_size={t.batch_size}, "
                          f"train_steps={t.train_steps}")
+    if t.precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}. "
+                         f"Received: train.precision={t.precision!r}")
     if l.steps < 0 or l.step_size <= 0:
         raise ValueError("langevin.steps must be >= 0 and langevin.step_size "
                          f"> 0. Received: steps={l.steps}, "
@@ -286,6 +304,10 @@ def validate(config: TaskConfig) -> None:
             "condition needs model.policy='unet'. Received: "
             f"model.policy={config.model.policy!r}, "
             f"data.condition={d.condition!r}")
+    if config.model.planner_conv_form not in PLANNER_CONV_FORMS:
+        raise ValueError(
+            f"model.planner_conv_form must be one of {PLANNER_CONV_FORMS}. "
+            f"Received: {config.model.planner_conv_form!r}")
 
 
 def to_json(config: TaskConfig) -> str:

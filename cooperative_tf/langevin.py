@@ -103,7 +103,8 @@ def langevin_dynamics(value_fn: ValueFn,
         `tf.while_loop`, whose length may be a tensor.
 
     Returns:
-      A `LangevinResult` with the refined Y and the acceptance rate.
+      A `LangevinResult` with the refined Y (in Y's dtype, or float32 for a
+      16-bit Y) and the acceptance rate.
 
     Raises:
       ValueError: For a negative number of steps, a missing seed, `clip`
@@ -123,6 +124,11 @@ def langevin_dynamics(value_fn: ValueFn,
                          f"Received: steps={steps!r}")
 
     y = tf.stop_gradient(tf.convert_to_tensor(y))
+    if y.dtype.size < 4:
+        # The diffusion d * U (about 0.002 at the default d) is below
+        # bfloat16's resolution near 1 (0.008): the chain would be mostly
+        # rounding. The state is float32 even under mixed precision.
+        y = tf.cast(y, tf.float32)
     dtype = y.dtype
     d = tf.cast(step_size, dtype)
     if seed is not None:
@@ -163,7 +169,7 @@ def langevin_dynamics(value_fn: ValueFn,
     if unroll:
         for i in range(steps):
             _, y, accepted = step(i, y, accepted)
-        total = float(steps)
+        total = tf.constant(float(steps), dtype)
     else:
         steps_t = tf.cast(steps, tf.int32)
         _, y, accepted = tf.while_loop(

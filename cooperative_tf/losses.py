@@ -59,6 +59,9 @@ def mapping_shift_loss(refined: tf.Tensor, proposed: tf.Tensor,
     Returns:
       A scalar >= 0.
     """
+    # In at least float32: a 16-bit difference of nearby images is coarse.
+    if proposed.dtype.size < 4:
+        proposed = tf.cast(proposed, tf.float32)
     refined = tf.stop_gradient(tf.cast(refined, proposed.dtype))
     per_example = tf.reduce_mean(
         tf.square(refined - proposed),

@@ -64,7 +64,8 @@ def build_models(config: config_lib.TaskConfig):
                           condition="label", num_classes=d.num_classes,
                           filters=m.planner_filters,
                           kernel_size=m.planner_kernel, units=m.planner_units,
-                          template_filters=m.template_filters, name="planner")
+                          template_filters=m.template_filters,
+                          conv_form=m.planner_conv_form, name="planner")
     else:
         policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
                             condition_channels=d.condition_channels,
@@ -76,7 +77,7 @@ def build_models(config: config_lib.TaskConfig):
                           condition_channels=d.condition_channels,
                           filters=m.planner_filters,
                           kernel_size=m.planner_kernel, units=m.planner_units,
-                          name="planner")
+                          conv_form=m.planner_conv_form, name="planner")
     return policy, planner
 
 
@@ -93,6 +94,15 @@ def target_shape(config: config_lib.TaskConfig, batch=None):
     return (batch, d.image_size, d.image_size, d.channels)
 
 
+def _optimizer(learning_rate, t: config_lib.TrainConfig):
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=t.beta_1)
+    if t.precision == "mixed_float16":
+        # float16 gradients underflow without a loss scale; the trainer
+        # scales its losses through `optimizer.scale_loss`.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def build_trainer(config: config_lib.TaskConfig,
                   strategy: Optional[tf.distribute.Strategy] = None
                   ) -> CooperativeTrainer:
@@ -103,7 +113,13 @@ def build_trainer(config: config_lib.TaskConfig,
     # of a cluster starts from the same point.
     keras.utils.set_random_seed(t.seed)
     with strategy.scope():
-        policy, planner = build_models(config)
+        # Layers read the global dtype policy when they are created.
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(t.precision)
+        try:
+            policy, planner = build_models(config)
+        finally:
+            keras.config.set_dtype_policy(previous)
         trainer = CooperativeTrainer(
             policy, planner, latent_dim=config.model.latent_dim,
             langevin_steps=l.steps, step_size=l.step_size, noise=l.noise,
@@ -111,10 +127,8 @@ def build_trainer(config: config_lib.TaskConfig,
             clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
             seed=t.seed, name="cooperative")
         trainer.compile(
-            policy_optimizer=keras.optimizers.Adam(t.policy_lr,
-                                                   beta_1=t.beta_1),
-            planner_optimizer=keras.optimizers.Adam(t.planner_lr,
-                                                    beta_1=t.beta_1),
+            policy_optimizer=_optimizer(t.policy_lr, t),
+            planner_optimizer=_optimizer(t.planner_lr, t),
             langevin_jit_compile=t.jit_compile,
             # XLA for the whole step is fastest on one device, but fails
             # under replication (a replica would read a variable held on
@@ -144,7 +158,9 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
 
     Raises:
       ValueError: When `workdir/config.json` exists and its model or data
-        section differs from `config`'s.
+        section differs from `config`'s (other than where the data lives or
+        `model.planner_conv_form`, which leaves the weights as they are),
+        or loss scaling would be switched on or off.
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
@@ -156,6 +172,9 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
         if section == "data":  # where the data lives may move
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
             new = dataclasses.replace(new, data_dir=None, on_error="raise")
+        else:  # the same weights either way
+            old = dataclasses.replace(old, planner_conv_form="auto")
+            new = dataclasses.replace(new, planner_conv_form="auto")
         if old != new:
             diff = {k: (v, getattr(new, k))
                     for k, v in dataclasses.asdict(old).items()
@@ -164,6 +183,16 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
                 f"saved settings. Received: workdir={workdir!r}")
+    scaled = [c.train.precision == "mixed_float16" for c in (saved, config)]
+    if scaled[0] != scaled[1]:
+        # Loss scaling wraps the optimizers: their checkpointed state would
+        # not match.
+        raise ValueError(
+            f"{workdir} was trained with train.precision="
+            f"{saved.train.precision!r}; resuming with "
+            f"{config.train.precision!r} would change the optimizers (loss "
+            "scaling is used with mixed_float16 only). Use the saved "
+            f"precision or a new --workdir. Received: workdir={workdir!r}")
 
 
 def load_config(workdir: str) -> config_lib.TaskConfig:

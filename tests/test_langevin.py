@@ -138,3 +138,20 @@ def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         langevin_dynamics(gaussian_value, tf.zeros([2, 2]), steps, 0.1,
                           **args)
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_a_16_bit_start_runs_the_chain_in_float32(unroll):
+    # A bfloat16 state would round away the small steps (resolution 0.008
+    # near 1); the chain must still reach N(mu, sigma^2) in float32.
+    y0 = tf.zeros([4000, 2], tf.bfloat16)
+    result = langevin_dynamics(
+        lambda y: tf.cast(gaussian_value(tf.cast(y, tf.float32)),
+                          tf.bfloat16),
+        y0, 200 if unroll else tf.constant(200), 0.2 * SIGMA,
+        seed=tf.constant([1, 0]), unroll=unroll)
+    assert result.y.dtype == tf.float32
+    assert result.acceptance_rate.dtype == tf.float32
+    y = result.y.numpy()
+    np.testing.assert_allclose(y.mean(0), MU, atol=0.03)
+    np.testing.assert_allclose(y.var(0), SIGMA ** 2, rtol=0.1)

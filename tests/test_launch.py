@@ -65,6 +65,8 @@ def test_missing_data_dir_names_the_path_and_writes_nothing(tmp_path):
     ("train.nonsense=1", "Unknown field"),
     ("trainer.batch_size=1", "Unknown config section"),
     ("data.image_size=48", "power of two"),
+    ("model.planner_conv_form=folded", "planner_conv_form"),
+    ("train.precision=half", "train.precision"),
 ])
 def test_bad_overrides_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -129,6 +131,23 @@ def test_mnist_trains_a_few_steps_on_shared_digits(tmp_path):
     assert result.step == 2
     grid = tf.io.decode_png(tf.io.read_file(result.sample_path)).numpy()
     assert grid.shape[0] == 10 * 34 + 2  # a row per class
+
+
+def test_resume_check_allows_what_keeps_the_weights(tmp_path):
+    config = launch.resolve_config("zappos")
+    (tmp_path / "config.json").write_text(config_lib.to_json(config))
+    for same in (["model.planner_conv_form=direct"],
+                 ["train.precision=mixed_bfloat16"], ["train.train_steps=9"]):
+        train_lib.check_workdir_config(
+            config_lib.override(config, same), str(tmp_path))
+    with pytest.raises(ValueError, match="different model"):
+        train_lib.check_workdir_config(
+            config_lib.override(config, ["model.latent_dim=16"]),
+            str(tmp_path))
+    with pytest.raises(ValueError, match="loss"):
+        train_lib.check_workdir_config(
+            config_lib.override(config, ["train.precision=mixed_float16"]),
+            str(tmp_path))
 
 
 @pytest.mark.slow

@@ -3,8 +3,27 @@
 import keras
 from keras import layers
 
+from cooperative_tf.config import PLANNER_CONV_FORMS as CONV_FORMS
+from cooperative_tf.models import space_to_depth
 from cooperative_tf.models.deconv_stack import DeconvStack
 from cooperative_tf.models.initializers import small_normal
+
+
+def in_xla_context():
+    """Whether the graph being traced will be compiled by XLA.
+
+    True inside a `tf.function(jit_compile=True)` (also Keras `fit` with
+    `jit_compile=True`) and the functions it calls. Reads TensorFlow's
+    control-flow context; if that internal API moves, reports False, which
+    only costs speed.
+    """
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+        return bool(control_flow_util.GraphOrParentsInXlaContext(
+            tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):
+        return False
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -32,22 +51,34 @@ class Planner(keras.Model):
       kernel_size: Kernel side of those convolutions.
       units: Outputs of the last layer; f is their sum.
       template_filters: Hidden channels of the label template decoder.
+      conv_form: How the stride-2 convolutions are computed; the weights and
+        values are the same either way. `direct`: strided convolutions.
+        `space_to_depth`: stride-1 convolutions on a space-to-depth input,
+        whose input gradients (the Langevin steps) XLA:CPU computes faster
+        (`models/space_to_depth.py`). `auto`: space-to-depth when compiled
+        by XLA, direct otherwise (where it measured slower). Layers it does
+        not apply to (odd kernel or input side) are always direct.
 
     Shapes:
       y: `[batch, image_size, image_size, channels]`, nominally in [-1, 1].
       condition: `[batch, num_classes]` one-hot, or
         `[batch, image_size, image_size, condition_channels]` in [-1, 1].
-      Returns f: `[batch]`, unbounded real values.
+      Returns f: `[batch]`, unbounded real values, in the variable dtype
+        (float32 under a mixed-precision policy).
     """
 
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
                  filters=(64, 128, 256), kernel_size=4, units=100,
-                 template_filters=(128, 64, 32), **kwargs):
+                 template_filters=(128, 64, 32), conv_form="auto",
+                 **kwargs):
         super().__init__(**kwargs)
         if condition not in ("label", "image"):
             raise ValueError("Planner condition must be 'label' or 'image'. "
                              f"Received: condition={condition!r}")
+        if conv_form not in CONV_FORMS:
+            raise ValueError(f"Planner conv_form must be one of {CONV_FORMS}."
+                             f" Received: conv_form={conv_form!r}")
         self.image_size = image_size
         self.channels = channels
         self.condition = condition
@@ -57,6 +88,7 @@ class Planner(keras.Model):
         self.kernel_size = kernel_size
         self.units = units
         self.template_filters = tuple(template_filters)
+        self.conv_form = conv_form
         self.template = None
         if condition == "label":
             # No batch norm: the template must not depend on the batch.
@@ -111,9 +143,18 @@ class Planner(keras.Model):
         """
         x = keras.ops.concatenate(
             [keras.ops.cast(y, self.compute_dtype), condition_map], axis=-1)
+        folded = (self.conv_form == "space_to_depth"
+                  or (self.conv_form == "auto" and in_xla_context()))
         for conv in self.convs:
-            x = keras.ops.leaky_relu(conv(x), 0.2)
-        return keras.ops.sum(self.head(self.flatten(x)), axis=-1)
+            if folded and space_to_depth.applies(conv, x.shape[1],
+                                                 x.shape[2]):
+                x = space_to_depth.conv(conv, x)
+            else:
+                x = conv(x)
+            x = keras.ops.leaky_relu(x, 0.2)
+        # Summed in the variable dtype: float32 under mixed precision.
+        return keras.ops.sum(keras.ops.cast(self.head(self.flatten(x)),
+                                            self.variable_dtype), axis=-1)
 
     def call(self, y, condition):
         return self.value(y, self.encode_condition(condition))
@@ -125,5 +166,6 @@ class Planner(keras.Model):
                       condition_channels=self.condition_channels,
                       num_classes=self.num_classes, filters=list(self.filters),
                       kernel_size=self.kernel_size, units=self.units,
-                      template_filters=list(self.template_filters))
+                      template_filters=list(self.template_filters),
+                      conv_form=self.conv_form)
         return config
