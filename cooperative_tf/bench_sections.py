@@ -317,8 +317,9 @@ def section_precision(settings, workloads, results):
     """Mixed bfloat16: does the trainer run under it, and would it pay?
 
     Times the `mnist` train step and refined inference under the
-    `mixed_bfloat16` policy (`train.precision`), plain graph and XLA, in the
-    same rounds as float32 (an error is the result if one breaks), then times the planner's value and input
+    `mixed_bfloat16` policy (`train.precision`) in the same rounds as the
+    default float32 variant (an error is the result if one breaks), then
+    times the planner's value and input
     gradient (one Langevin step's work) in float32 and bfloat16, plain graph
     and XLA, to show what the arithmetic itself gains on this CPU.
     """
@@ -332,9 +333,8 @@ def section_precision(settings, workloads, results):
     out = {"trainer": []}
     works = []
     # float32 first, timed in the same rounds: the ratio is the result.
-    for variant in (settings.mnist_variants[0],
-                    Variant("graph", True, "mixed_bfloat16"),
-                    Variant("xla", True, "mixed_bfloat16")):
+    for variant in (settings.mnist_variants[0],) + tuple(
+            settings.precision_variants):
         try:
             works.append(workloads.get("mnist", overrides, variant))
         except Exception as e:  # a variant that breaks is a result too
