@@ -69,7 +69,9 @@ class DataConfig:
 
 
 PLANNER_CONV_FORMS = ("auto", "direct", "space_to_depth")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# No mixed_float16: float16 needs loss scaling, whose skipped steps would
+# desynchronise the step counter that seeds X and the Langevin noise.
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +155,12 @@ class TrainConfig:
       checkpoint_every: Steps between checkpoints (0: only at the end).
       max_refinement: Training stops with an error when the mean |Y1 - Y0|
         exceeds this (the refinement has diverged).
-      precision: Keras dtype policy of both networks: `float32`,
-        `mixed_bfloat16` or `mixed_float16` (with dynamic loss scaling).
-        Answers, values and the Langevin state stay float32. On CPUs
-        without bfloat16 units mixed precision is not faster (see
-        docs/benchmark.md); it is meant for GPUs and TPUs.
+      precision: Keras dtype policy of both networks: `float32` or
+        `mixed_bfloat16` (bfloat16 has float32's range, so no loss
+        scaling). Answers, values, losses and the Langevin state stay
+        float32. On CPUs without bfloat16 units it is slower (see
+        docs/benchmark.md); it is meant for TPUs and recent GPUs. Exports
+        are float32 either way.
     """
 
     batch_size: int = 16

@@ -19,6 +19,7 @@ steps, step size) also keep answers independent of how requests are batched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -110,9 +111,12 @@ class ServingModule(tf.Module):
       max_step_size: Largest step size a request may ask for.
 
     Seeds: example i with seed s >= 0 gets X and Langevin noise from
-    `trainer.generation_seeds(s)`, exactly as `trainer.generate(C[i:i+1],
-    seed=s)`; a negative seed draws a fresh random one. The seed used is
-    returned, so any answer can be reproduced.
+    `trainer.generation_seeds(s)`, as `trainer.generate(C[i:i+1], seed=s)`
+    does; a negative seed draws a fresh random one. The seed used is
+    returned, so any answer can be reproduced by the export. The exported
+    graph is not XLA-compiled: against a trainer compiled with XLA the
+    fast answers agree to float rounding, but rounding differences grow
+    along a Langevin chain, so refined answers agree less closely.
     """
 
     def __init__(self, trainer, config: config_lib.TaskConfig,
@@ -459,6 +463,27 @@ def _describe(signatures) -> dict:
             for key, fn in signatures.items()}
 
 
+def _float32_copy(trainer, config: config_lib.TaskConfig):
+    """The trainer itself if its networks compute in float32, else a float32
+    copy with the same weights.
+
+    A mixed-precision model is served in float32: the weights are float32
+    anyway, and a plain graph in bfloat16 ran 6-7x slower on a CPU without
+    bfloat16 units (docs/benchmark.md).
+    """
+    if all(model.compute_dtype == "float32"
+           for model in (trainer.policy, trainer.planner)):
+        return trainer
+    from cooperative_tf import train_lib  # train_lib pulls in the pipelines
+
+    full = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision="float32"))
+    copy = train_lib.build_trainer(full)
+    copy.policy.set_weights(trainer.policy.get_weights())
+    copy.planner.set_weights(trainer.planner.get_weights())
+    return copy
+
+
 def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
                    model_name: str, *, max_steps: int = DEFAULT_MAX_STEPS,
                    max_step_size: Optional[float] = None,
@@ -466,7 +491,8 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
     """Writes a new SavedModel version for TF Serving.
 
     Args:
-      trainer: A built (ideally restored) `CooperativeTrainer`.
+      trainer: A built (ideally restored) `CooperativeTrainer`. Networks
+        trained in mixed precision are exported in float32.
       config: Its task config (input shapes and the condition kind).
       export_dir: Root that TF Serving's `base_path`s point into.
       model_name: Folder under `export_dir` (the served model's name).
@@ -510,6 +536,9 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
             f"{final} exists; exported versions are never overwritten. Omit "
             f"version to get the next free one. Received: version={version}")
 
+    train_step = (int(trainer.planner_optimizer.iterations.numpy())
+                  if hasattr(trainer, "planner_optimizer") else None)
+    trainer = _float32_copy(trainer, config)
     # Trace before touching the disk, so a model that cannot be exported
     # leaves nothing behind.
     module = ServingModule(trainer, config, max_steps, max_step_size)
@@ -517,8 +546,7 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
     info = {
         "model_name": model_name, "version": version, "task": config.name,
         "condition": config.data.condition,
-        "train_step": int(trainer.planner_optimizer.iterations.numpy())
-        if hasattr(trainer, "planner_optimizer") else None,
+        "train_step": train_step,
         "max_steps": module.max_steps, "max_step_size": module.max_step_size,
         "default_steps": int(trainer.langevin_steps),
         "default_step_size": float(trainer.step_size),
@@ -566,7 +594,9 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
     from cooperative_tf import train_lib  # train_lib pulls in the pipelines
 
     config = train_lib.load_config(workdir)
-    trainer = train_lib.build_trainer(config)
+    # float32 networks restore a mixed-precision run's float32 variables.
+    trainer = train_lib.build_trainer(dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision="float32")))
     train_lib.restore(trainer, workdir, required=True)
     return export_trainer(trainer, config,
                           export_dir or os.path.join(workdir, "export"),

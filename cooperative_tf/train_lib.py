@@ -94,15 +94,6 @@ def target_shape(config: config_lib.TaskConfig, batch=None):
     return (batch, d.image_size, d.image_size, d.channels)
 
 
-def _optimizer(learning_rate, t: config_lib.TrainConfig):
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=t.beta_1)
-    if t.precision == "mixed_float16":
-        # float16 gradients underflow without a loss scale; the trainer
-        # scales its losses through `optimizer.scale_loss`.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def build_trainer(config: config_lib.TaskConfig,
                   strategy: Optional[tf.distribute.Strategy] = None
                   ) -> CooperativeTrainer:
@@ -127,8 +118,10 @@ def build_trainer(config: config_lib.TaskConfig,
             clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
             seed=t.seed, name="cooperative")
         trainer.compile(
-            policy_optimizer=_optimizer(t.policy_lr, t),
-            planner_optimizer=_optimizer(t.planner_lr, t),
+            policy_optimizer=keras.optimizers.Adam(t.policy_lr,
+                                                   beta_1=t.beta_1),
+            planner_optimizer=keras.optimizers.Adam(t.planner_lr,
+                                                    beta_1=t.beta_1),
             langevin_jit_compile=t.jit_compile,
             # XLA for the whole step is fastest on one device, but fails
             # under replication (a replica would read a variable held on
@@ -159,8 +152,7 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
     Raises:
       ValueError: When `workdir/config.json` exists and its model or data
         section differs from `config`'s (other than where the data lives or
-        `model.planner_conv_form`, which leaves the weights as they are),
-        or loss scaling would be switched on or off.
+        `model.planner_conv_form`, which leaves the weights as they are).
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
@@ -183,16 +175,6 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
                 f"saved settings. Received: workdir={workdir!r}")
-    scaled = [c.train.precision == "mixed_float16" for c in (saved, config)]
-    if scaled[0] != scaled[1]:
-        # Loss scaling wraps the optimizers: their checkpointed state would
-        # not match.
-        raise ValueError(
-            f"{workdir} was trained with train.precision="
-            f"{saved.train.precision!r}; resuming with "
-            f"{config.train.precision!r} would change the optimizers (loss "
-            "scaling is used with mixed_float16 only). Use the saved "
-            f"precision or a new --workdir. Received: workdir={workdir!r}")
 
 
 def load_config(workdir: str) -> config_lib.TaskConfig:

@@ -219,7 +219,8 @@ class CooperativeTrainer(keras.Model):
 
     def solve_fast(self, noise, condition):
         """The policy's answer Y0 = g(X, C) in inference mode, compiled as
-        solve-slow is (op-by-op eager calls measured 1.16x slower).
+        solve-slow is (eagerly, op by op, it cost more than the policy's
+        arithmetic; docs/benchmark.md).
 
         Args:
           noise: X `[batch, latent_dim]`.

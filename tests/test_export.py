@@ -804,5 +804,39 @@ def test_measure_latency_reports_each_setting(label_model):
     assert all(v > 0 for v in latency.values())
 
 
+def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
+    config, trainer, path = _export(
+        "mnist", MNIST + ["train.precision=mixed_bfloat16"],
+        tmp_path_factory)
+    assert trainer.policy.compute_dtype == "bfloat16"
+    condition = np.eye(10, dtype=np.float32)[[3, 8]]
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["refine"](
+        label=tf.constant([3, 8], tf.int64), seed=tf.constant(seeds(5, 6)),
+        steps=tf.constant([2, 2], tf.int32),
+        step_size=tf.constant([0.002, 0.002], tf.float32))
+    graph_dtypes = {
+        attr.type for function in
+        loaded.signatures["refine"].graph.as_graph_def().library.function
+        for node in function.node_def for attr in node.attr.values()}
+    assert tf.bfloat16.as_datatype_enum not in graph_dtypes
+    # The same weights computing in float32 give the served answers.
+    full = train_lib_float32(config)
+    full.policy.set_weights(trainer.policy.get_weights())
+    full.planner.set_weights(trainer.planner.get_weights())
+    fast, refined = eager(full, condition, [5, 6], [2, 2], [0.002, 0.002])
+    assert_close(out["fast"], fast)
+    assert_close(out["image"], refined)
+
+
+def train_lib_float32(config):
+    import dataclasses
+
+    from cooperative_tf import train_lib
+
+    return train_lib.build_trainer(dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision="float32")))
+
+
 if __name__ == "__main__":
     sys.exit(_serve_main(*sys.argv[1:]))

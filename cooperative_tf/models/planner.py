@@ -9,6 +9,13 @@ from cooperative_tf.models.deconv_stack import DeconvStack
 from cooperative_tf.models.initializers import small_normal
 
 
+def accelerator_visible():
+    """Whether TensorFlow sees a GPU or TPU."""
+    import tensorflow as tf
+    return bool(tf.config.list_logical_devices("GPU")
+                or tf.config.list_logical_devices("TPU"))
+
+
 def in_xla_context():
     """Whether the graph being traced will be compiled by XLA.
 
@@ -55,9 +62,11 @@ class Planner(keras.Model):
         values are the same either way. `direct`: strided convolutions.
         `space_to_depth`: stride-1 convolutions on a space-to-depth input,
         whose input gradients (the Langevin steps) XLA:CPU computes faster
-        (`models/space_to_depth.py`). `auto`: space-to-depth when compiled
-        by XLA, direct otherwise (where it measured slower). Layers it does
-        not apply to (odd kernel or input side) are always direct.
+        (`models/space_to_depth.py`). `auto`: space-to-depth when XLA
+        compiles the planner on a machine without GPU or TPU, direct
+        otherwise (slower in the plain graph; not measured on
+        accelerators). The choice is made when a function is traced. Layers
+        it does not apply to (odd kernel or input side) are always direct.
 
     Shapes:
       y: `[batch, image_size, image_size, channels]`, nominally in [-1, 1].
@@ -144,8 +153,11 @@ class Planner(keras.Model):
         x = keras.ops.concatenate(
             [keras.ops.cast(y, self.compute_dtype), condition_map], axis=-1)
         folded = (self.conv_form == "space_to_depth"
-                  or (self.conv_form == "auto" and in_xla_context()))
+                  or (self.conv_form == "auto" and in_xla_context()
+                      and not accelerator_visible()))
         for conv in self.convs:
+            if not conv.built:  # the folded form reads the kernel directly
+                conv.build(x.shape)
             if folded and space_to_depth.applies(conv, x.shape[1],
                                                  x.shape[2]):
                 x = space_to_depth.conv(conv, x)
