@@ -49,6 +49,10 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("model_name", None,
                     "Model name under --export_dir; default the task name.")
 flags.DEFINE_bool("export", True, "Export a SavedModel after training.")
+flags.DEFINE_integer("parzen_samples", 10000,
+                     "--mode=eval, label tasks: generated examples for the "
+                     "Parzen-window log-likelihood (paper: 10,000; 0 skips).",
+                     lower_bound=0)
 
 
 def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
@@ -131,7 +135,8 @@ def main(argv):
                     FLAGS.model_name or config.name)
                 print(f"Exported {path}")
         elif FLAGS.mode == "eval":
-            print(train_lib.summarize(train_lib.evaluate(config, workdir)))
+            print(train_lib.summarize(train_lib.evaluate(
+                config, workdir, parzen_samples=FLAGS.parzen_samples)))
         elif FLAGS.mode == "sample":
             trainer = train_lib.build_trainer(config)
             ckpt = train_lib.restore(trainer, workdir, required=True)

@@ -159,3 +159,52 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     # The first run's files are untouched.
     assert json.loads((tmp_path / "config.json").read_text())["model"][
         "latent_dim"] == 8
+
+
+@pytest.mark.parametrize("task, extra", [
+    ("mnist", ["model.policy_filters=32:16", "model.template_filters=16:8"]),
+    ("zappos", ["model.policy_filters=8:16", "model.policy_norm=batch",
+                "data.image_size=16", "data.load_size=16"]),
+])
+def test_checkpoint_restores_every_variable_batch_norm_included(
+        task, extra, tmp_path):
+    from cooperative_tf.bench_workloads import synthetic_batch
+
+    config = config_lib.override(launch.resolve_config(task), extra + [
+        "model.planner_filters=8:16", "langevin.steps=2",
+        "train.batch_size=4", "train.jit_compile=false"])
+    trainer = train_lib.build_trainer(config)
+    fresh = [v.numpy().copy() for v in trainer.policy.variables]
+    trainer.make_train_function()
+    batch = synthetic_batch(config, 4, 0)
+    for _ in range(3):
+        trainer.train_function([batch])
+    moving = [v for v in trainer.policy.variables if "moving" in v.path]
+    assert moving and all(  # the statistics did move, so the test can fail
+        np.abs(v.numpy() - f).max() > 1e-4
+        for v, f in zip(trainer.policy.variables, fresh) if "moving" in v.path)
+    train_lib.make_checkpoint(trainer).save(
+        str(tmp_path / "checkpoints" / "ckpt"))
+    restored = train_lib.build_trainer(config)
+    train_lib.restore(restored, str(tmp_path), required=True)
+    for model in ("policy", "planner"):
+        saved = getattr(trainer, model).variables
+        loaded = getattr(restored, model).variables
+        assert [v.path for v in saved] == [v.path for v in loaded]
+        for a, b in zip(saved, loaded):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_a_checkpoint_missing_variables_is_refused_clearly(tmp_path):
+    config = launch.resolve_config("mnist", overrides=[
+        "model.policy_filters=32:16", "model.template_filters=16:8",
+        "model.planner_filters=8:16", "train.jit_compile=false"])
+    trainer = train_lib.build_trainer(config)
+    # What cooperative_tf wrote before 2026-11-30: no variables by path.
+    tf.train.Checkpoint(
+        policy=trainer.policy, planner=trainer.planner,
+        policy_optimizer=trainer.policy_optimizer,
+        planner_optimizer=trainer.planner_optimizer).save(
+            str(tmp_path / "checkpoints" / "ckpt"))
+    with pytest.raises(ValueError, match="batch-norm statistics"):
+        train_lib.restore(trainer, str(tmp_path), required=True)

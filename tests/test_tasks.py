@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, shared_data
-from cooperative_tf import launch, tasks, train_lib
+from cooperative_tf import launch, parzen, tasks, train_lib
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -76,6 +76,13 @@ def test_task_trains_on_its_real_data(task, tmp_path):
         scores = train_lib.evaluate(config, str(tmp_path), steps=1)
         assert 0 < scores["psnr_refined"] < 100
         assert -1 <= scores["ssim_fast"] <= 1
+    if task == "mnist":  # the paper's Table 1 protocol, on a few samples
+        scores = train_lib.evaluate(config, str(tmp_path), steps=2,
+                                    parzen_samples=40)
+        for answer in ("fast", "refined"):
+            assert np.isfinite(scores[f"parzen_ll_{answer}"])
+            assert scores[f"parzen_ll_stderr_{answer}"] > 0
+            assert scores[f"parzen_sigma_{answer}"] in parzen.SIGMAS
 
 
 def test_paper_settings_are_the_defaults():

@@ -1,0 +1,68 @@
+"""Parzen-window log-likelihood (the paper's Table 1 protocol)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cooperative_tf import parzen
+
+
+def test_one_sample_gives_the_gaussian_density():
+    rng = np.random.default_rng(0)
+    sample = rng.uniform(size=(1, 4, 4, 1))
+    points = rng.uniform(size=(5, 4, 4, 1))
+    sigma = 0.3
+    got = parzen.log_likelihoods(sample, points, [sigma])[0]
+    sq = ((points - sample) ** 2).reshape(5, -1).sum(1)
+    expected = -sq / (2 * sigma ** 2) - 8 * math.log(2 * math.pi * sigma ** 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_recovers_a_known_gaussians_mean_log_density():
+    # Samples and test points from N(0.5, 0.05^2 I) in 2 dimensions: the
+    # true mean log-density is -log(2 pi s^2) - 1.
+    rng = np.random.default_rng(1)
+    s = 0.05
+    draw = lambda n: 0.5 + s * rng.standard_normal((n, 2))  # noqa: E731
+    result = parzen.evaluate(draw(8000), draw(1000), draw(2000),
+                             sigmas=np.logspace(-3, -0.5, 20))
+    truth = -math.log(2 * math.pi * s ** 2) - 1.0
+    assert result["ll"] == pytest.approx(truth, abs=0.08)
+    assert result["ll_stderr"] < 0.05
+    assert 0.003 < result["sigma"] < 0.05  # smoothing finer than the data
+
+
+def test_samples_far_from_the_data_score_lower():
+    rng = np.random.default_rng(2)
+    data = rng.uniform(0.4, 0.6, size=(500, 8))
+    good = parzen.evaluate(rng.uniform(0.4, 0.6, (2000, 8)), data[:250],
+                           data[250:])
+    bad = parzen.evaluate(rng.uniform(0.0, 1.0, (2000, 8)), data[:250],
+                          data[250:])
+    assert good["ll"] > bad["ll"] + 1.0
+
+
+def test_chunking_does_not_change_the_result():
+    rng = np.random.default_rng(3)
+    samples, points = rng.uniform(size=(50, 6)), rng.uniform(size=(11, 6))
+    np.testing.assert_allclose(
+        parzen.log_likelihoods(samples, points, parzen.SIGMAS, chunk=3),
+        parzen.log_likelihoods(samples, points, parzen.SIGMAS), rtol=1e-6,
+        atol=1e-5)
+
+
+def test_default_grid_is_goodfellows():
+    assert len(parzen.SIGMAS) == 20
+    assert parzen.SIGMAS[0] == pytest.approx(0.1)
+    assert parzen.SIGMAS[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("samples, points, sigmas, message", [
+    (np.zeros((0, 4)), np.zeros((3, 4)), [0.1], "at least one"),
+    (np.zeros((2, 4)), np.zeros((3, 5)), [0.1], "same size"),
+    (np.zeros((2, 4)), np.zeros((3, 4)), [0.0], "sigmas must be > 0"),
+])
+def test_bad_inputs_are_named(samples, points, sigmas, message):
+    with pytest.raises(ValueError, match=message):
+        parzen.log_likelihoods(samples, points, sigmas)
