@@ -69,7 +69,10 @@ class Settings:
         Variant("xla", True), Variant("xla", True, conv_form="direct"),
         Variant("xla", False), Variant("xla_langevin", True),
         Variant("graph", True), Variant("graph", False))
-    batch_sweep: Tuple[int, ...] = (16, 128)
+    # Batch 128 (60.6 images/s against 74.4 at 16 and 62.0-73.1 at 64 in
+    # the run of commit 74552b5) is left out to keep the default run under
+    # 10 minutes.
+    batch_sweep: Tuple[int, ...] = (16,)
     batch_variants: Tuple[Variant, ...] = (Variant("xla", True),)
     authors_sizes: Tuple[int, ...] = (28, 32)
     authors_unrolled_size: Optional[int] = 32
