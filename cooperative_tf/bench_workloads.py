@@ -26,7 +26,6 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 

@@ -463,6 +463,12 @@ def _describe(signatures) -> dict:
             for key, fn in signatures.items()}
 
 
+def _float32_config(config: config_lib.TaskConfig) -> config_lib.TaskConfig:
+    """`config` with float32 networks (the variables are float32 anyway)."""
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision="float32"))
+
+
 def _float32_copy(trainer, config: config_lib.TaskConfig):
     """The trainer itself if its networks compute in float32, else a float32
     copy with the same weights.
@@ -476,9 +482,7 @@ def _float32_copy(trainer, config: config_lib.TaskConfig):
         return trainer
     from cooperative_tf import train_lib  # train_lib pulls in the pipelines
 
-    full = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, precision="float32"))
-    copy = train_lib.build_trainer(full)
+    copy = train_lib.build_trainer(_float32_config(config))
     copy.policy.set_weights(trainer.policy.get_weights())
     copy.planner.set_weights(trainer.planner.get_weights())
     return copy
@@ -595,8 +599,7 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
 
     config = train_lib.load_config(workdir)
     # float32 networks restore a mixed-precision run's float32 variables.
-    trainer = train_lib.build_trainer(dataclasses.replace(
-        config, train=dataclasses.replace(config.train, precision="float32")))
+    trainer = train_lib.build_trainer(_float32_config(config))
     train_lib.restore(trainer, workdir, required=True)
     return export_trainer(trainer, config,
                           export_dir or os.path.join(workdir, "export"),

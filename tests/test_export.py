@@ -830,12 +830,9 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
 
 
 def train_lib_float32(config):
-    import dataclasses
+    from cooperative_tf import export, train_lib
 
-    from cooperative_tf import train_lib
-
-    return train_lib.build_trainer(dataclasses.replace(
-        config, train=dataclasses.replace(config.train, precision="float32")))
+    return train_lib.build_trainer(export._float32_config(config))
 
 
 if __name__ == "__main__":
