@@ -37,6 +37,8 @@ setup(
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         "test": ["pytest>=8"],
+        # tools/plot_quality.py draws the README's curves.
+        "plot": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": [
         "cooperative-tf=cooperative_tf.launch:run"]},

@@ -61,15 +61,19 @@ class ProgressLogger(keras.callbacks.Callback):
       total_steps: The run's final step, for the `i/n` display.
       step_fn: Returns the current global step.
       stream: Where to print (default stdout, flushed each line).
+      on_line: Optional `fn(step, metrics)` called with each line's values
+        (the run keeps them in `history.jsonl`).
     """
 
     def __init__(self, every: int, total_steps: int,
-                 step_fn: Callable[[], int], stream=None):
+                 step_fn: Callable[[], int], stream=None,
+                 on_line: Optional[Callable[[int, dict], None]] = None):
         super().__init__()
         self.every = max(int(every), 1)
         self.total_steps = total_steps
         self.step_fn = step_fn
         self.stream = stream or sys.stdout
+        self.on_line = on_line
         self._last_time = None
         self._last_step = None
         self.step_times = []
@@ -89,6 +93,8 @@ class ProgressLogger(keras.callbacks.Callback):
         self._last_time, self._last_step = now, step
         values = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append((step, values))
+        if self.on_line is not None:
+            self.on_line(step, {**values, "seconds_per_step": per_step})
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
         print(f"step {step}/{self.total_steps}  {per_step:.3f} s/step  "
               f"{shown}", file=self.stream, flush=True)

@@ -96,6 +96,13 @@ class ModelConfig:
         computed (same weights, same values): `auto` (space-to-depth under
         XLA, where its Langevin steps run faster, direct otherwise),
         `direct` or `space_to_depth`. See `models/space_to_depth.py`.
+      planner_label: How a label reaches the planner: `projection` (a
+        learned vector per label weighs the last layer's outputs) or
+        `template` (a decoded label image beside Y). See `models/planner.py`.
+      template_activation: Output activation of the label template
+        (`tanh`, or `None` for unbounded).
+      policy_output: Last layer of the U-Net policy: `resize_conv`
+        (checkerboard-free) or `deconv` (stride-2 conv-transpose).
     """
 
     policy: str = "unet"
@@ -108,6 +115,12 @@ class ModelConfig:
     policy_norm: str = "instance"
     sync_batch_norm: bool = False
     planner_conv_form: str = "auto"
+    # Defaults of the first release, so that older work directories (whose
+    # config.json lacks these fields) rebuild the networks they trained;
+    # the tasks choose the better settings.
+    planner_label: str = "template"
+    template_activation: Optional[str] = None
+    policy_output: str = "deconv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +174,18 @@ class TrainConfig:
         float32. On CPUs without bfloat16 units it is slower (see
         docs/benchmark.md); it is meant for TPUs and recent GPUs. Exports
         are float32 either way.
+      label_loss_weight: Weight of the planner's classification term on
+        observed answers (label tasks; `losses.label_loss`), added to the
+        value shift. 0 is the paper's loss.
+      reconstruction_weight: Weight of an L1 term from the policy's answer
+        to the observed one (`losses.reconstruction_loss`), added to the
+        mapping shift. 0 is the paper's loss; the authors' image -> image
+        code uses one.
+      eval_every: Steps between quality evaluations during training (0:
+        only at the end; see `cooperative_tf.quality`).
+      eval_samples: Generated answers per quality evaluation during
+        training (label tasks; image tasks score this many evaluation
+        examples).
     """
 
     batch_size: int = 16
@@ -176,6 +201,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     max_refinement: float = 10.0
     precision: str = "float32"
+    label_loss_weight: float = 0.0
+    reconstruction_weight: float = 0.0
+    eval_every: int = 0
+    eval_samples: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +336,28 @@ def validate(config: TaskConfig) -> None:
             "condition needs model.policy='unet'. Received: "
             f"model.policy={config.model.policy!r}, "
             f"data.condition={d.condition!r}")
+    m = config.model
+    if m.planner_label not in ("projection", "template"):
+        raise ValueError("model.planner_label must be 'projection' or "
+                         f"'template'. Received: {m.planner_label!r}")
+    if m.template_activation not in (None, "tanh"):
+        raise ValueError("model.template_activation must be tanh or none. "
+                         f"Received: {m.template_activation!r}")
+    if m.policy_output not in ("resize_conv", "deconv"):
+        raise ValueError("model.policy_output must be 'resize_conv' or "
+                         f"'deconv'. Received: {m.policy_output!r}")
+    if t.label_loss_weight and d.condition != "label":
+        raise ValueError("train.label_loss_weight needs a label task. "
+                         f"Received: {t.label_loss_weight}")
+    for name in ("label_loss_weight", "reconstruction_weight"):
+        value = getattr(t, name)
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"train.{name} must be a number >= 0. "
+                             f"Received: {value}")
+    if t.eval_every < 0 or t.eval_samples < 1:
+        raise ValueError("train.eval_every must be >= 0 and "
+                         "train.eval_samples >= 1. Received: "
+                         f"{t.eval_every}, {t.eval_samples}")
     if config.model.planner_conv_form not in PLANNER_CONV_FORMS:
         raise ValueError(
             f"model.planner_conv_form must be one of {PLANNER_CONV_FORMS}. "

@@ -53,6 +53,18 @@ flags.DEFINE_integer("parzen_samples", 10000,
                      "--mode=eval, label tasks: generated examples for the "
                      "Parzen-window log-likelihood (paper: 10,000; 0 skips).",
                      lower_bound=0)
+flags.DEFINE_integer("quality_samples", 10000,
+                     "--mode=eval, label tasks: generated answers judged by "
+                     "the task's classifier (conditional accuracy, Frechet "
+                     "distance).", lower_bound=20)
+flags.DEFINE_list("refine_steps", [],
+                  "--mode=eval: also score the answers after each of these "
+                  "numbers of Langevin steps at inference, e.g. "
+                  "0,5,10,20,50,100 (the planner's test-time compute curve).")
+flags.DEFINE_integer("versus_samples", 2000,
+                     "--mode=eval with --refine_steps: answers (label tasks) "
+                     "or examples (image tasks) scored per step count.",
+                     lower_bound=20)
 
 
 def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
@@ -135,8 +147,28 @@ def main(argv):
                     FLAGS.model_name or config.name)
                 print(f"Exported {path}")
         elif FLAGS.mode == "eval":
-            print(train_lib.summarize(train_lib.evaluate(
-                config, workdir, parzen_samples=FLAGS.parzen_samples)))
+            try:
+                refine_steps = [int(n) for n in FLAGS.refine_steps]
+            except ValueError:
+                raise ValueError("--refine_steps takes whole numbers, e.g. "
+                                 "0,5,10,20. Received: "
+                                 f"{','.join(FLAGS.refine_steps)}") from None
+            if any(n < 0 or n > 1000 for n in refine_steps):
+                raise ValueError("--refine_steps must lie in 0..1000. "
+                                 f"Received: {refine_steps}")
+            result = train_lib.evaluate(
+                config, workdir, parzen_samples=FLAGS.parzen_samples,
+                quality_samples=FLAGS.quality_samples,
+                refine_steps=refine_steps,
+                versus_samples=FLAGS.versus_samples)
+            from cooperative_tf import quality
+            print(quality.format_table(
+                {k: v for k, v in result.items() if k != "versus_steps"}))
+            for row in result.get("versus_steps", []):
+                print(f"refined after {row['steps']:>4} Langevin steps "
+                      f"({row['seconds']:.1f} s): "
+                      f"{train_lib.brief_quality(row)}")
+            print(f"Wrote {train_lib.write_eval(workdir, result)}")
         elif FLAGS.mode == "sample":
             trainer = train_lib.build_trainer(config)
             ckpt = train_lib.restore(trainer, workdir, required=True)

@@ -67,3 +67,52 @@ def mapping_shift_loss(refined: tf.Tensor, proposed: tf.Tensor,
         tf.square(refined - proposed),
         axis=list(range(1, proposed.shape.rank))) / (2.0 * sigma ** 2)
     return _batch_mean(per_example, global_batch_size)
+
+
+def label_loss(class_values: tf.Tensor, labels: tf.Tensor,
+               global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Cross-entropy of the planner read as a classifier on observed answers.
+
+    softmax_c f(Y_obs, c) is p(c | Y_obs) for a conditional energy-based
+    model with equal class priors and equal normalisers (Grathwohl et al.
+    2019, "Your classifier is secretly an energy based model"). The value
+    shift alone leaves f(., c) - f(., c') free to drift by a constant per
+    label; this term pins those offsets and teaches the planner which label
+    an observed answer belongs to.
+
+    Args:
+      class_values: f(Y_obs, c) for every c, `[batch, classes]`.
+      labels: One-hot (or soft) labels, `[batch, classes]`.
+      global_batch_size: Batch size summed over replicas, or `None`.
+
+    Returns:
+      A scalar >= 0.
+    """
+    class_values = tf.cast(class_values, tf.float32)
+    per_example = tf.nn.softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.float32), logits=class_values)
+    return _batch_mean(per_example, global_batch_size)
+
+
+def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
+                        global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Mean absolute error of g(X, C) to the observed answer Y_obs.
+
+    Not in the paper: the authors' image -> image code adds it to the
+    policy's loss (0.2 x L1), which ties the answer's colours to the
+    training photo. Averaged over pixels, then over the batch.
+
+    Args:
+      observed: Y_obs, `[batch, H, W, C]` in [-1, 1].
+      proposed: g(X, C), `[batch, H, W, C]` in [-1, 1].
+      global_batch_size: Batch size summed over replicas, or `None`.
+
+    Returns:
+      A scalar >= 0.
+    """
+    if proposed.dtype.size < 4:
+        proposed = tf.cast(proposed, tf.float32)
+    observed = tf.cast(observed, proposed.dtype)
+    per_example = tf.reduce_mean(tf.abs(observed - proposed),
+                                 axis=list(range(1, proposed.shape.rank)))
+    return _batch_mean(per_example, global_batch_size)

@@ -1,4 +1,4 @@
-"""Image-quality metrics for evaluation: PSNR and SSIM, whole or in the hole.
+"""Image-quality metrics: PSNR, SSIM, L1, colour, diversity, Frechet distance.
 
 The paper's inpainting table (§4.2.3, Table 3) scores PSNR and SSIM on the
 occluded region only; for other image tasks the whole image is scored.
@@ -74,3 +74,131 @@ def ssim(answer: tf.Tensor, target: tf.Tensor,
         size = int(min(11, h, w))
         scores.append(tf.image.ssim(a, t, max_val=1.0, filter_size=size)[0])
     return tf.stack(scores)
+
+
+def l1(answer: tf.Tensor, target: tf.Tensor,
+       mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Mean absolute error per example on the [-1, 1] scale.
+
+    Args:
+      answer: `[batch, H, W, C]` in [-1, 1].
+      target: `[batch, H, W, C]` in [-1, 1].
+      mask: Optional `[batch, H, W, 1]`, 1 where pixels count.
+
+    Returns:
+      `[batch]`, in [0, 2] (lower is better).
+    """
+    err = tf.abs(tf.cast(answer, tf.float32) - tf.cast(target, tf.float32))
+    if mask is None:
+        return tf.reduce_mean(err, axis=[1, 2, 3])
+    weight = tf.cast(mask, tf.float32) * tf.ones_like(err)
+    return tf.reduce_sum(err * weight, axis=[1, 2, 3]) / tf.maximum(
+        tf.reduce_sum(weight, axis=[1, 2, 3]), 1.0)
+
+
+def colour_error(answer: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """How far an answer's overall colour is from the target's.
+
+    The mean absolute difference, over channels, of the per-image mean
+    colour: 0 when the answer has the photo's average colour whatever its
+    details, so it isolates "every shoe comes out the same red".
+
+    Args:
+      answer: `[batch, H, W, C]` in [-1, 1].
+      target: `[batch, H, W, C]` in [-1, 1].
+
+    Returns:
+      `[batch]`, in [0, 2] on the [-1, 1] scale (lower is better).
+    """
+    mean_a = tf.reduce_mean(tf.cast(answer, tf.float32), axis=[1, 2])
+    mean_t = tf.reduce_mean(tf.cast(target, tf.float32), axis=[1, 2])
+    return tf.reduce_mean(tf.abs(mean_a - mean_t), axis=-1)
+
+
+def pairwise_diversity(answers: tf.Tensor) -> tf.Tensor:
+    """Mean pairwise L1 among several answers to the same condition.
+
+    Args:
+      answers: `[conditions, k, H, W, C]` in [-1, 1], k >= 2 answers (each
+        from its own X) per condition.
+
+    Returns:
+      `[conditions]`: the mean over the k(k-1)/2 pairs of the per-pixel mean
+      absolute difference, on the [-1, 1] scale. 0 means the policy ignores
+      its noise (a single answer per condition).
+    """
+    answers = tf.cast(answers, tf.float32)
+    k = answers.shape[1]
+    if k is None or k < 2:
+        raise ValueError("pairwise_diversity needs at least 2 answers per "
+                         f"condition. Received: shape {answers.shape}")
+    diffs = tf.reduce_mean(
+        tf.abs(answers[:, :, None] - answers[:, None, :]), axis=[3, 4, 5])
+    # The k x k matrix has a zero diagonal and counts each pair twice.
+    return tf.reduce_sum(diffs, axis=[1, 2]) / float(k * (k - 1))
+
+
+def checkerboard_energy(images: tf.Tensor) -> tf.Tensor:
+    """Share of an image's varying energy at the 2-pixel period.
+
+    A stride-2 transposed convolution that writes an image can leave a
+    pattern alternating every pixel (Odena et al. 2016); in the 2-D Fourier
+    spectrum it sits at the Nyquist row and column. Natural photos have
+    almost none there.
+
+    Args:
+      images: `[batch, H, W, C]`, H and W even.
+
+    Returns:
+      `[batch]` in [0, 1]: the power at frequencies with |k_y| = H/2 or
+      |k_x| = W/2 over the power at all non-zero frequencies.
+    """
+    x = tf.cast(images, tf.float32)
+    x = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    spectrum = tf.signal.fft2d(tf.cast(tf.transpose(x, [0, 3, 1, 2]),
+                                       tf.complex64))
+    power = tf.reduce_sum(tf.abs(spectrum) ** 2, axis=1)  # over channels
+    h, w = power.shape[1], power.shape[2]
+    nyquist = tf.maximum(tf.one_hot(h // 2, h)[:, None],
+                         tf.one_hot(w // 2, w)[None, :])
+    total = tf.reduce_sum(power, axis=[1, 2])
+    return tf.reduce_sum(power * nyquist, axis=[1, 2]) / tf.maximum(
+        total, 1e-12)
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets.
+
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), the
+    formula of FID (Heusel et al. 2017); here in whatever feature space the
+    caller gives (this library uses its own classifier's, as Inception
+    weights cannot be downloaded).
+
+    Args:
+      features_a: `[n_a, dim]`, n_a >= 2.
+      features_b: `[n_b, dim]`, n_b >= 2.
+
+    Returns:
+      A float >= 0 (0 for identical sets).
+    """
+    import numpy as np
+    a = np.asarray(features_a, np.float64)
+    b = np.asarray(features_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(
+            len(a), len(b)) < 2:
+        raise ValueError("frechet_distance needs two [n >= 2, dim] feature "
+                         f"sets of one dim. Received: {a.shape}, {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+
+    def psd_sqrt(matrix):
+        values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
+        return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+    root_a = psd_sqrt(cov_a)
+    # tr((S_a^1/2 S_b S_a^1/2)^1/2) = tr((S_a S_b)^1/2), on a symmetric PSD.
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sqrt(np.clip(middle, 0.0, None)).sum()
+    distance = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a)
+                + np.trace(cov_b) - 2.0 * trace_root)
+    return float(max(distance, 0.0))

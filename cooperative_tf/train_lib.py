@@ -15,7 +15,7 @@ import io
 import json
 import os
 import shutil
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import images, metrics, parzen
+from cooperative_tf import images, metrics, parzen, quality
 from cooperative_tf.callbacks import (DivergenceGuard, PeriodicCallback,
                                       ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -33,6 +33,8 @@ from cooperative_tf.trainer import CooperativeTrainer
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 SAMPLE_DIR = "samples"
+QUALITY_FILE = "quality.jsonl"
+HISTORY_FILE = "history.jsonl"
 
 
 @dataclasses.dataclass
@@ -65,13 +67,17 @@ def build_models(config: config_lib.TaskConfig):
                           filters=m.planner_filters,
                           kernel_size=m.planner_kernel, units=m.planner_units,
                           template_filters=m.template_filters,
-                          conv_form=m.planner_conv_form, name="planner")
+                          conv_form=m.planner_conv_form,
+                          label_conditioning=m.planner_label,
+                          template_activation=m.template_activation,
+                          name="planner")
     else:
         policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
                             condition_channels=d.condition_channels,
                             latent_dim=m.latent_dim,
                             filters=m.policy_filters, norm=m.policy_norm,
-                            sync_batch_norm=m.sync_batch_norm, name="policy")
+                            sync_batch_norm=m.sync_batch_norm,
+                            output_layer=m.policy_output, name="policy")
         planner = Planner(image_size=d.image_size, channels=d.channels,
                           condition="image",
                           condition_channels=d.condition_channels,
@@ -116,7 +122,9 @@ def build_trainer(config: config_lib.TaskConfig,
             langevin_steps=l.steps, step_size=l.step_size, noise=l.noise,
             reference_sigma=l.reference_sigma, metropolis=l.metropolis,
             clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
-            seed=t.seed, name="cooperative")
+            seed=t.seed, label_loss_weight=t.label_loss_weight,
+            reconstruction_weight=t.reconstruction_weight,
+            name="cooperative")
         trainer.compile(
             policy_optimizer=keras.optimizers.Adam(t.policy_lr,
                                                    beta_1=t.beta_1),
@@ -363,11 +371,27 @@ def train(config: config_lib.TaskConfig, workdir: str,
                 trainer, samples,
                 os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
 
+    def keep_line(step, values):
+        if chief:
+            append_jsonl(os.path.join(workdir, HISTORY_FILE), step, values)
+
     logger = ProgressLogger(t.log_every, t.train_steps, step_fn,
-                            stream=None if verbose else io.StringIO())
+                            stream=None if verbose else io.StringIO(),
+                            on_line=keep_line)
     callbacks = [DivergenceGuard(t.max_refinement, step_fn), logger]
     callbacks += [PeriodicCallback(t.checkpoint_every, save, step_fn),
                   PeriodicCallback(t.sample_every, sample, step_fn)]
+    if t.eval_every and chief:
+        evaluator = quality.RunEvaluator(config, workdir, verbose=verbose)
+
+        def assess(step):
+            row = evaluator(trainer, t.eval_samples, seed=step)
+            append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
+            if verbose:
+                print(f"quality at step {step}: {brief_quality(row)}",
+                      flush=True)
+
+        callbacks.append(PeriodicCallback(t.eval_every, assess, step_fn))
     if remaining > 0:
         if verbose:
             print(f"Training {config.name} for {remaining} steps "
@@ -399,16 +423,23 @@ _FRAMED_DIGIT_READERS = ("mnist_csv", "idx")
 
 def evaluate(config: config_lib.TaskConfig, workdir: str,
              steps: Optional[int] = None,
-             parzen_samples: int = 10000) -> dict:
+             parzen_samples: int = 10000,
+             quality_samples: int = 10000,
+             refine_steps: Sequence[int] = (),
+             versus_samples: int = 2000) -> dict:
     """Scores the latest checkpoint on the evaluation split.
 
     Reports the `test_step` metrics (value gap, |Y1 - Y0|, MSE of the fast and
-    refined answers) and, for image answers with a ground truth, PSNR and SSIM
-    of both answers: on the hole for inpainting, as in the paper's Table 3,
-    on the whole image otherwise. For label tasks it reports the Parzen-window
-    log-likelihood of the paper's Table 1 (`cooperative_tf.parzen`) for the
-    fast and the refined answers: a window fitted to `parzen_samples`
-    generated examples (balanced labels, X ~ N(0, I)), sigma chosen on the
+    refined answers) and the quality metrics of `cooperative_tf.quality` for
+    fast and refined answers: for label tasks conditional accuracy, the
+    worst label's accuracy and the Frechet distance by the task's own
+    classifier on `quality_samples` answers, and the planner's accuracy as a
+    classifier; for image tasks PSNR, SSIM, L1 (on the hole for inpainting,
+    as in the paper's Table 3), colour error and diversity on the whole
+    split. For label tasks it also reports the Parzen-window log-likelihood
+    of the paper's Table 1 (`cooperative_tf.parzen`) for the fast and the
+    refined answers and, as the reference, for as many real training images
+    used as the window's samples (`parzen_ll_real`): sigma chosen on the
     first half of the evaluation split, the mean log-likelihood (nats) of
     the second half reported. Framed MNIST-style digits are scored on their
     original centre 28x28, as in the paper.
@@ -416,12 +447,19 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     Args:
       config: The run's config (`load_config(workdir)`).
       workdir: A training work directory.
-      steps: Batches to score (default: the whole split).
+      steps: Batches for the `test_step` metrics (default: the whole split).
       parzen_samples: Generated examples for the Parzen window (label tasks;
         the paper uses 10,000; 0 skips it).
+      quality_samples: Generated answers judged by the classifier (label
+        tasks; 1,000 per label by default).
+      refine_steps: If given, the quality metrics are computed again for
+        each of these numbers of Langevin steps at inference, on
+        `versus_samples` answers (label tasks) or examples (image tasks),
+        and returned under `versus_steps` (a list of dicts).
+      versus_samples: See `refine_steps`.
 
     Returns:
-      A dict of floats.
+      A dict of floats (and `versus_steps` when asked).
     """
     trainer = build_trainer(config)
     restore(trainer, workdir, required=True)
@@ -431,25 +469,17 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     if steps is not None:
         dataset = dataset.take(steps)
     result = trainer.evaluate(dataset, return_dict=True, verbose=0)
-    if config.data.condition == "label":
-        if parzen_samples > 0:
-            result.update(_parzen_scores(trainer, config, dataset,
-                                         parzen_samples))
-        return result
-    scores = {f"{m}_{a}": [] for m in ("psnr", "ssim")
-              for a in ("fast", "refined")}
-    for i, batch in enumerate(dataset):
-        mask = None
-        if config.data.condition == "masked":
-            mask = tf.cast(batch["condition"][..., -1:] > 0, tf.float32)
-        out = trainer.generate(batch["condition"], seed=i)
-        for answer in ("fast", "refined"):
-            scores[f"psnr_{answer}"].append(
-                metrics.psnr(out[answer], batch["target"], mask))
-            scores[f"ssim_{answer}"].append(
-                metrics.ssim(out[answer], batch["target"], mask))
-    for name, values in scores.items():
-        result[name] = float(tf.reduce_mean(tf.concat(values, 0)))
+    result = {k: float(v) for k, v in result.items()}
+    evaluator = quality.RunEvaluator(config, workdir, verbose=True)
+    label_task = config.data.condition == "label"
+    result.update(evaluator(trainer, quality_samples if label_task else None))
+    if label_task and parzen_samples > 0:
+        result.update(_parzen_scores(trainer, config, dataset,
+                                     parzen_samples))
+    if refine_steps:
+        result["versus_steps"] = quality.versus_steps(
+            lambda n: evaluator(trainer, versus_samples, langevin_steps=n),
+            refine_steps)
     return result
 
 
@@ -478,15 +508,68 @@ def _parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
                                seed=i)
         for name in answers:
             answers[name].append(out[name].numpy())
-    scores = {}
+    # The reference: as many real training images as generated ones (all
+    # of them if the split is smaller), scored the same way.
+    training = pipelines.build_dataset(d, d.train_split, 500, training=False,
+                                       repeat=False)
+    train_real = unit(np.concatenate([b["target"].numpy()
+                                      for b in training]))[:num_samples]
+    answers["real"] = [train_real]
+    scores = {"parzen_real_samples": float(len(train_real))}
     for name, parts in answers.items():
-        got = parzen.evaluate(unit(np.concatenate(parts)), real[:half],
-                              real[half:])
+        got = parzen.evaluate(unit(np.concatenate(parts)) if name != "real"
+                              else train_real, real[:half], real[half:])
         scores[f"parzen_ll_{name}"] = got["ll"]
         scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
         scores[f"parzen_sigma_{name}"] = got["sigma"]
     return scores
 
 
+def append_jsonl(path: str, step: int, row: dict) -> None:
+    """Adds `{"step": step, **row}` as one line to a JSON-lines file
+    (`history.jsonl`: the progress lines; `quality.jsonl`: the periodic
+    evaluations)."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": int(step),
+                            **{k: float(v) for k, v in row.items()}}) + "\n")
+
+
+def read_jsonl(workdir: str, name: str = QUALITY_FILE) -> list:
+    """The rows of a run's `quality.jsonl` (or `history.jsonl`), oldest
+    first; the last one per step when a resumed run wrote a step again."""
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+        return []
+    by_step = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut short by a killed run
+                continue
+            by_step[row["step"]] = row
+    return [by_step[k] for k in sorted(by_step)]
+
+
+# The few numbers a progress line shows; the JSON lines keep them all.
+_BRIEF = ("conditional_accuracy_fast", "conditional_accuracy_refined",
+          "min_class_accuracy_refined", "frechet_fast", "frechet_refined",
+          "planner_accuracy", "psnr_fast", "psnr_refined", "l1_fast",
+          "colour_error_fast", "diversity_fast")
+
+
+def brief_quality(row: dict) -> str:
+    return " ".join(f"{k}={row[k]:.4g}" for k in _BRIEF if k in row)
+
+
 def summarize(result: dict) -> str:
-    return json.dumps({k: round(float(v), 5) for k, v in result.items()})
+    """One JSON line of the scalar results (rounded)."""
+    return json.dumps({k: round(float(v), 5) for k, v in result.items()
+                       if not isinstance(v, (list, dict))})
+
+
+def write_eval(workdir: str, result: dict) -> str:
+    """Writes an evaluation's results to `<workdir>/eval.json`."""
+    path = os.path.join(workdir, "eval.json")
+    _write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True))
+    return path

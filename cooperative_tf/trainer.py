@@ -8,10 +8,13 @@ import keras
 import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
-from cooperative_tf.losses import mapping_shift_loss, value_shift_loss
+from cooperative_tf.losses import (label_loss, mapping_shift_loss,
+                                   reconstruction_loss, value_shift_loss)
 
 _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
+# Logged only when their loss term is on.
+_OPTIONAL_METRICS = ("label_loss", "reconstruction_l1")
 
 
 def replica_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
@@ -78,6 +81,12 @@ class CooperativeTrainer(keras.Model):
       unroll: Unroll the Langevin loop in Python (faster under XLA).
       policy_sigma: sigma of the mapping shift loss.
       seed: Base seed of X and the Langevin noise.
+      label_loss_weight: Weight of the planner's classification term
+        (`losses.label_loss`, label planners with `class_values`) added to
+        the value shift; 0 is the paper's planner loss.
+      reconstruction_weight: Weight of an L1 term to the observed answer
+        (`losses.reconstruction_loss`) added to the mapping shift; 0 is the
+        paper's policy loss, the authors' image -> image code uses one.
 
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
@@ -94,7 +103,8 @@ class CooperativeTrainer(keras.Model):
     def __init__(self, policy, planner, latent_dim=64, langevin_steps=10,
                  step_size=0.002, noise=True, reference_sigma=0.016,
                  metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
-                 seed=0, **kwargs):
+                 seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -108,8 +118,18 @@ class CooperativeTrainer(keras.Model):
         self.unroll = unroll
         self.policy_sigma = policy_sigma
         self.seed = seed
+        self.label_loss_weight = label_loss_weight
+        self.reconstruction_weight = reconstruction_weight
+        if label_loss_weight and not hasattr(planner, "class_values"):
+            raise ValueError("label_loss_weight needs a planner with "
+                             "class_values (a label Planner). Received: "
+                             f"label_loss_weight={label_loss_weight}")
+        names = _METRICS + tuple(
+            name for name, on in zip(_OPTIONAL_METRICS,
+                                     (label_loss_weight,
+                                      reconstruction_weight)) if on)
         self.trackers = {name: keras.metrics.Mean(name=name)
-                         for name in _METRICS}
+                         for name in names}
         self.langevin_jit_compile = False
         self._solve_slow_fn = None
         self._solve_fast_fn = None
@@ -290,6 +310,12 @@ class CooperativeTrainer(keras.Model):
             value_observed, value_refined = tf.split(values, 2)
             planner_loss = value_shift_loss(value_observed, value_refined,
                                             global_batch)
+            extra = {}
+            if self.label_loss_weight:
+                extra["label_loss"] = label_loss(
+                    self.planner.class_values(target), condition,
+                    global_batch)
+                planner_loss += self.label_loss_weight * extra["label_loss"]
             scaled = self.planner_optimizer.scale_loss(planner_loss)
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
@@ -299,17 +325,23 @@ class CooperativeTrainer(keras.Model):
         with policy_tape:
             policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma,
                                              global_batch)
+            if self.reconstruction_weight:
+                extra["reconstruction_l1"] = reconstruction_loss(
+                    target, y0, global_batch)
+                policy_loss += (self.reconstruction_weight
+                                * extra["reconstruction_l1"])
             scaled = self.policy_optimizer.scale_loss(policy_loss)
         grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
         self.policy_optimizer.apply(grads, self.policy.trainable_variables)
 
+        replicas = tf.cast(_num_replicas(), tf.float32)
         return self._update_metrics(
-            planner_loss=planner_loss * tf.cast(_num_replicas(),
-                                                planner_loss.dtype),
-            policy_loss=policy_loss * tf.cast(_num_replicas(),
-                                              policy_loss.dtype),
+            planner_loss=planner_loss * tf.cast(replicas, planner_loss.dtype),
+            policy_loss=policy_loss * tf.cast(replicas, policy_loss.dtype),
             value_observed=value_observed, value_refined=value_refined,
-            y0=y0, y1=y1, target=target, acceptance=acceptance)
+            y0=y0, y1=y1, target=target, acceptance=acceptance,
+            **{k: tf.cast(v, tf.float32) * replicas
+               for k, v in extra.items()})
 
     def test_step(self, data):
         condition, target = data["condition"], data["target"]
@@ -326,13 +358,22 @@ class CooperativeTrainer(keras.Model):
         value_refined = self.planner.value(y1, condition_map)
         policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma)
         planner_loss = value_shift_loss(value_observed, value_refined)
+        extra = {}
+        if self.label_loss_weight:
+            extra["label_loss"] = label_loss(
+                self.planner.class_values(target), condition)
+            planner_loss += self.label_loss_weight * extra["label_loss"]
+        if self.reconstruction_weight:
+            extra["reconstruction_l1"] = reconstruction_loss(target, y0)
+            policy_loss += (self.reconstruction_weight
+                            * extra["reconstruction_l1"])
         return self._update_metrics(
             planner_loss=planner_loss, policy_loss=policy_loss,
             value_observed=value_observed, value_refined=value_refined,
-            y0=y0, y1=y1, target=target, acceptance=acceptance)
+            y0=y0, y1=y1, target=target, acceptance=acceptance, **extra)
 
     def _update_metrics(self, *, planner_loss, policy_loss, value_observed,
-                        value_refined, y0, y1, target, acceptance):
+                        value_refined, y0, y1, target, acceptance, **extra):
         values = {
             "planner_loss": planner_loss,
             "policy_loss": policy_loss,
@@ -341,6 +382,7 @@ class CooperativeTrainer(keras.Model):
             "fast_mse": tf.reduce_mean(tf.square(y0 - target)),
             "refined_mse": tf.reduce_mean(tf.square(y1 - target)),
             "acceptance": acceptance,
+            **extra,
         }
         for name, value in values.items():
             self.trackers[name].update_state(value)
@@ -404,7 +446,9 @@ class CooperativeTrainer(keras.Model):
             step_size=self.step_size, noise=self.noise,
             reference_sigma=self.reference_sigma, metropolis=self.metropolis,
             clip=self.clip, unroll=self.unroll,
-            policy_sigma=self.policy_sigma, seed=self.seed)
+            policy_sigma=self.policy_sigma, seed=self.seed,
+            label_loss_weight=self.label_loss_weight,
+            reconstruction_weight=self.reconstruction_weight)
         return config
 
     @classmethod

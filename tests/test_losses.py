@@ -39,3 +39,27 @@ def test_mapping_shift_does_not_differentiate_through_the_target():
     assert tape.gradient(loss, refined) is None
     np.testing.assert_allclose(tape.gradient(loss, proposed).numpy(),
                                [[-1.0 / 0.18, -2.0 / 0.18]], rtol=1e-5)
+
+
+def test_label_loss_is_the_cross_entropy_of_the_class_values():
+    from cooperative_tf.losses import label_loss
+    values = tf.constant([[2.0, 0.0], [0.0, 0.0]])
+    labels = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    # -log(e^2 / (e^2 + 1)) and -log(1/2), averaged.
+    expected = (np.log(1 + np.exp(-2.0)) + np.log(2.0)) / 2
+    assert float(label_loss(values, labels)) == pytest.approx(expected,
+                                                              rel=1e-6)
+    # Over a global batch of 4 (two replicas): the sum over this replica / 4.
+    assert float(label_loss(values, labels, 4)) == pytest.approx(
+        expected / 2, rel=1e-6)
+
+
+def test_reconstruction_loss_is_the_mean_absolute_error():
+    from cooperative_tf.losses import reconstruction_loss
+    observed = tf.zeros([2, 2, 2, 1])
+    proposed = tf.constant([0.5, -0.5, 0.5, -0.5, 1.0, 1.0, 1.0, 1.0],
+                           shape=[2, 2, 2, 1])
+    assert float(reconstruction_loss(observed, proposed)) == pytest.approx(
+        0.75)
+    assert float(reconstruction_loss(observed, proposed, 4)) == \
+        pytest.approx(0.375)

@@ -41,3 +41,65 @@ def test_ssim_in_the_hole_ignores_the_rest():
     assert float(ssim(answer, target, tf.constant(mask))[0]) == \
         pytest.approx(1.0, abs=1e-5)
     assert [int(v) for v in hole_box(tf.constant(mask[0]))] == [8, 8, 16, 16]
+
+
+# ---- L1, colour, diversity, checkerboard, Frechet distance -----------------
+from cooperative_tf.metrics import (checkerboard_energy, colour_error,  # noqa
+                                    frechet_distance, l1, pairwise_diversity)
+
+
+def test_l1_and_colour_error_of_known_images():
+    target = tf.zeros([1, 4, 4, 3])
+    # Half the pixels +0.4, half -0.4: L1 0.4 but the mean colour is right.
+    stripes = tf.concat([tf.fill([1, 4, 2, 3], 0.4),
+                         tf.fill([1, 4, 2, 3], -0.4)], 2)
+    assert float(l1(stripes, target)[0]) == pytest.approx(0.4, abs=1e-6)
+    assert float(colour_error(stripes, target)[0]) == pytest.approx(0.0,
+                                                                     abs=1e-6)
+    # A uniform shift of the red channel only: colour error 0.6 / 3.
+    tinted = tf.concat([tf.fill([1, 4, 4, 1], 0.6),
+                        tf.zeros([1, 4, 4, 2])], -1)
+    assert float(colour_error(tinted, target)[0]) == pytest.approx(0.2,
+                                                                   abs=1e-6)
+    mask = tf.concat([tf.ones([1, 4, 2, 1]), tf.zeros([1, 4, 2, 1])], 2)
+    assert float(l1(stripes, target, mask)[0]) == pytest.approx(0.4,
+                                                                abs=1e-6)
+
+
+def test_pairwise_diversity_counts_each_pair_once():
+    # Three answers 0, 0.3 and 0.9 everywhere: pairs differ by 0.3, 0.9, 0.6.
+    answers = tf.stack([tf.fill([4, 4, 1], v) for v in (0.0, 0.3, 0.9)])
+    got = pairwise_diversity(answers[None])
+    assert float(got[0]) == pytest.approx(0.6, abs=1e-6)
+    same = tf.zeros([2, 5, 4, 4, 1])
+    np.testing.assert_allclose(pairwise_diversity(same).numpy(), 0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        pairwise_diversity(tf.zeros([2, 1, 4, 4, 1]))
+
+
+def test_checkerboard_energy_finds_the_two_pixel_pattern():
+    ys, xs = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    checker = ((ys + xs) % 2 * 2 - 1).astype(np.float32)[None, :, :, None]
+    smooth = np.sin(2 * np.pi * xs / 16).astype(np.float32)[None, :, :, None]
+    assert float(checkerboard_energy(checker)[0]) == pytest.approx(1.0,
+                                                                   abs=1e-5)
+    assert float(checkerboard_energy(smooth)[0]) == pytest.approx(0.0,
+                                                                  abs=1e-5)
+    mixed = smooth + 0.5 * checker  # energy 0.5 * 256 vs 0.25 * 256
+    assert float(checkerboard_energy(mixed)[0]) == pytest.approx(1 / 3,
+                                                                 abs=1e-4)
+
+
+def test_frechet_distance_of_identical_and_shifted_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means 2 apart on one axis: distance |mu|^2 = 4.
+    shifted = a + np.array([2.0, 0.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(4.0, abs=1e-6)
+    # N(0, I) against N(0, 4I) in 3-d: 3 * (1 + 4 - 2 * 2) = 3.
+    b = rng.normal(size=(200000, 3)) * 2.0
+    c = rng.normal(size=(200000, 3))
+    assert frechet_distance(c, b) == pytest.approx(3.0, rel=0.03)
+    with pytest.raises(ValueError, match="feature sets"):
+        frechet_distance(a[:1], a)

@@ -37,16 +37,28 @@ def in_xla_context():
 class Planner(keras.Model):
     """Value function f(Y, C); exp(f) is an unnormalised density p(Y | C).
 
-    The condition is first turned into an image-sized map: an image condition
-    is used as it is (paper §4.2.1); a one-hot label is decoded into a
-    learned "template" image by a conv-transpose stack (paper §4.1.1). The map
-    is concatenated with Y along channels and scored by stride-2 convolutions
-    with leaky ReLU (no normalisation, so each example's value depends on that
-    example only, as Langevin dynamics needs) and a dense layer with `units`
-    outputs whose sum is f.
+    Y is scored by stride-2 convolutions with leaky ReLU (no normalisation,
+    so each example's value depends on that example only, as Langevin
+    dynamics needs) and a dense layer with `units` outputs u. How the
+    condition C enters:
 
-    Since the condition map does not depend on Y, Langevin refinement encodes
-    it once (`encode_condition`) and then calls `value` at every step.
+    * an image condition is concatenated with Y along channels (paper
+      §4.2.1), and f = sum(u);
+    * a label, `label_conditioning="projection"` (projection discriminators,
+      Miyato & Koyama 2018): the label selects a learned vector e_C and
+      f = sum(u * (1 + e_C)). The convolutions see Y alone, so the values of
+      every label come from one pass (`class_values`), and the label changes
+      the Langevin gradient df/dY from the first step;
+    * a label, `label_conditioning="template"` (the authors' CCoopNets,
+      paper §4.1.1): the one-hot is decoded by a conv-transpose stack into an
+      image-sized "template" map concatenated with Y, and f = sum(u).
+      `template_activation="tanh"` bounds it like the authors' template;
+      `None` leaves it unbounded (this library's first choice, which
+      learned one shared bias map that barely depended on the label).
+
+    Since the condition's encoding does not depend on Y, Langevin refinement
+    encodes it once (`encode_condition`) and then calls `value` at every
+    step.
 
     Args:
       image_size: Side of Y in pixels.
@@ -58,6 +70,9 @@ class Planner(keras.Model):
       kernel_size: Kernel side of those convolutions.
       units: Outputs of the last layer; f is their sum.
       template_filters: Hidden channels of the label template decoder.
+      label_conditioning: `projection` or `template` (label planners only).
+      template_activation: Output activation of the template (`tanh` or
+        `None`).
       conv_form: How the stride-2 convolutions are computed; the weights and
         values are the same either way. `direct`: strided convolutions.
         `space_to_depth`: stride-1 convolutions on a space-to-depth input,
@@ -76,10 +91,13 @@ class Planner(keras.Model):
         (float32 under a mixed-precision policy).
     """
 
+    LABEL_CONDITIONINGS = ("projection", "template")
+
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
                  filters=(64, 128, 256), kernel_size=4, units=100,
                  template_filters=(128, 64, 32), conv_form="auto",
+                 label_conditioning="template", template_activation=None,
                  **kwargs):
         super().__init__(**kwargs)
         if condition not in ("label", "image"):
@@ -97,13 +115,30 @@ class Planner(keras.Model):
         self.kernel_size = kernel_size
         self.units = units
         self.template_filters = tuple(template_filters)
+        if label_conditioning not in self.LABEL_CONDITIONINGS:
+            raise ValueError(
+                "Planner label_conditioning must be one of "
+                f"{self.LABEL_CONDITIONINGS}. Received: "
+                f"label_conditioning={label_conditioning!r}")
         self.conv_form = conv_form
+        self.label_conditioning = label_conditioning
+        self.template_activation = template_activation
         self.template = None
-        if condition == "label":
+        self.embedding = None
+        if self.uses_template:
             # No batch norm: the template must not depend on the batch.
             self.template = DeconvStack(
                 image_size=image_size, channels=1, filters=template_filters,
-                output_activation=None, batch_norm=False, name="template")
+                output_activation=template_activation, batch_norm=False,
+                name="template")
+        elif self.uses_projection:
+            # Unit-scale, so that the label moves f (and df/dY) as much as
+            # the shared part from the first step.
+            self.embedding = layers.Dense(
+                units, use_bias=False,
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=1.0),
+                name="embedding")
         self.convs = [
             layers.Conv2D(width, kernel_size, strides=2, padding="same",
                           kernel_initializer=small_normal(), name=f"conv_{i}")
@@ -115,33 +150,59 @@ class Planner(keras.Model):
                                  kernel_initializer=small_normal(), name="head")
 
     @property
+    def uses_template(self):
+        return (self.condition == "label"
+                and self.label_conditioning == "template")
+
+    @property
+    def uses_projection(self):
+        return (self.condition == "label"
+                and self.label_conditioning == "projection")
+
+    @property
     def condition_map_channels(self):
-        return 1 if self.condition == "label" else self.condition_channels
+        """Channels concatenated with Y before the convolutions."""
+        if self.condition == "image":
+            return self.condition_channels
+        return 1 if self.uses_template else 0
 
     def build(self, y_shape, condition_shape):
+        # Parts already built by a direct call (`class_values`, `features`)
+        # keep their variables.
         batch = y_shape[0]
-        if self.template is not None:
+        if self.template is not None and not self.template.built:
             self.template.build((batch, self.num_classes))
+        if self.embedding is not None and not self.embedding.built:
+            self.embedding.build((batch, self.num_classes))
         shape = (batch, self.image_size, self.image_size,
                  self.channels + self.condition_map_channels)
         for conv in self.convs:
-            conv.build(shape)
+            if not conv.built:
+                conv.build(shape)
             shape = conv.compute_output_shape(shape)
-        self.flatten.build(shape)
-        self.head.build(self.flatten.compute_output_shape(shape))
+        if not self.flatten.built:
+            self.flatten.build(shape)
+        if not self.head.built:
+            self.head.build(self.flatten.compute_output_shape(shape))
         self.built = True
 
     def encode_condition(self, condition):
-        """Maps C to the image-sized map concatenated with Y.
+        """Encodes C once for any number of `value` calls.
 
         Args:
           condition: `[batch, num_classes]` or `[batch, H, W, C_c]`.
 
         Returns:
+          Image conditions and templates: the map concatenated with Y,
           `[batch, image_size, image_size, condition_map_channels]`.
+          Projection: the label's weights e_C, `[batch, units]`.
         """
         if self.template is not None:
             return self.template(keras.ops.cast(condition, self.compute_dtype))
+        if self.embedding is not None:
+            return keras.ops.cast(
+                self.embedding(keras.ops.cast(condition, self.compute_dtype)),
+                self.variable_dtype)
         return keras.ops.cast(condition, self.compute_dtype)
 
     def value(self, y, condition_map):
@@ -150,8 +211,49 @@ class Planner(keras.Model):
         Returns:
           `[batch]` values.
         """
-        x = keras.ops.concatenate(
-            [keras.ops.cast(y, self.compute_dtype), condition_map], axis=-1)
+        if self.embedding is not None:
+            u = self.features(y)
+            return keras.ops.sum(u * (1.0 + condition_map), axis=-1)
+        return keras.ops.sum(self.features(y, condition_map), axis=-1)
+
+    def class_values(self, y):
+        """f(Y, c) for every label c: the planner read as a classifier.
+
+        Args:
+          y: `[batch, image_size, image_size, channels]`.
+
+        Returns:
+          `[batch, num_classes]`; argmax over the last axis is the label the
+          planner values most (paper eq. 10 reads labels this way).
+        """
+        if self.condition != "label":
+            raise ValueError("class_values needs a label planner. Received: "
+                             f"condition={self.condition!r}")
+        if self.embedding is not None:
+            u = self.features(y)
+            if not self.embedding.built:
+                self.embedding.build((None, self.num_classes))
+            # sum(u * (1 + e_c)) for all c at once: E is [classes, units].
+            return (keras.ops.sum(u, axis=-1, keepdims=True)
+                    + keras.ops.matmul(
+                        u, keras.ops.transpose(keras.ops.cast(
+                            self.embedding.kernel, u.dtype))))
+        batch = keras.ops.shape(y)[0]
+        columns = []
+        for c in range(self.num_classes):
+            one_hot = keras.ops.one_hot(
+                keras.ops.full((batch,), c, dtype="int32"), self.num_classes)
+            columns.append(self.value(y, self.encode_condition(one_hot)))
+        return keras.ops.stack(columns, axis=-1)
+
+    def features(self, y, condition_map=None):
+        """The last layer's outputs u, `[batch, units]`, in the variable
+        dtype; `condition_map` is concatenated with Y when it is a map."""
+        x = keras.ops.cast(y, self.compute_dtype)
+        if self.condition_map_channels:
+            x = keras.ops.concatenate(
+                [x, keras.ops.cast(condition_map, self.compute_dtype)],
+                axis=-1)
         folded = (self.conv_form == "space_to_depth"
                   or (self.conv_form == "auto" and in_xla_context()
                       and not accelerator_visible()))
@@ -165,8 +267,7 @@ class Planner(keras.Model):
                 x = conv(x)
             x = keras.ops.leaky_relu(x, 0.2)
         # Summed in the variable dtype: float32 under mixed precision.
-        return keras.ops.sum(keras.ops.cast(self.head(self.flatten(x)),
-                                            self.variable_dtype), axis=-1)
+        return keras.ops.cast(self.head(self.flatten(x)), self.variable_dtype)
 
     def call(self, y, condition):
         return self.value(y, self.encode_condition(condition))
@@ -179,5 +280,7 @@ class Planner(keras.Model):
                       num_classes=self.num_classes, filters=list(self.filters),
                       kernel_size=self.kernel_size, units=self.units,
                       template_filters=list(self.template_filters),
-                      conv_form=self.conv_form)
+                      conv_form=self.conv_form,
+                      label_conditioning=self.label_conditioning,
+                      template_activation=self.template_activation)
         return config

@@ -34,6 +34,12 @@ class UNetPolicy(keras.Model):
       sync_batch_norm: With `norm="batch"` under a distribution strategy,
         batch statistics over all replicas; by default each replica
         normalises its own examples.
+      output_layer: How the last layer reaches full resolution.
+        `resize_conv`: bilinear 2x upsampling then a 3x3 convolution, which
+        cannot write the 2-pixel checkerboard a strided transposed
+        convolution does (Odena et al. 2016, "Deconvolution and
+        checkerboard artifacts"). `deconv`: a stride-2 4x4 conv-transpose
+        (pix2pix's; this library's first choice).
 
     Shapes:
       noise: `[batch, latent_dim]`, X ~ N(0, I).
@@ -44,7 +50,8 @@ class UNetPolicy(keras.Model):
 
     def __init__(self, image_size=64, channels=3, condition_channels=3,
                  latent_dim=64, filters=(32, 64, 128, 256), noise_channels=32,
-                 norm="instance", sync_batch_norm=False, **kwargs):
+                 norm="instance", sync_batch_norm=False,
+                 output_layer="deconv", **kwargs):
         super().__init__(**kwargs)
         if image_size % (2 ** len(filters)):
             raise ValueError(
@@ -58,8 +65,12 @@ class UNetPolicy(keras.Model):
         if norm not in ("instance", "batch"):
             raise ValueError("norm must be 'instance' or 'batch'. "
                              f"Received: norm={norm!r}")
+        if output_layer not in ("deconv", "resize_conv"):
+            raise ValueError("output_layer must be 'deconv' or "
+                             f"'resize_conv'. Received: {output_layer!r}")
         self.noise_channels = noise_channels
         self.norm = norm
+        self.output_layer = output_layer
         self.sync_batch_norm = sync_batch_norm
         self.bottleneck = image_size // 2 ** len(filters)
 
@@ -88,9 +99,17 @@ class UNetPolicy(keras.Model):
                 self._norm(f"up_{i}_norm"),
                 layers.ReLU(name=f"up_{i}_act"),
             ])
-        self.to_image = layers.Conv2DTranspose(
-            channels, 4, strides=2, padding="same", activation="tanh",
-            kernel_initializer=small_normal(), name="to_image")
+        self.upsample = None
+        if output_layer == "resize_conv":
+            self.upsample = layers.UpSampling2D(2, interpolation="bilinear",
+                                                name="upsample")
+            self.to_image = layers.Conv2D(
+                channels, 3, padding="same", activation="tanh",
+                kernel_initializer=small_normal(), name="to_image")
+        else:
+            self.to_image = layers.Conv2DTranspose(
+                channels, 4, strides=2, padding="same", activation="tanh",
+                kernel_initializer=small_normal(), name="to_image")
 
     def _norm(self, name):
         if self.norm == "instance":
@@ -117,6 +136,9 @@ class UNetPolicy(keras.Model):
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)
             shape = tuple(shape[:3]) + (shape[3] + skip[3],)
+        if self.upsample is not None:
+            self.upsample.build(shape)
+            shape = self.upsample.compute_output_shape(shape)
         self.to_image.build(shape)
         self.built = True
 
@@ -135,6 +157,8 @@ class UNetPolicy(keras.Model):
             for layer in block:
                 x = _apply(layer, x, training)
             x = keras.ops.concatenate([x, skip], axis=-1)
+        if self.upsample is not None:
+            x = self.upsample(x)
         return self.to_image(x)
 
     def get_config(self):
@@ -143,7 +167,8 @@ class UNetPolicy(keras.Model):
                       condition_channels=self.condition_channels,
                       latent_dim=self.latent_dim, filters=list(self.filters),
                       noise_channels=self.noise_channels, norm=self.norm,
-                      sync_batch_norm=self.sync_batch_norm)
+                      sync_batch_norm=self.sync_batch_norm,
+                      output_layer=self.output_layer)
         return config
 
 
