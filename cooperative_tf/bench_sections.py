@@ -501,6 +501,9 @@ def section_profile(settings, workloads, results):
                         for k, v in list(out[name]["families"].items())[:4])
         print(f"  profile {name}: wall {out[name]['wall_s']:.3f} s, "
               f"op time {out[name]['busy_s']:.3f} s; {fam}", flush=True)
+        kernels = "; ".join(f"{op} as {', '.join(ran)}" for op, ran in list(
+            out[name]["kernels"].items())[:6])
+        print(f"    kernels that ran: {kernels}", flush=True)
     # The planner's layers one by one, as a Langevin step runs them.
     work = workloads.get("mnist", overrides, default)
     planner, batch = work.trainer.planner, work.batch

@@ -192,16 +192,88 @@ def test_mixed_precision_section_times_float32_and_bfloat16_side_by_side():
     assert all(p["median_s"] > 0 for p in probe)
 
 
+# Kernel names TensorFlow gives an op on different builds and CPUs (oneDNN
+# on AVX-512 machines, the graph remapper's fusions) and XLA's HLO names.
+KERNELS = {
+    "Conv2D": ("Conv2D", "_FusedConv2D", "_MklConv2D", "_MklNativeConv2D",
+               "_MklFusedConv2D", "_MklNativeFusedConv2D",
+               "_MklConv2DWithBias", "_MklNativeConv2DWithBias",
+               "model/conv_1/Conv2D:_MklNativeConv2D"),
+    "Conv2DBackpropInput": ("Conv2DBackpropInput", "Conv2DBackpropInputV2",
+                            "_MklConv2DBackpropInput",
+                            "_MklNativeConv2DBackpropInput",
+                            "grad/Conv2DBackpropInput_1:"
+                            "_MklNativeConv2DBackpropInput"),
+    "Conv2DBackpropFilter": ("Conv2DBackpropFilter",
+                             "_MklNativeConv2DBackpropFilter",
+                             "_MklConv2DBackpropFilterWithBias"),
+    "DepthwiseConv2dNative": ("DepthwiseConv2dNative",
+                              "_MklDepthwiseConv2dNative",
+                              "_MklNativeDepthwiseConv2dNative",
+                              "_FusedDepthwiseConv2dNative",
+                              "_MklNativeFusedDepthwiseConv2dNative"),
+    "MatMul": ("MatMul", "MatMul_1", "_MklMatMul", "_MklNativeMatMul",
+               "_FusedMatMul", "_MklFusedMatMul", "_MklNativeFusedMatMul",
+               "dense/MatMul:_MklMatMul"),
+    "BatchMatMul": ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3",
+                    "_MklBatchMatMulV2", "_MklFusedBatchMatMulV2"),
+    "Transpose": ("Transpose", "_MklTranspose"),
+    "Add": ("AddV2", "_MklAddV2", "_MklAdd"),
+    "FusedBatchNorm": ("FusedBatchNormV3", "_MklFusedBatchNormV3",
+                       "_MklNativeFusedBatchNormV3"),
+}
+FAMILIES = {
+    "Conv2D": "conv: forward", "DepthwiseConv2dNative": "conv: forward",
+    "Conv2DBackpropInput": "conv: transposed / input grad",
+    "Conv2DBackpropFilter": "conv: filter grad", "MatMul": "matmul",
+    "BatchMatMul": "matmul", "Transpose": "copy / transpose",
+    "Add": "element-wise / other", "FusedBatchNorm": "element-wise / other",
+    # XLA's names.
+    "convolution.3": "conv: forward",
+    "convolution-base-dilated.12": "conv: transposed / input grad",
+    "convolution-window-dilated": "conv: filter grad",
+    "wrapped_convolution.1": "conv: forward", "dot.5": "matmul",
+    "convert.2": "element-wise / other",
+    "add_convert_fusion.1": "element-wise / other",
+    "multiply_select_fusion.12": "element-wise / other",
+    "copy.4": "copy / transpose", "transpose.1": "copy / transpose",
+    # oneDNN layout conversions and the runtime's own events.
+    "_MklToTf": "copy / transpose", "_MklInputConversion": "copy / transpose",
+    "ExecutorState::Process": "runtime overhead",
+    "ThunkExecutor::Execute": "runtime overhead",
+}
+
+
+def test_every_kernel_name_of_an_op_maps_to_it_and_its_family():
+    for op, kernels in KERNELS.items():
+        for kernel in kernels:
+            assert bench_profile.canonical_op(kernel) == op, kernel
+            assert bench_profile.op_family(kernel) == FAMILIES[op], kernel
+    for name, family in FAMILIES.items():
+        assert bench_profile.op_family(name) == family, name
+        assert family in bench_profile.FAMILIES
+
+
 def test_profile_breakdown_reads_the_trace():
+    # Only what holds whatever kernels this CPU and build run: which ones
+    # ran is reported, and each is grouped under its op.
     w = _weights()
     net = tf.function(lambda x: tf.reduce_sum(tiny_net(x, *w)))
     x = tf.random.normal([2, 8, 8, 3])
     float(net(x))
-    report = bench_profile.op_time_breakdown(lambda: float(net(x)), steps=2)
+    report = bench_profile.op_time_breakdown(lambda: float(net(x)), steps=2,
+                                             top=100)
     assert report["wall_s"] > 0 and report["busy_s"] > 0
     assert math.isclose(sum(report["families"].values()), 1.0, rel_tol=1e-6)
-    names = [name for name, _, _ in report["top_ops"]]
-    assert "Conv2D" in names or "_FusedConv2D" in names
+    assert set(report["families"]) <= set(bench_profile.FAMILIES)
+    assert report["top_ops"] and all(
+        seconds >= 0 and 0 <= share <= 1 for _, seconds, share in
+        report["top_ops"])
+    ops = [op for op, _, _ in report["top_ops"]]
+    assert sorted(report["kernels"]) == sorted(ops)
+    for op, kernels in report["kernels"].items():
+        assert kernels and all(
+            bench_profile.canonical_op(k) == op for k in kernels), (op, kernels)
 
 
 def test_time_calls_reports_first_call_apart():
