@@ -26,7 +26,7 @@ import shutil
 import statistics
 import time
 import uuid
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -50,27 +50,44 @@ MAX_STEP_SIZE_FACTOR = 10.0
 RANGE_TOLERANCE = 1e-3
 
 
-class _Checks:
-    """Graph asserts that run one after another, in the order added.
+# The rank of each serving input, its first dimension the batch.
+INPUT_RANKS = {"condition": 4, "image": 4, "label": 1, "seed": 1, "steps": 1,
+               "step_size": 1, "condition_bytes": 1, "image_bytes": 1}
 
-    The chain makes the reported error the most basic one (a wrong rank
-    before a wrong batch size before a bad value) and the same on every
-    call; work created under `gate()` runs only once all have passed.
+
+class _Checks:
+    """Graph asserts that run one after another, in the order added, before
+    anything else reads an input.
+
+    A check's condition and message are built by callables under a control
+    dependency on the check before it, so a check reads an input only once
+    the more basic ones passed (a reduction over a tensor of the wrong rank
+    never runs before the rank check), and the reported error is the most
+    basic one on any machine, whatever order the executor picks for
+    independent ops. `gated` returns the inputs behind all the checks: the
+    endpoints compute from those copies only.
     """
+
+    SCOPE = "checks"
 
     def __init__(self):
         self._last = []
 
-    def add(self, condition, message: str, name: str, value) -> None:
+    def add(self, condition: Callable[[], tf.Tensor], message: str,
+            name: str, value: Callable[[], tf.Tensor]) -> None:
         """Fails with `<message> Received: <name>= [<value>]` unless
-        `condition` holds."""
-        with tf.control_dependencies(self._last):
+        `condition()` holds."""
+        with tf.name_scope(self.SCOPE), tf.control_dependencies(self._last):
             self._last = [tf.debugging.Assert(
-                condition, [f"{message} Received: {name}=", value],
+                condition(), [f"{message} Received: {name}=", value()],
                 summarize=16)]
 
-    def gate(self):
-        return tf.control_dependencies(self._last)
+    def gated(self, tensors: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """`{name: tensor}` -> copies that exist only once every check
+        passed (named `checked_<name>`)."""
+        with tf.control_dependencies(self._last):
+            return {name: tf.identity(t, name=f"checked_{name}")
+                    for name, t in tensors.items()}
 
 
 def _dims(tensor: tf.Tensor, n: int) -> tf.Tensor:
@@ -82,6 +99,19 @@ def _dims(tensor: tf.Tensor, n: int) -> tf.Tensor:
     also keeps the checks themselves from failing on a wrong rank.
     """
     return tf.concat([tf.shape(tensor), -tf.ones([n], tf.int32)], 0)[:n]
+
+
+def _check_static_shape(tensor: tf.Tensor, expected: Sequence[Optional[int]],
+                        message: str, name: str) -> None:
+    """Refuses at trace time a shape that the traced signature fixes and
+    that contradicts `expected` (None: any size)."""
+    shape = tensor.shape
+    if shape.rank is None:
+        return
+    if shape.rank != len(expected) or not all(
+            e is None or d is None or d == e
+            for d, e in zip(shape.as_list(), expected)):
+        raise ValueError(f"{message} Received: {name}.shape={shape}")
 
 
 def _to_png(images: tf.Tensor) -> tf.Tensor:
@@ -142,56 +172,73 @@ class ServingModule(tf.Module):
         self.max_step_size = float(max_step_size)
 
     # ------------------------------------------------------------ the inputs
-    def _check_inputs(self, **tensors) -> _Checks:
-        """Checks each input's rank and that all share the first one's batch
-        size (dimension 0); returns the chain for further checks."""
+    def _checked(self, **inputs) -> Dict[str, tf.Tensor]:
+        """Checks the endpoint's inputs; returns them behind the checks.
+
+        In this order, so the error names the most basic fault: each input's
+        rank, the same batch size for all, image sizes, then values (float
+        conditions in [-1, 1], steps, step sizes, class ids). Ranks and sizes
+        the traced signature fixes are also checked at trace time.
+        """
         checks = _Checks()
-        for name, t in tensors.items():
-            rank = t.shape.rank
-            dims = _dims(t, rank + 1)
-            checks.add((dims[rank - 1] >= 0) & (dims[rank] < 0),
-                       f"{name} must have {rank} dimension(s), the first "
-                       "being the batch.", f"{name}.shape", tf.shape(t))
-        first = next(iter(tensors))
-        batch = _dims(tensors[first], 1)[0]
-        for name, t in list(tensors.items())[1:]:
-            checks.add(tf.equal(_dims(t, 1)[0], batch),
+        images = {"condition": self.condition_channels,
+                  "image": self.channels}
+        for name, t in inputs.items():
+            rank = INPUT_RANKS[name]
+            message = (f"{name} must have {rank} dimension(s), the first "
+                       "being the batch.")
+            _check_static_shape(t, [None] * rank, message, name)
+            checks.add(lambda t=t, rank=rank: (_dims(t, rank + 1)[rank - 1]
+                                               >= 0)
+                       & (_dims(t, rank + 1)[rank] < 0),
+                       message, f"{name}.shape", lambda t=t: tf.shape(t))
+        first = next(iter(inputs))
+        for name, t in list(inputs.items())[1:]:
+            checks.add(lambda t=t: tf.equal(_dims(t, 1)[0],
+                                            _dims(inputs[first], 1)[0]),
                        "Every input needs the same batch size (dimension 0) "
-                       f"as {first}.", f"{name}.shape", tf.shape(t))
-        return checks
+                       f"as {first}.", f"{name}.shape",
+                       lambda t=t: tf.shape(t))
+        for name in [n for n in inputs if n in images]:
+            t, s = inputs[name], self.image_size
+            expected = [s, s, images[name]]
+            message = f"{name} must be [batch, {s}, {s}, {images[name]}]."
+            _check_static_shape(t, [None] + expected, message, name)
+            checks.add(lambda t=t, e=expected: tf.reduce_all(tf.equal(
+                _dims(t, 5)[1:], e + [-1])), message, f"{name}.shape",
+                lambda t=t: tf.shape(t))
+        # Values, read only once every shape is known to be right.
+        if "condition" in inputs:
+            condition = inputs["condition"]
+            checks.add(lambda: tf.reduce_all(
+                tf.abs(condition) <= 1.0 + RANGE_TOLERANCE),
+                "condition values must be in [-1, 1] (map uint8 pixels p to "
+                "p / 127.5 - 1).", "max |condition|",
+                lambda: tf.reduce_max(tf.abs(condition)))
+        if "steps" in inputs:
+            steps = inputs["steps"]
+            checks.add(lambda: tf.reduce_all((steps >= 0)
+                                             & (steps <= self.max_steps)),
+                       f"steps must be in [0, max_steps={self.max_steps}].",
+                       "steps", lambda: steps)
+        if "step_size" in inputs:
+            size = inputs["step_size"]
+            checks.add(lambda: tf.reduce_all(
+                (size > 0.0) & (size <= self.max_step_size)),
+                "step_size must be in (0, max_step_size="
+                f"{self.max_step_size:g}].", "step_size", lambda: size)
+        if "label" in inputs:
+            # tf.one_hot would silently give all zeros for an out-of-range id.
+            label = inputs["label"]
+            checks.add(lambda: tf.reduce_all(
+                (label >= 0) & (label < self.num_classes)),
+                f"label must be a class id in [0, {self.num_classes}).",
+                "label", lambda: label)
+        return checks.gated(inputs)
 
-    def _check_image(self, checks: _Checks, image, channels: int, name: str,
-                     in_range: bool = True) -> None:
-        # The signature's static shape is not enforced when a SavedModel is
-        # called, so a wrong size would otherwise fail deep in the networks.
-        expected = [self.image_size, self.image_size, channels]
-        checks.add(tf.reduce_all(tf.equal(_dims(image, 5)[1:],
-                                          expected + [-1])),
-                   f"{name} must be [batch, {expected[0]}, {expected[1]}, "
-                   f"{expected[2]}].", f"{name}.shape", tf.shape(image))
-        if in_range:
-            checks.add(tf.reduce_all(tf.abs(image) <= 1.0 + RANGE_TOLERANCE),
-                       f"{name} values must be in [-1, 1] (map uint8 pixels "
-                       "p to p / 127.5 - 1).", f"max |{name}|",
-                       tf.reduce_max(tf.abs(image)))
-
-    def _check_steps(self, checks: _Checks, steps, step_size) -> None:
-        checks.add(tf.reduce_all((steps >= 0) & (steps <= self.max_steps)),
-                   f"steps must be in [0, max_steps={self.max_steps}].",
-                   "steps", steps)
-        checks.add(tf.reduce_all((step_size > 0.0)
-                                 & (step_size <= self.max_step_size)),
-                   "step_size must be in (0, max_step_size="
-                   f"{self.max_step_size:g}].", "step_size", step_size)
-
-    def _one_hot(self, checks: _Checks, label: tf.Tensor) -> tf.Tensor:
-        """Class ids `[batch]` -> one-hot `[batch, num_classes]`."""
-        # tf.one_hot would silently give all zeros for an out-of-range id.
-        checks.add(tf.reduce_all((label >= 0) & (label < self.num_classes)),
-                   f"label must be a class id in [0, {self.num_classes}).",
-                   "label", label)
-        with checks.gate():
-            return tf.one_hot(label, self.num_classes, dtype=tf.float32)
+    def _one_hot(self, label: tf.Tensor) -> tf.Tensor:
+        """Checked class ids `[batch]` -> one-hot `[batch, num_classes]`."""
+        return tf.one_hot(label, self.num_classes, dtype=tf.float32)
 
     def _decode(self, contents: tf.Tensor, channels: int,
                 name: str) -> tf.Tensor:
@@ -296,109 +343,87 @@ class ServingModule(tf.Module):
                                                            tf.float32))
 
     # ------------------------------------------------------------- answers
-    def _answer(self, checks: _Checks, condition, seed):
-        with checks.gate():
-            used, x_seeds, _ = self._seeds(tf.identity(seed))
-            y0 = self._fast(condition, x_seeds)
+    # From checked inputs only (see `_checked`).
+    def _answer(self, condition, seed):
+        used, x_seeds, _ = self._seeds(seed)
+        y0 = self._fast(condition, x_seeds)
         return {"image": y0, "image_png_bytes": _to_png(y0), "seed": used}
 
-    def _refined_answer(self, checks: _Checks, condition, seed, steps,
-                        step_size):
-        self._check_steps(checks, steps, step_size)
-        with checks.gate():
-            used, x_seeds, langevin_seeds = self._seeds(tf.identity(seed))
-            y0 = self._fast(condition, x_seeds)
-            y1 = self._refine(y0, condition, langevin_seeds, steps,
-                              step_size)
+    def _refined_answer(self, condition, seed, steps, step_size):
+        used, x_seeds, langevin_seeds = self._seeds(seed)
+        y0 = self._fast(condition, x_seeds)
+        y1 = self._refine(y0, condition, langevin_seeds, steps, step_size)
         return {"image": y1, "image_png_bytes": _to_png(y1),
                 "value": self._value(y1, condition),
                 "fast": y0, "fast_png_bytes": _to_png(y0),
                 "fast_value": self._value(y0, condition), "seed": used}
 
-    def _energy(self, checks: _Checks, image, condition):
-        with checks.gate():
-            return {"value": self._value(tf.identity(image), condition)}
+    def _energy(self, image, condition):
+        return {"value": self._value(image, condition)}
 
     # --------------------------------------------- endpoints: image conditions
     @tf.function(jit_compile=False, autograph=False)
     def serve(self, condition, seed):
-        checks = self._check_inputs(condition=condition, seed=seed)
-        self._check_image(checks, condition, self.condition_channels,
-                          "condition")
-        return self._answer(checks, condition, seed)
+        x = self._checked(condition=condition, seed=seed)
+        return self._answer(x["condition"], x["seed"])
 
     @tf.function(jit_compile=False, autograph=False)
     def refine(self, condition, seed, steps, step_size):
-        checks = self._check_inputs(condition=condition, seed=seed,
-                                    steps=steps, step_size=step_size)
-        self._check_image(checks, condition, self.condition_channels,
-                          "condition")
-        return self._refined_answer(checks, condition, seed, steps,
-                                    step_size)
+        x = self._checked(condition=condition, seed=seed, steps=steps,
+                          step_size=step_size)
+        return self._refined_answer(x["condition"], x["seed"], x["steps"],
+                                    x["step_size"])
 
     @tf.function(jit_compile=False, autograph=False)
     def energy(self, image, condition):
-        checks = self._check_inputs(image=image, condition=condition)
-        self._check_image(checks, image, self.channels, "image",
-                          in_range=False)
-        self._check_image(checks, condition, self.condition_channels,
-                          "condition")
-        return self._energy(checks, image, condition)
+        x = self._checked(image=image, condition=condition)
+        return self._energy(x["image"], x["condition"])
 
     @tf.function(jit_compile=False, autograph=False)
     def serve_bytes(self, condition_bytes, seed):
-        checks = self._check_inputs(condition_bytes=condition_bytes,
-                                    seed=seed)
-        with checks.gate():
-            condition = self._condition_from_bytes(condition_bytes)
-        return self._answer(checks, condition, seed)
+        x = self._checked(condition_bytes=condition_bytes, seed=seed)
+        condition = self._condition_from_bytes(x["condition_bytes"])
+        return self._answer(condition, x["seed"])
 
     @tf.function(jit_compile=False, autograph=False)
     def refine_bytes(self, condition_bytes, seed, steps, step_size):
-        checks = self._check_inputs(condition_bytes=condition_bytes,
-                                    seed=seed, steps=steps,
-                                    step_size=step_size)
-        with checks.gate():
-            condition = self._condition_from_bytes(condition_bytes)
-        return self._refined_answer(checks, condition, seed, steps,
-                                    step_size)
+        x = self._checked(condition_bytes=condition_bytes, seed=seed,
+                          steps=steps, step_size=step_size)
+        condition = self._condition_from_bytes(x["condition_bytes"])
+        return self._refined_answer(condition, x["seed"], x["steps"],
+                                    x["step_size"])
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_bytes(self, image_bytes, condition_bytes):
-        checks = self._check_inputs(image_bytes=image_bytes,
-                                    condition_bytes=condition_bytes)
-        with checks.gate():
-            image = self._decode(image_bytes, self.channels, "image_bytes")
-            condition = self._condition_from_bytes(condition_bytes)
-        return self._energy(checks, image, condition)
+        x = self._checked(image_bytes=image_bytes,
+                          condition_bytes=condition_bytes)
+        image = self._decode(x["image_bytes"], self.channels, "image_bytes")
+        condition = self._condition_from_bytes(x["condition_bytes"])
+        return self._energy(image, condition)
 
     # --------------------------------------------- endpoints: label conditions
     @tf.function(jit_compile=False, autograph=False)
     def serve_label(self, label, seed):
-        checks = self._check_inputs(label=label, seed=seed)
-        return self._answer(checks, self._one_hot(checks, label), seed)
+        x = self._checked(label=label, seed=seed)
+        return self._answer(self._one_hot(x["label"]), x["seed"])
 
     @tf.function(jit_compile=False, autograph=False)
     def refine_label(self, label, seed, steps, step_size):
-        checks = self._check_inputs(label=label, seed=seed, steps=steps,
-                                    step_size=step_size)
-        return self._refined_answer(checks, self._one_hot(checks, label),
-                                    seed, steps, step_size)
+        x = self._checked(label=label, seed=seed, steps=steps,
+                          step_size=step_size)
+        return self._refined_answer(self._one_hot(x["label"]), x["seed"],
+                                    x["steps"], x["step_size"])
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_label(self, image, label):
-        checks = self._check_inputs(image=image, label=label)
-        self._check_image(checks, image, self.channels, "image",
-                          in_range=False)
-        return self._energy(checks, image, self._one_hot(checks, label))
+        x = self._checked(image=image, label=label)
+        return self._energy(x["image"], self._one_hot(x["label"]))
 
     @tf.function(jit_compile=False, autograph=False)
     def energy_label_bytes(self, image_bytes, label):
-        checks = self._check_inputs(image_bytes=image_bytes, label=label)
-        condition = self._one_hot(checks, label)
-        with checks.gate():
-            image = self._decode(image_bytes, self.channels, "image_bytes")
-        return self._energy(checks, image, condition)
+        x = self._checked(image_bytes=image_bytes, label=label)
+        image = self._decode(x["image_bytes"], self.channels, "image_bytes")
+        return self._energy(image, self._one_hot(x["label"]))
 
     # ------------------------------------------------------------ signatures
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
