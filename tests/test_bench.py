@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cooperative_tf import bench, bench_flops, bench_profile
-from cooperative_tf.bench_authors import AuthorsMnistIteration
-from cooperative_tf.bench_workloads import Variant, time_calls
+from bench import flops as bench_flops
+from bench import latency
+from bench import op_profile as bench_profile
+from bench import runner as bench
+from bench.authors import AuthorsMnistIteration
+from bench.workloads import Variant, time_calls
 
 # x [2, 8, 8, 3] -> conv 3x3 stride 2 (4 ch) -> conv-transpose 4x4 stride 2
 # (5 ch) -> flatten -> dense 7. Multiply-adds by hand:
@@ -124,8 +127,8 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
     assert out.exists()
     saved = json.loads(out.read_text())
     assert set(saved) >= {"meta", "peak", "mnist", "authors", "memory",
-                          "targets", "fastest"}
-    assert saved["targets"] == {}  # only judged at the real shapes
+                          "headline", "fastest"}
+    assert saved["headline"] == {}  # only for the real shapes
     assert saved["meta"]["tensorflow"] == tf.__version__
     assert saved["peak"]["float32"]["gflops_per_s"] > 0
 
@@ -290,3 +293,12 @@ def test_cli_writes_json_and_rejects_unknown_sections(tmp_path, capsys):
     assert "matmul peak" in capsys.readouterr().out
     assert bench.main(["--quick", "--only=nope", "--out="]) == 2
     assert "Unknown section" in capsys.readouterr().err
+
+
+def test_measure_latency_reports_each_setting(tmp_path_factory):
+    from tiny import MNIST, export_tiny
+
+    _, _, path = export_tiny("mnist", MNIST, tmp_path_factory)
+    timings = latency.measure_latency(path, steps=(0, 2), calls=2, warmup=1)
+    assert sorted(timings) == ["refine@0", "refine@2", "serving_default"]
+    assert all(v > 0 for v in timings.values())

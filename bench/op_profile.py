@@ -237,7 +237,7 @@ def layer_costs(layers, x, jit: bool = True, repeats: int = 5,
     import numpy as np
     import tensorflow as tf
 
-    from cooperative_tf.bench_flops import count_flops
+    from bench.flops import count_flops
 
     def chained(fn):
         def run(t):

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_export import MAX_STEP_SIZE, MAX_STEPS, MNIST, ZAPPOS
+from tiny import MAX_STEP_SIZE, MAX_STEPS, MNIST, ZAPPOS
 
 B = 2
 
 
 def _module(task, overrides):
-    from cooperative_tf import export, launch, train_lib
+    from cooperative_tf import serving, tasks, train_lib
 
-    config = launch.resolve_config(task, overrides=overrides)
+    config = tasks.resolve_config(task, overrides=overrides)
     trainer = train_lib.build_trainer(config)
-    module = export.ServingModule(trainer, config, MAX_STEPS, MAX_STEP_SIZE)
+    module = serving.ServingModule(trainer, config, MAX_STEPS, MAX_STEP_SIZE)
     return module, module.signatures()
 
 
@@ -67,13 +67,13 @@ def _error(fn, inputs) -> str:
 
 def _bad_calls(module, fn):
     """(what is wrong, inputs, message) for every check of a signature."""
-    from cooperative_tf import export
+    from cooperative_tf import serving
 
     specs = _specs(fn)
     good = {name: _good(spec) for name, spec in specs.items()}
     size = module.image_size
     for name, spec in specs.items():
-        rank = export.INPUT_RANKS[name]
+        rank = serving.INPUT_RANKS[name]
         message = (f"{name} must have {rank} dimension(s), the first being "
                    f"the batch. Received: {name}.shape=")
         # One dimension short (the batch left out) and one too many.
