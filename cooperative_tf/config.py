@@ -14,7 +14,10 @@ import json
 import typing
 from typing import Any, Optional, Tuple
 
-CONDITION_KINDS = ("label", "image", "edges", "masked")
+from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
+from pipelines import spec as data_spec
+from pipelines.spec import CONDITION_KINDS
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,6 @@ class DataConfig:
     on_error: str = "raise"
 
 
-PLANNER_CONV_FORMS = ("auto", "direct", "space_to_depth")
 # No mixed_float16: float16 needs loss scaling, whose skipped steps would
 # desynchronise the step counter that seeds X and the Langevin noise.
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -304,18 +306,10 @@ def override(config: TaskConfig, assignments: Any) -> TaskConfig:
 def validate(config: TaskConfig) -> None:
     """Raises `ValueError` naming the field when a config cannot work."""
     d, t, l = config.data, config.train, config.langevin
-    if d.condition not in CONDITION_KINDS:
-        raise ValueError(f"data.condition must be one of {CONDITION_KINDS}. "
-                         f"Received: data.condition={d.condition!r}")
+    data_spec.check(d)  # the input pipeline's own checks
     if d.image_size < 8 or d.image_size & (d.image_size - 1):
         raise ValueError("data.image_size must be a power of two >= 8. "
                          f"Received: data.image_size={d.image_size}")
-    if d.load_size < d.image_size:
-        raise ValueError("data.load_size must be >= data.image_size. "
-                         f"Received: data.load_size={d.load_size}")
-    if d.channels not in (1, 3):
-        raise ValueError(f"data.channels must be 1 or 3. "
-                         f"Received: data.channels={d.channels}")
     if t.batch_size < 1 or t.train_steps < 0:
         raise ValueError("train.batch_size must be >= 1 and train.train_steps "
                          f">= 0. Received: batch_size={t.batch_size}, "

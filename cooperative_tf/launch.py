@@ -67,27 +67,10 @@ flags.DEFINE_integer("versus_samples", 2000,
                      lower_bound=20)
 
 
-def resolve_config(task, data_dir=None, train_steps=None, batch_size=None,
-                   overrides=()):
-    """The task's registered config with the command line applied."""
-    from cooperative_tf import config as config_lib
-    from cooperative_tf import tasks
-
-    config = tasks.get_task(task)
-    assignments = list(overrides)
-    if data_dir is not None:
-        assignments.append(f"data.data_dir={data_dir}")
-    if train_steps is not None:
-        assignments.append(f"train.train_steps={train_steps}")
-    if batch_size is not None:
-        assignments.append(f"train.batch_size={batch_size}")
-    return config_lib.override(config, assignments)
-
-
 def _config_for_mode(workdir):
     """The run's saved config for eval/sample/export, else the task's."""
     from cooperative_tf import config as config_lib
-    from cooperative_tf import train_lib
+    from cooperative_tf import tasks, train_lib
 
     saved = os.path.join(workdir, train_lib.CONFIG_FILE)
     if FLAGS.mode == "train" or not os.path.exists(saved):
@@ -95,8 +78,9 @@ def _config_for_mode(workdir):
             raise FileNotFoundError(
                 f"{saved} does not exist: pass --task, or a --workdir that a "
                 f"training run wrote. Received: workdir={workdir!r}")
-        return resolve_config(FLAGS.task, FLAGS.data_dir, FLAGS.train_steps,
-                              FLAGS.batch_size, FLAGS.set)
+        return tasks.resolve_config(FLAGS.task, FLAGS.data_dir,
+                                    FLAGS.train_steps, FLAGS.batch_size,
+                                    FLAGS.set)
     config = train_lib.load_config(workdir)
     if FLAGS.task and FLAGS.task != config.name:
         raise ValueError(f"{workdir} holds a {config.name!r} run, not "
@@ -140,8 +124,8 @@ def main(argv):
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")
             if FLAGS.export and result.checkpoint:
-                from cooperative_tf import export
-                path = export.export_trainer(
+                from cooperative_tf import serving
+                path = serving.export_trainer(
                     result.trainer, config,
                     FLAGS.export_dir or os.path.join(workdir, "export"),
                     FLAGS.model_name or config.name)
@@ -179,8 +163,8 @@ def main(argv):
                              f"sample_{step:06d}.png"))
             print(f"Wrote {path}")
         elif FLAGS.mode == "export":
-            from cooperative_tf import export
-            path = export.export_from_workdir(workdir, FLAGS.export_dir,
+            from cooperative_tf import serving
+            path = serving.export_from_workdir(workdir, FLAGS.export_dir,
                                               FLAGS.model_name)
             print(f"Exported {path}")
     except (ValueError, OSError, FloatingPointError) as e:

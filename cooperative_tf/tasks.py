@@ -1,7 +1,7 @@
 """The paper's experiments, registered by name as typed configs.
 
-Settings come from the paper (§4) and from the authors' public code
-(`shared/REFERENCE.md`); where the paper's size would not train on a CPU in
+Settings come from the paper (§4) and from the authors' public code;
+where the paper's size would not train on a CPU in
 reasonable time the default is smaller and says so, and every field can be
 overridden from the command line (`--set section.field=value`).
 """
@@ -9,7 +9,7 @@ overridden from the command line (`--set section.field=value`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Sequence
 
 from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
                                    TaskConfig, TrainConfig, validate)
@@ -182,3 +182,32 @@ def zappos() -> TaskConfig:
         langevin=dataclasses.replace(config.langevin, steps=10),
         train=dataclasses.replace(config.train, sample_every=100,
                                   checkpoint_every=100))
+
+
+def resolve_config(task: str, data_dir: Optional[str] = None,
+                   train_steps: Optional[int] = None,
+                   batch_size: Optional[int] = None,
+                   overrides: Sequence[str] = ()) -> TaskConfig:
+    """The task's registered config with the command line applied.
+
+    Args:
+      task: A registered task name.
+      data_dir: Sets `data.data_dir`.
+      train_steps: Sets `train.train_steps`.
+      batch_size: Sets `train.batch_size` (the global batch).
+      overrides: `section.field=value` strings, applied first.
+
+    Returns:
+      The config, validated.
+    """
+    from cooperative_tf import config as config_lib
+
+    config = get_task(task)
+    assignments = list(overrides)
+    if data_dir is not None:
+        assignments.append(f"data.data_dir={data_dir}")
+    if train_steps is not None:
+        assignments.append(f"train.train_steps={train_steps}")
+    if batch_size is not None:
+        assignments.append(f"train.batch_size={batch_size}")
+    return config_lib.override(config, assignments)

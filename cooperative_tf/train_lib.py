@@ -233,8 +233,8 @@ def restore(trainer: CooperativeTrainer, workdir: str,
     except AssertionError as e:
         raise ValueError(
             f"{latest} does not hold every variable of this model: it was "
-            "written for another model, or by a cooperative_tf before "
-            "2026-11-30, whose checkpoints missed batch-norm statistics. "
+            "written for another model, or by an older cooperative_tf "
+            "whose checkpoints missed the batch-norm statistics. "
             f"Train again in a new --workdir. Details: {str(e)[:300]}"
         ) from None
     return latest

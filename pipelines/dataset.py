@@ -1,4 +1,4 @@
-"""`build_dataset`: from a `DataConfig` to batches of (condition, target).
+"""`build_dataset`: from a `DataSpec` to batches of (condition, target).
 
 The pipeline, in order:
   1. the reader lists and checks the split (`pipelines.readers`);
@@ -20,10 +20,12 @@ from typing import Optional
 import tensorflow as tf
 from absl import logging
 
-from cooperative_tf.config import CONDITION_KINDS, DataConfig
-from pipelines import masks as masks_lib
 from pipelines import ops
 from pipelines import readers
+from pipelines.spec import DataSpec, check
+
+# The data checks' old name (they live in `pipelines.spec`).
+check_config = check
 
 # Decoded uint8 examples up to this size stay in memory after the first epoch.
 CACHE_LIMIT_BYTES = 2 * 2**30
@@ -31,51 +33,7 @@ CACHE_LIMIT_BYTES = 2 * 2**30
 SHUFFLE_BUFFER = 10_000
 
 
-def check_config(data: DataConfig) -> None:
-    """Raises ValueError naming the `DataConfig` field that cannot work."""
-    if data.reader not in readers.READERS:
-        raise ValueError(f"data.reader must be one of {sorted(readers.READERS)}."
-                         f" Received: data.reader={data.reader!r}")
-    if data.condition not in CONDITION_KINDS:
-        raise ValueError(f"data.condition must be one of {CONDITION_KINDS}. "
-                         f"Received: data.condition={data.condition!r}")
-    if data.channels not in (1, 3):
-        raise ValueError("data.channels must be 1 or 3. "
-                         f"Received: data.channels={data.channels}")
-    if data.image_size < 1 or data.load_size < data.image_size:
-        raise ValueError("data.load_size must be >= data.image_size >= 1. "
-                         f"Received: data.image_size={data.image_size}, "
-                         f"data.load_size={data.load_size}")
-    if data.condition in ("image", "edges") and \
-            data.condition_channels not in (1, 3):
-        raise ValueError("An image or edge condition has 1 or 3 channels. "
-                         "Received: data.condition_channels="
-                         f"{data.condition_channels}")
-    if data.condition == "masked":
-        if data.condition_channels != data.channels + 1:
-            raise ValueError(
-                "A masked condition is the photo plus a mask channel, so "
-                "data.condition_channels must be data.channels + 1 = "
-                f"{data.channels + 1}. Received: data.condition_channels="
-                f"{data.condition_channels}")
-        if data.mask not in masks_lib.MASK_KINDS:
-            raise ValueError(f"data.mask must be one of {masks_lib.MASK_KINDS}."
-                             f" Received: data.mask={data.mask!r}")
-        if not 1 <= data.mask_size <= data.image_size:
-            raise ValueError("data.mask_size must be in [1, data.image_size]. "
-                             f"Received: data.mask_size={data.mask_size}")
-    if data.condition == "label" and data.num_classes < 1:
-        raise ValueError("data.num_classes must be >= 1. "
-                         f"Received: data.num_classes={data.num_classes}")
-    if data.condition_side not in ("left", "right"):
-        raise ValueError("data.condition_side must be 'left' or 'right'. "
-                         f"Received: data.condition_side={data.condition_side!r}")
-    if data.on_error not in ("raise", "skip"):
-        raise ValueError("data.on_error must be 'raise' or 'skip'. "
-                         f"Received: data.on_error={data.on_error!r}")
-
-
-def _check_source(data: DataConfig, source: readers.Source) -> None:
+def _check_source(data: DataSpec, source: readers.Source) -> None:
     if data.condition == "label":
         if source.num_classes is None:
             raise ValueError(
@@ -94,7 +52,7 @@ def _check_source(data: DataConfig, source: readers.Source) -> None:
             f"Received: data.condition={data.condition!r}")
 
 
-def _prepare_ops(data: DataConfig, size: int) -> list:
+def _prepare_ops(data: DataSpec, size: int) -> list:
     """Deterministic ops after decoding, up to the in-memory cache."""
     prepare = []
     if data.condition == "edges":
@@ -108,7 +66,7 @@ def _prepare_ops(data: DataConfig, size: int) -> list:
     return prepare
 
 
-def _random_ops(data: DataConfig, training: bool) -> list:
+def _random_ops(data: DataSpec, training: bool) -> list:
     """Ops after the cache: chance-dependent, seeded per example."""
     finish = [ops.to_float(["condition", "target"])]
     if training:
@@ -122,14 +80,15 @@ def _random_ops(data: DataConfig, training: bool) -> list:
     return finish
 
 
-def build_dataset(data: DataConfig, split: str, batch_size: int, *,
+def build_dataset(data: DataSpec, split: str, batch_size: int, *,
                   training: bool, seed: int = 0,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   repeat: Optional[bool] = None) -> tf.data.Dataset:
     """Batches of `{"condition": C, "target": Y}` for one split.
 
     Args:
-      data: What to read and how to shape it.
+      data: What to read and how to shape it: a `DataSpec`, or an object
+        with its fields (a task's `config.data`).
       split: Split name (`data.train_split`, `data.eval_split`, ...).
       batch_size: GLOBAL batch size; with `input_context` each pipeline
         yields `input_context.get_per_replica_batch_size(batch_size)`.
@@ -166,7 +125,8 @@ def build_dataset(data: DataConfig, split: str, batch_size: int, *,
         without an embedded sample.
       FileNotFoundError: A missing folder, split or partner file.
     """
-    check_config(data)
+    data = DataSpec.from_fields(data)
+    check(data)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: "
                          f"batch_size={batch_size}")

@@ -8,7 +8,7 @@ gradients of the blurred colour channels, non-maximum suppression to
 one-pixel lines, hysteresis thresholds relative to the image's own contrast,
 and removal of isolated specks. On the shared edges2shoes shoes it marks
 about as many pixels as the real maps do, mostly on the same contours (see
-`tests/test_pipelines_ops.py` and `pipelines/edges_vs_pix2pix.png`).
+`tests/test_pipelines_ops.py` and `docs/edges_vs_pix2pix.png`).
 
 Neighbourhood operations are written as slices of one padded tensor rather
 than `max_pool2d`/`conv2d`: on CPU those are ~10x slower on one-channel

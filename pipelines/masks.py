@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-MASK_KINDS = ("center", "random_rect", "free_form")
+from pipelines.spec import MASK_KINDS
 
 # Free-form strokes in the manner of DeepFill v2: a few polylines of random
 # vertices drawn with a round brush. Fixed maxima keep the shapes static.

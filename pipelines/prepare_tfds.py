@@ -1,7 +1,7 @@
 """Prepares a paired TFDS dataset from local files, offline.
 
   python -m pipelines.prepare_tfds --name pix2pix_pairs/facades \
-      --manual_dir /work/shared/data --data_dir ~/tensorflow_datasets
+      --manual_dir ../shared/data --data_dir ~/tensorflow_datasets
 
 (A separate module from `pipelines.tfds_builders` because TFDS cannot build
 a dataset whose builder class lives in `__main__`.)

@@ -29,11 +29,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from cooperative_tf.config import DataConfig
 from pipelines import files as files_lib
 from pipelines import ops
-
-Features = Dict[str, tf.Tensor]
+from pipelines.source import (Features, Source, decode_image,  # noqa: F401
+                              frame_digits)
+from pipelines.spec import DataSpec
 
 SAMPLE_ROOT = pathlib.Path(__file__).resolve().parent / "sample"
 # Which embedded sample stands in for `data_dir=None`, per reader.
@@ -47,30 +47,6 @@ PAIR_FOLDERS = (("sketches", "photos"), ("sketch", "photo"), ("A", "B"),
 # Archives bigger than this are extracted to a cache folder, not held in RAM.
 ARCHIVE_IN_MEMORY_BYTES = 512 * 2**20
 CACHE_ENV = "COOPERATIVE_TF_CACHE"
-
-
-@dataclasses.dataclass
-class Source:
-    """One split of a dataset, listed and checked but not decoded.
-
-    Attributes:
-      records: One small element per example (paths, bytes or arrays).
-      decode: Maps a record to the decoded example described in the module
-        docstring.
-      num_examples: Number of records.
-      description: Reader and path, for messages.
-      num_classes: Number of label classes found, or None without labels.
-      has_condition_image: Whether decoded examples carry `condition`.
-      skipped: `(file, reason)` of each file left out with on_error=skip.
-    """
-
-    records: tf.data.Dataset
-    decode: Callable[[Features], Features]
-    num_examples: int
-    description: str
-    num_classes: Optional[int] = None
-    has_condition_image: bool = False
-    skipped: Tuple[Tuple[str, str], ...] = ()
 
 
 def sample_dir(name: str) -> pathlib.Path:
@@ -91,7 +67,7 @@ def sample_dir(name: str) -> pathlib.Path:
     return path
 
 
-def data_root(data: DataConfig) -> pathlib.Path:
+def data_root(data: DataSpec) -> pathlib.Path:
     """`data.data_dir`, or the reader's embedded sample when it is None."""
     if data.data_dir is not None:
         return pathlib.Path(data.data_dir).expanduser()
@@ -118,14 +94,6 @@ def _empty_split(where: str, split: str, rejects: files_lib.Rejects):
         if rejects.files else ""
     raise ValueError(f"No usable images in split {split!r} at "
                      f"{where}{skipped}. Received: split={split!r}")
-
-
-def decode_image(contents: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG/PNG/BMP/GIF -> uint8 `[H, W, 3]`. Grey, palette and CMYK
-    files become RGB here; `ops.to_channels` then makes the configured
-    channels, so grey and colour files can share a folder."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    return tf.ensure_shape(image, [None, None, 3])
 
 
 def _contents(record: Features, key: str) -> tf.Tensor:
@@ -180,7 +148,7 @@ def _check_images(paths: Sequence[pathlib.Path], rejects: files_lib.Rejects,
 
 # --- pix2pix: <root>/<split>/*.jpg, each a side-by-side pair --------------
 
-def read_pix2pix(data: DataConfig, split: str) -> Source:
+def read_pix2pix(data: DataSpec, split: str) -> Source:
     """Pix2pix pairs `<root>/<split>/*.jpg`, W = 2H, condition on
     `data.condition_side`. For `edges`/`masked` only the target half is used."""
     folder = _split_folder(data_root(data), split)
@@ -219,7 +187,7 @@ def hash_split(name: str, held_out_percent: int = 5) -> str:
     return "held_out" if bucket < held_out_percent else "train"
 
 
-def read_zappos(data: DataConfig, split: str) -> Source:
+def read_zappos(data: DataSpec, split: str) -> Source:
     """UT-Zappos50K's own tree `<root>/<Category>/.../*.jpg` of shoe photos.
 
     Photos are padded to squares with white, as pix2pix did for
@@ -277,7 +245,7 @@ def read_zappos(data: DataConfig, split: str) -> Source:
 
 # --- paired_folders: <root>/<split>/{sketches,photos}/NN.png ---------------
 
-def read_paired_folders(data: DataConfig, split: str) -> Source:
+def read_paired_folders(data: DataSpec, split: str) -> Source:
     """Aligned pairs in two folders with matching file names (CUFS).
 
     `<root>/<split>/photos/NN.png` is the target and `sketches/NN.png` the
@@ -382,7 +350,7 @@ def _class_of(relative: pathlib.PurePath) -> Optional[str]:
     return relative.parts[0] if len(relative.parts) >= 2 else None
 
 
-def read_class_folders(data: DataConfig, split: str) -> Source:
+def read_class_folders(data: DataSpec, split: str) -> Source:
     """Labelled images `<root>/<split>/<class>/*.jpg` or the same tree inside
     `<root>/<split>.tar.gz` (class ids = sorted class folder names)."""
     root = files_lib.require_dir(data_root(data), "Dataset folder")
@@ -514,7 +482,7 @@ def _split_files(files: List[pathlib.Path], split: str):
     return named or None
 
 
-def read_mnist_csv(data: DataConfig, split: str) -> Source:
+def read_mnist_csv(data: DataSpec, split: str) -> Source:
     """MNIST rows in a (gzipped) CSV: 784 pixels 0-255 then the label.
 
     `data.data_dir` is a CSV file or a folder of `*.csv.gz` / `*.csv`. Files
@@ -573,14 +541,8 @@ def read_mnist_csv(data: DataConfig, split: str) -> Source:
                          data, rejects)
 
 
-def frame_digits(features: Features) -> Features:
-    """Pads 28 x 28 digits to 32 x 32 with black, the LeNet framing: the
-    digit's 20 px box stays centred and unstretched at any later size."""
-    return ops.pad_to(32, ["target"], value=0)(features)
-
-
 def _array_source(images: np.ndarray, labels: np.ndarray, description: str,
-                  data: DataConfig, rejects: files_lib.Rejects) -> Source:
+                  data: DataSpec, rejects: files_lib.Rejects) -> Source:
     """A Source over in-memory uint8 images [N, H, W, C] and int labels."""
 
     def decode(record: Features) -> Features:
@@ -622,7 +584,7 @@ def _read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
     return body.reshape(dims)
 
 
-def read_idx(data: DataConfig, split: str) -> Source:
+def read_idx(data: DataSpec, split: str) -> Source:
     """MNIST-format idx files: `train-*` for `train`, `t10k-*` for `test`."""
     root = files_lib.require_dir(data_root(data), "Dataset folder")
     if split not in IDX_PREFIX:
@@ -654,13 +616,13 @@ def read_idx(data: DataConfig, split: str) -> Source:
                          files_lib.Rejects(data.on_error))
 
 
-def read_tfds(data: DataConfig, split: str) -> Source:
+def read_tfds(data: DataSpec, split: str) -> Source:
     """TFDS datasets, offline; see `pipelines.tfds_reader`."""
     from pipelines import tfds_reader  # Imports TFDS only when asked for.
     return tfds_reader.read_tfds(data, split)
 
 
-READERS: Dict[str, Callable[[DataConfig, str], Source]] = {
+READERS: Dict[str, Callable[[DataSpec, str], Source]] = {
     "mnist_csv": read_mnist_csv,
     "idx": read_idx,
     "class_folders": read_class_folders,
@@ -671,7 +633,7 @@ READERS: Dict[str, Callable[[DataConfig, str], Source]] = {
 }
 
 
-def load_source(data: DataConfig, split: str) -> Source:
+def load_source(data: DataSpec, split: str) -> Source:
     """Lists and checks one split with the reader `data.reader` names.
 
     Raises:

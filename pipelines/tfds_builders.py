@@ -12,7 +12,7 @@ Importing this module registers
 Prepare once, then read with `DataConfig(reader="tfds", tfds_name=...)`:
 
   python -m pipelines.prepare_tfds --name pix2pix_pairs/facades \
-      --manual_dir /work/shared/data --data_dir ~/tensorflow_datasets
+      --manual_dir ../shared/data --data_dir ~/tensorflow_datasets
 
 or in Python:
 

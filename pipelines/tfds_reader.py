@@ -17,9 +17,9 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cooperative_tf.config import DataConfig
 from pipelines import ops
-from pipelines import readers
+from pipelines.spec import DataSpec
+from pipelines import source as readers
 from pipelines import tfds_builders  # noqa: F401  Registers our builders.
 
 Features = Dict[str, tf.Tensor]
@@ -42,7 +42,7 @@ def _not_prepared(builder, name: str, data_dir) -> FileNotFoundError:
         f"Received: data.tfds_name={name!r}")
 
 
-def read_tfds(data: DataConfig, split: str) -> readers.Source:
+def read_tfds(data: DataSpec, split: str) -> readers.Source:
     """A Source over one split of a prepared TFDS dataset."""
     name = data.tfds_name
     if not name:

@@ -68,7 +68,7 @@ def main():
     import keras
     import numpy as np
 
-    from cooperative_tf import launch, train_lib
+    from cooperative_tf import tasks, train_lib
     from cooperative_tf.distribute import make_strategy
     from cooperative_tf.trainer import replica_seed
 
@@ -88,7 +88,7 @@ def main():
         f"model.sync_batch_norm={args.sync_bn}",
         f"train.jit_compile={args.jit}", f"train.batch_size={GLOBAL_BATCH}",
         "train.planner_lr=1e-3", "train.policy_lr=1e-3"]
-    config = launch.resolve_config("zappos", overrides=overrides)
+    config = tasks.resolve_config("zappos", overrides=overrides)
     trainer = train_lib.build_trainer(config, strategy)
     replicas = strategy.num_replicas_in_sync
 

@@ -23,25 +23,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import EXPORT_TINY as TINY
+from tiny import MAX_STEP_SIZE, MAX_STEPS, MNIST, RTOL, ZAPPOS, export_tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVING = REPO / "launch" / "serving"
 REQUESTS = SERVING / "requests"
 DOC = REPO / "docs" / "serving.md"
 
-# The real tasks' data shapes, so the request files fit; tiny networks. A
-# rolled Langevin loop keeps the eager reference quick to trace at 20 steps
-# (the export always rolls it).
-TINY = ["model.latent_dim=4", "model.planner_units=3", "langevin.steps=2",
-        "langevin.unroll=false", "train.jit_compile=false"]
-MNIST = TINY + ["model.policy_filters=8:4", "model.planner_filters=4:8",
-                "model.template_filters=4"]
-ZAPPOS = TINY + ["model.policy_filters=4:8", "model.planner_filters=4:8"]
-MAX_STEPS = 20
-MAX_STEP_SIZE = 0.02
-# Relative to the norm of the expected tensor: untrained tiny networks
-# answer with values near 1e-6, where any absolute tolerance would pass.
-RTOL = 1e-4
 
 
 # ------------------------------------------------- REST requests, as JSON
@@ -251,16 +240,7 @@ def check_request(result, trainer, condition_of, size):
 
 
 # ------------------------------------------------- fixtures
-def _export(config_name, overrides, tmp_path_factory, **kwargs):
-    from cooperative_tf import export, launch, train_lib
-
-    config = launch.resolve_config(config_name, overrides=overrides)
-    trainer = train_lib.build_trainer(config)
-    root = tmp_path_factory.mktemp(f"{config_name}_export")
-    path = export.export_trainer(trainer, config, str(root), config_name,
-                                 max_steps=MAX_STEPS,
-                                 max_step_size=MAX_STEP_SIZE, **kwargs)
-    return config, trainer, path
+_export = export_tiny
 
 
 @pytest.fixture(scope="module")
@@ -451,7 +431,7 @@ def test_saved_model_cli_lists_predict_signatures(model, cli_listings,
 def test_version_folder_layout_and_no_xla(label_model):
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from cooperative_tf import export
+    from cooperative_tf import serving
 
     _, _, path = label_model
     assert os.path.basename(path) == "1"
@@ -460,7 +440,7 @@ def test_version_folder_layout_and_no_xla(label_model):
     mode = os.stat(os.path.join(os.path.dirname(path), "plain")).st_mode
     assert os.stat(path).st_mode == mode  # readable by a server's user
     os.rmdir(os.path.join(os.path.dirname(path), "plain"))
-    info = export.read_export_info(path)
+    info = serving.read_export_info(path)
     assert info["max_steps"] == MAX_STEPS and info["task"] == "mnist"
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
@@ -686,7 +666,7 @@ def test_undecodable_bytes_name_the_input(image_served):
 # ------------------------------------------------- versions and crashes
 def test_second_export_is_version_2_and_keeps_version_1(label_model,
                                                         tmp_path):
-    from cooperative_tf import export
+    from cooperative_tf import serving
 
     config, trainer, exported = label_model
     # Version 1 is the module's export, copied rather than made again.
@@ -694,20 +674,20 @@ def test_second_export_is_version_2_and_keeps_version_1(label_model,
     shutil.copytree(exported, first)
     with open(os.path.join(first, "saved_model.pb"), "rb") as f:
         before = f.read()
-    second = export.export_trainer(trainer, config, str(tmp_path), "digits")
+    second = serving.export_trainer(trainer, config, str(tmp_path), "digits")
     assert second == str(tmp_path / "digits" / "2")
     assert sorted(os.listdir(tmp_path / "digits")) == ["1", "2"]
     with open(os.path.join(first, "saved_model.pb"), "rb") as f:
         assert f.read() == before
     with pytest.raises(FileExistsError, match="never overwritten"):
-        export.export_trainer(trainer, config, str(tmp_path), "digits",
+        serving.export_trainer(trainer, config, str(tmp_path), "digits",
                               version=1)
-    assert export.existing_versions(str(tmp_path / "digits")) == [1, 2]
+    assert serving.existing_versions(str(tmp_path / "digits")) == [1, 2]
 
 
 def test_crash_mid_export_leaves_no_version(label_model, tmp_path,
                                             monkeypatch):
-    from cooperative_tf import export
+    from cooperative_tf import serving
 
     config, trainer, _ = label_model
     written = []
@@ -720,45 +700,45 @@ def test_crash_mid_export_leaves_no_version(label_model, tmp_path,
 
     monkeypatch.setattr(tf.saved_model, "save", crashing_save)
     with pytest.raises(OSError, match="disk full"):
-        export.export_trainer(trainer, config, str(tmp_path), "digits")
+        serving.export_trainer(trainer, config, str(tmp_path), "digits")
     name = os.path.basename(written[0])
     assert name.startswith(".") and not name.isdigit()
     assert os.listdir(tmp_path / "digits") == []
     # A temp folder left by a killed export is not a version either.
-    os.makedirs(tmp_path / "digits" / (export.TEMP_PREFIX + "1-x"))
-    assert export.existing_versions(str(tmp_path / "digits")) == []
+    os.makedirs(tmp_path / "digits" / (serving.TEMP_PREFIX + "1-x"))
+    assert serving.existing_versions(str(tmp_path / "digits")) == []
 
 
 def test_bad_arguments_fail_before_writing(label_model, tmp_path):
-    from cooperative_tf import export
+    from cooperative_tf import serving
 
     config, trainer, _ = label_model
     for kwargs, message in ((dict(max_steps=-1), "max_steps=-1"),
                             (dict(max_step_size=0.0), "max_step_size=0.0"),
                             (dict(version=0), "version=0")):
         with pytest.raises(ValueError, match=f"Received: {message}"):
-            export.export_trainer(trainer, config, str(tmp_path), "m",
+            serving.export_trainer(trainer, config, str(tmp_path), "m",
                                   **kwargs)
     with pytest.raises(ValueError, match="model_name"):
-        export.export_trainer(trainer, config, str(tmp_path), "a/b")
+        serving.export_trainer(trainer, config, str(tmp_path), "a/b")
     assert not (tmp_path / "a").exists()
 
 
 def test_export_from_workdir_restores_the_checkpoint(tmp_path):
     from cooperative_tf import config as config_lib
-    from cooperative_tf import export, launch, train_lib
+    from cooperative_tf import serving, tasks, train_lib
 
-    config = launch.resolve_config("mnist", overrides=MNIST)
+    config = tasks.resolve_config("mnist", overrides=MNIST)
     workdir = tmp_path / "run"
     with pytest.raises(FileNotFoundError, match="config.json"):
-        export.export_from_workdir(str(workdir))
+        serving.export_from_workdir(str(workdir))
     trainer = train_lib.build_trainer(config)
     os.makedirs(workdir)
     (workdir / train_lib.CONFIG_FILE).write_text(config_lib.to_json(config))
     tf.train.CheckpointManager(
         train_lib.make_checkpoint(trainer),
         str(workdir / train_lib.CHECKPOINT_DIR), max_to_keep=1).save()
-    path = export.export_from_workdir(str(workdir), max_steps=4)
+    path = serving.export_from_workdir(str(workdir), max_steps=4)
     assert path == str(workdir / "export" / "mnist" / "1")
     loaded = tf.saved_model.load(path)
     image = np.zeros([1, 32, 32, 1], np.float32)
@@ -769,13 +749,13 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
-    from cooperative_tf import export, launch, train_lib
+    from cooperative_tf import serving, tasks, train_lib
 
-    config = launch.resolve_config("facades_inpaint", overrides=TINY + [
+    config = tasks.resolve_config("facades_inpaint", overrides=TINY + [
         "data.image_size=16", "data.load_size=16", "data.mask_size=8",
         "model.policy_filters=4:8", "model.planner_filters=4:8"])
     trainer = train_lib.build_trainer(config)
-    path = export.export_trainer(trainer, config, str(tmp_path), "inpaint")
+    path = serving.export_trainer(trainer, config, str(tmp_path), "inpaint")
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, [16, 16, 3], dtype=np.uint8)
@@ -793,15 +773,6 @@ def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
     assert_close(from_bytes["image"], from_floats["image"])
     fast, _ = eager(trainer, condition[None], [3])
     assert_close(from_floats["image"], fast)
-
-
-def test_measure_latency_reports_each_setting(label_model):
-    from cooperative_tf import export
-
-    _, _, path = label_model
-    latency = export.measure_latency(path, steps=(0, 2), calls=2, warmup=1)
-    assert sorted(latency) == ["refine@0", "refine@2", "serving_default"]
-    assert all(v > 0 for v in latency.values())
 
 
 def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
@@ -830,9 +801,9 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
 
 
 def train_lib_float32(config):
-    from cooperative_tf import export, train_lib
+    from cooperative_tf import serving, train_lib
 
-    return train_lib.build_trainer(export._float32_config(config))
+    return train_lib.build_trainer(serving.float32_config(config))
 
 
 if __name__ == "__main__":

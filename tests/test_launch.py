@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import REPO, shared_data
 from cooperative_tf import config as config_lib
-from cooperative_tf import launch, train_lib
+from cooperative_tf import tasks, train_lib
 
 # Small enough to run a few steps in seconds on two cores.
 TINY_IMAGE = [
@@ -71,11 +71,11 @@ def test_missing_data_dir_names_the_path_and_writes_nothing(tmp_path):
 ])
 def test_bad_overrides_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
-        launch.resolve_config("zappos", overrides=[bad])
+        tasks.resolve_config("zappos", overrides=[bad])
 
 
 def test_overrides_and_json_round_trip():
-    config = launch.resolve_config(
+    config = tasks.resolve_config(
         "zappos", data_dir="/x", train_steps=7,
         overrides=["model.planner_filters=8:16", "langevin.noise=false",
                    "langevin.reference_sigma=none"])
@@ -126,7 +126,7 @@ def test_launcher_trains_on_shared_edges2shoes_and_writes_outputs(tmp_path):
 @pytest.mark.slow
 def test_mnist_trains_a_few_steps_on_shared_digits(tmp_path):
     data = shared_data("mnist")
-    config = launch.resolve_config("mnist", data_dir=str(data), train_steps=2,
+    config = tasks.resolve_config("mnist", data_dir=str(data), train_steps=2,
                                    overrides=TINY_LABEL)
     result = train_lib.train(config, str(tmp_path), verbose=False)
     assert result.step == 2
@@ -135,7 +135,7 @@ def test_mnist_trains_a_few_steps_on_shared_digits(tmp_path):
 
 
 def test_resume_check_allows_what_keeps_the_weights(tmp_path):
-    config = launch.resolve_config("zappos")
+    config = tasks.resolve_config("zappos")
     (tmp_path / "config.json").write_text(config_lib.to_json(config))
     for same in (["model.planner_conv_form=direct"],
                  ["train.precision=mixed_bfloat16"], ["train.train_steps=9"]):
@@ -150,7 +150,7 @@ def test_resume_check_allows_what_keeps_the_weights(tmp_path):
 @pytest.mark.slow
 def test_resuming_with_another_model_is_refused(tmp_path):
     data = shared_data("edges2shoes")
-    config = launch.resolve_config("zappos", data_dir=str(data),
+    config = tasks.resolve_config("zappos", data_dir=str(data),
                                    train_steps=1, overrides=TINY_IMAGE)
     train_lib.train(config, str(tmp_path), verbose=False)
     other = config_lib.override(config, ["model.latent_dim=16"])
@@ -168,15 +168,15 @@ def test_resuming_with_another_model_is_refused(tmp_path):
 ])
 def test_checkpoint_restores_every_variable_batch_norm_included(
         task, extra, tmp_path):
-    from cooperative_tf.bench_workloads import synthetic_batch
+    from pipelines.synthetic import synthetic_batch
 
-    config = config_lib.override(launch.resolve_config(task), extra + [
+    config = config_lib.override(tasks.resolve_config(task), extra + [
         "model.planner_filters=8:16", "langevin.steps=2",
         "train.batch_size=4", "train.jit_compile=false"])
     trainer = train_lib.build_trainer(config)
     fresh = [v.numpy().copy() for v in trainer.policy.variables]
     trainer.make_train_function()
-    batch = synthetic_batch(config, 4, 0)
+    batch = synthetic_batch(config.data, 4, 0)
     for _ in range(3):
         trainer.train_function([batch])
     moving = [v for v in trainer.policy.variables if "moving" in v.path]
@@ -196,7 +196,7 @@ def test_checkpoint_restores_every_variable_batch_norm_included(
 
 
 def test_a_checkpoint_missing_variables_is_refused_clearly(tmp_path):
-    config = launch.resolve_config("mnist", overrides=[
+    config = tasks.resolve_config("mnist", overrides=[
         "model.policy_filters=32:16", "model.template_filters=16:8",
         "model.planner_filters=8:16", "train.jit_compile=false"])
     trainer = train_lib.build_trainer(config)

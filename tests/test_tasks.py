@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, shared_data
-from cooperative_tf import launch, parzen, tasks, train_lib
+from cooperative_tf import parzen, tasks, train_lib
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -57,7 +57,7 @@ def test_every_task_is_covered_here():
 @pytest.mark.parametrize("task", tasks.list_tasks())
 def test_task_trains_on_its_real_data(task, tmp_path):
     data_dir, extra = data_for(task)
-    config = launch.resolve_config(task, data_dir=data_dir, train_steps=2,
+    config = tasks.resolve_config(task, data_dir=data_dir, train_steps=2,
                                    overrides=extra)
     if task == "svhn":
         # No SVHN copy on these machines: TFDS' own mock serves examples

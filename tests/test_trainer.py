@@ -172,13 +172,13 @@ def tiny_mnist(precision, jit):
 @pytest.mark.parametrize("jit", [False, True])
 def test_mixed_precision_keeps_answers_and_langevin_in_float32(jit):
     from cooperative_tf import train_lib
-    from cooperative_tf.bench_workloads import synthetic_batch
+    from pipelines.synthetic import synthetic_batch
     logs = {}
     for precision in ("float32", "mixed_bfloat16"):
         config = tiny_mnist(precision, jit)
         trainer = train_lib.build_trainer(config)
         assert trainer.policy.compute_dtype == precision.replace("mixed_", "")
-        batch = synthetic_batch(config, 8, 0)
+        batch = synthetic_batch(config.data, 8, 0)
         y0 = trainer.generate(batch["condition"])["fast"]
         y1, _ = trainer.solve_slow(y0, batch["condition"],
                                    tf.constant([1, 2], tf.int64))

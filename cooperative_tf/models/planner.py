@@ -3,10 +3,13 @@
 import keras
 from keras import layers
 
-from cooperative_tf.config import PLANNER_CONV_FORMS as CONV_FORMS
 from cooperative_tf.models import space_to_depth
 from cooperative_tf.models.deconv_stack import DeconvStack
 from cooperative_tf.models.initializers import small_normal
+
+# How the stride-2 convolutions are computed (`conv_form`); the config
+# (`model.planner_conv_form`) reads this table.
+CONV_FORMS = ("auto", "direct", "space_to_depth")
 
 
 def accelerator_visible():

@@ -2,12 +2,12 @@
 
 A faithful graph-mode reimplementation of one iteration of the authors'
 public code (`zilongzheng/CCoopNets`, `models/ccoopets_cat2img.py` with
-`generator_mnist` and `descriptor_mnist`; see `shared/REFERENCE.md`), run
+`generator_mnist` and `descriptor_mnist`), run
 under TF 2.x through `tf.compat.v1`: placeholders, a `tf.compat.v1.Session`,
 variables from `get_variable`, raw `tf.nn` ops (`tf.compat.v1.layers` is gone
 under Keras 3; its fused batch norm is called directly) and the Langevin
 chain as a graph of gradient ops. It exists only as the speed baseline of
-`cooperative_tf.bench`; nothing else imports it.
+the benchmark (`bench.sections`); nothing else imports it.
 
 What the authors' code does, kept here because it decides the cost:
   * generator: concat(one-hot, z) as a 1x1 map -> 4x4 conv-transposes

@@ -1,4 +1,4 @@
-"""The sections of the speed benchmark (`cooperative_tf.bench`).
+"""The sections of the speed benchmark (`python -m bench`).
 
 Each `section_<name>(settings, workloads, results)` measures one thing and
 returns a JSON-able dict; `results` holds the sections run before it.
@@ -16,10 +16,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from cooperative_tf import bench_flops, bench_profile
+from bench import flops as bench_flops
+from bench import op_profile as bench_profile
 from cooperative_tf.models import space_to_depth
-from cooperative_tf.bench_report import print_row
-from cooperative_tf.bench_workloads import (OtherLoad, Variant, Workload,
+from bench.report import print_row
+from bench.workloads import (OtherLoad, Variant, Workload,
                                             current_rss, interleaved,
                                             resolve, time_calls, warm_up)
 
@@ -65,7 +66,7 @@ def measure_variants(works: Sequence[Workload], settings,
                      flops: Optional[dict] = None) -> list:
     """Times the parts of workloads that differ only in their variant.
 
-    `settings` is a `cooperative_tf.bench.Settings` (repeats, matmul size).
+    `settings` is a `bench.runner.Settings` (repeats, matmul size).
 
     Each part is first warmed up workload by workload (the first call,
     tracing and XLA compilation included, is timed apart, with the RSS peak
@@ -199,9 +200,9 @@ def section_batch(settings, workloads, results):
 
 
 def section_authors(settings, workloads, results):
-    """The authors' TF1 iteration (`bench_authors`) against ours and the
+    """The authors' TF1 iteration (`bench.authors`) against ours and the
     matmul peak, interleaved round by round so they share the load."""
-    from cooperative_tf.bench_authors import AuthorsMnistIteration
+    from bench.authors import AuthorsMnistIteration
 
     configs = [(size, False) for size in settings.authors_sizes]
     if settings.authors_unrolled_size:
@@ -501,6 +502,9 @@ def section_profile(settings, workloads, results):
                         for k, v in list(out[name]["families"].items())[:4])
         print(f"  profile {name}: wall {out[name]['wall_s']:.3f} s, "
               f"op time {out[name]['busy_s']:.3f} s; {fam}", flush=True)
+        kernels = "; ".join(f"{op} as {', '.join(ran)}" for op, ran in list(
+            out[name]["kernels"].items())[:6])
+        print(f"    kernels that ran: {kernels}", flush=True)
     # The planner's layers one by one, as a Langevin step runs them.
     work = workloads.get("mnist", overrides, default)
     planner, batch = work.trainer.planner, work.batch

@@ -29,9 +29,10 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from cooperative_tf import bench_flops
+from bench import flops as bench_flops
 from cooperative_tf import config as config_lib
-from cooperative_tf import launch, train_lib
+from cooperative_tf import tasks, train_lib
+from pipelines.synthetic import synthetic_batch
 
 try:  # psutil gives the current RSS; without it only the high-water mark.
     import psutil
@@ -240,7 +241,7 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5
 # --------------------------------------------------------------- workloads
 def resolve(task: str, overrides: Sequence[str] = ()) -> config_lib.TaskConfig:
     """The task's config with `section.field=value` overrides."""
-    return launch.resolve_config(task, overrides=list(overrides))
+    return tasks.resolve_config(task, overrides=list(overrides))
 
 
 class Workload:
@@ -272,7 +273,7 @@ class Workload:
                 planner_optimizer=self.trainer.planner_optimizer,
                 langevin_jit_compile=True, jit_compile=False)
         self.trainer.make_train_function()
-        self.batch = synthetic_batch(self.config, self.batch_size, seed)
+        self.batch = synthetic_batch(self.config.data, self.batch_size, seed)
         self._seed = tf.constant([seed, 1], tf.int64)
         self._noise = tf.random.stateless_normal(
             [self.batch_size, self.config.model.latent_dim], [seed, 2])
@@ -357,20 +358,3 @@ class Workload:
     def _image_shape(self):
         d = self.config.data
         return [d.image_size, d.image_size, d.channels]
-
-
-def synthetic_batch(config: config_lib.TaskConfig, batch_size: int,
-                    seed: int = 0) -> dict:
-    """A batch shaped like the task's data: one-hot labels or [-1, 1]
-    images for C, [-1, 1] images for Y."""
-    d = config.data
-    rng = np.random.default_rng(seed)
-    shape = (batch_size, d.image_size, d.image_size)
-    if d.condition == "label":
-        labels = rng.integers(0, d.num_classes, batch_size)
-        condition = np.eye(d.num_classes, dtype=np.float32)[labels]
-    else:
-        condition = rng.uniform(-1, 1, shape + (d.condition_channels,))
-    target = rng.uniform(-1, 1, shape + (d.channels,))
-    return {"condition": tf.constant(condition, tf.float32),
-            "target": tf.constant(target, tf.float32)}

@@ -1,4 +1,4 @@
-r"""Speed benchmark: `python -m cooperative_tf.bench [--quick] [--only=...]`.
+r"""Speed benchmark: `python -m bench [--quick] [--only=...]`.
 
 Times, side by side in one process, one full training iteration, the
 Langevin solver alone and the fast and refined inference of the `mnist` task
@@ -7,7 +7,7 @@ variant (plain graph or XLA, unrolled or `tf.while_loop` Langevin loop,
 float32 or mixed bfloat16, batch sizes, the planner's strided convolutions
 direct or by space-to-depth); counts their FLOPs and sets the
 achieved GFLOP/s against a large `tf.matmul` timed in the same run; times the
-authors' TF1 code (`bench_authors`) on the same machine; checks that the
+authors' TF1 code (`bench.authors`) on the same machine; checks that the
 input pipeline keeps up and that memory does not grow over steps; and reads a
 profiler trace to say which ops take the time. Prints a table and writes
 JSON for comparing commits.
@@ -18,9 +18,9 @@ variants interleaved round by round; absolute times move with the machine's
 load, so read the ratios. See docs/benchmark.md.
 
 Examples:
-  python -m cooperative_tf.bench                    # everything, < 10 min
-  python -m cooperative_tf.bench --quick            # tiny shapes, for CI
-  python -m cooperative_tf.bench --only=mnist,authors --out=/tmp/b.json
+  python -m bench                    # everything, < 10 min
+  python -m bench --quick            # tiny shapes, for CI
+  python -m bench --only=mnist,authors --out=/tmp/b.json
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cooperative_tf.bench_report import (check_targets,  # noqa: E402
-                                         fastest_variants, format_table)
-from cooperative_tf import bench_sections  # noqa: E402
-from cooperative_tf.bench_sections import Workloads  # noqa: E402
-from cooperative_tf.bench_workloads import Variant  # noqa: E402
+from bench.report import (fastest_variants, format_table,  # noqa: E402
+                          headline)
+from bench import sections as bench_sections  # noqa: E402
+from bench.sections import Workloads  # noqa: E402
+from bench.workloads import Variant  # noqa: E402
 
 SECTIONS = ("peak", "mnist", "batch", "authors", "image", "precision",
             "pipeline", "memory", "profile")
@@ -179,7 +179,8 @@ def run(sections: Sequence[str] = SECTIONS,
 
     Returns:
       A dict: `meta` (versions, commit, settings, machine load), one entry
-      per section, `targets` and `fastest`.
+      per section, `headline` (the numbers docs/benchmark.md holds
+      against its targets) and `fastest`.
 
     Raises:
       ValueError: An unknown section.
@@ -211,9 +212,9 @@ def run(sections: Sequence[str] = SECTIONS,
         results["meta"]["section_s"][name] = time.perf_counter() - start
         results["meta"]["load_during"][name] = machine_load(0.2)
     if settings.mnist_batch == 64 and not settings.mnist_overrides:
-        results["targets"] = check_targets(results)
-    else:  # the targets are about the real shapes only
-        results["targets"] = {}
+        results["headline"] = headline(results)
+    else:  # only the real shapes compare with the targets
+        results["headline"] = {}
     results["fastest"] = fastest_variants(results)
     results["meta"]["load_after"] = machine_load()
     results["meta"]["total_s"] = time.perf_counter() - started
@@ -233,7 +234,7 @@ def _json_default(value):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cooperative_tf.bench",
+        prog="python -m bench",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="Small repeats and shapes (tests, CI).")

@@ -1,6 +1,6 @@
 """Rebuilds the embedded samples in `pipelines/sample/` from the real data.
 
-  python -m pipelines.make_samples --data /work/shared/data
+  python -m tools.make_samples --data ../shared/data
 
 * `sample/zappos/{train,val}/Shoes/edges2shoes/<id>.jpg`: the photo (right)
   halves of `edges2shoes/{train,val}/<id>_AB.jpg`, 256 x 256 JPEG.
@@ -20,7 +20,7 @@ import pathlib
 
 from PIL import Image
 
-SAMPLE = pathlib.Path(__file__).resolve().parent / "sample"
+SAMPLE = pathlib.Path(__file__).resolve().parents[1] / "pipelines" / "sample"
 JPEG_QUALITY = 85
 ROWS_PER_CLASS = 100
 

@@ -1,6 +1,6 @@
-"""Draws `pipelines/edges_vs_pix2pix.png`: photo | our edge map | pix2pix's.
+"""Draws `docs/edges_vs_pix2pix.png`: photo | our edge map | pix2pix's.
 
-  python -m pipelines.make_edges_figure --data /work/shared/data
+  python -m tools.make_edges_figure --data ../shared/data
 
 Rows are the first shoes of `edges2shoes/val` (the detector's thresholds
 were tuned on `train`). Also prints the dark-pixel fractions and how many of
@@ -18,7 +18,8 @@ from PIL import Image
 
 from pipelines import edges
 
-FIGURE = pathlib.Path(__file__).resolve().parent / "edges_vs_pix2pix.png"
+FIGURE = (pathlib.Path(__file__).resolve().parents[1] / "docs"
+          / "edges_vs_pix2pix.png")
 
 
 def main() -> None:

@@ -3,9 +3,12 @@
 `op_time_breakdown` runs a function under `tf.profiler.experimental`, reads
 the trace it writes (`*.xplane.pb`, parsed with the protobuf that ships with
 TensorFlow) and sums the time of each kind of op over the worker threads.
-Plain graphs trace one event per TensorFlow op (`name:OpType`); XLA traces
-one per HLO instruction or fusion (`convolution-base-dilated.3`,
-`multiply_select_fusion.12`). Events nest (an executor event holds the ops it
+Plain graphs trace one event per TensorFlow op (`name:Kernel`), under the
+kernel's name, which depends on the build and the CPU (`Conv2D`,
+`_FusedConv2D`, or with oneDNN `_MklNativeConv2D`, `_MklFusedConv2D`, ...):
+`canonical_op` maps each to its op, and the report lists the kernels that
+ran. XLA traces one event per HLO instruction or fusion
+(`convolution-base-dilated.3`, `multiply_select_fusion.12`). Events nest (an executor event holds the ops it
 ran), so each event is charged its exclusive ("self") time only.
 
 XLA's names say what the CPU backend did:
@@ -34,32 +37,68 @@ from typing import Callable, Dict, Optional
 _WRAPPERS = ("ExecutorState::Process", "ThunkExecutor::Execute", "ParallelFor",
              "SlinkyThreadPool::Await", "call")
 
+# One op runs under many kernel names, depending on the build and the CPU:
+# oneDNN's (`_MklConv2D`, `_MklNativeConv2D`, `_MklNativeFusedConv2D`,
+# `_MklConv2DWithBias`), the graph remapper's fusions (`_FusedConv2D`,
+# `_FusedMatMul`) and op versions (`BatchMatMulV2`, `Conv2DBackpropInputV2`).
+_VENDOR_PREFIX = re.compile(r"^_(?:Mkl(?:Native)?|Native)(?=[A-Z])")
+_FUSED_PREFIX = re.compile(
+    r"^_?Fused(?=Conv|MatMul|BatchMatMul|DepthwiseConv|Depthwise)")
+_VERSION_SUFFIX = re.compile(r"(?<=[a-z])V\d+$")
+# Convolutions, but not XLA's `convert` (a dtype cast) nor oneDNN's layout
+# `InputConversion`.
+_CONV = re.compile(r"conv(?!er)")
 
-def _category(name: str) -> str:
-    """`a/b:Conv2D` -> `Conv2D`; `multiply_select_fusion.12` ->
+
+def kernel_name(event: str) -> str:
+    """A trace event's kernel name: `a/b:_MklNativeConv2D` ->
+    `_MklNativeConv2D`; `multiply_select_fusion.12` ->
     `multiply_select_fusion`; `MatMul_1` -> `MatMul`."""
-    if ":" in name and not name.startswith("end:"):
-        name = name.rsplit(":", 1)[1]
-    name = re.sub(r"\.\d+$", "", name)
-    return re.sub(r"_\d+$", "", name)
+    # `ExecutorState::Process` is a C++ name, not `node:kernel`.
+    if ":" in event and "::" not in event and not event.startswith("end:"):
+        event = event.rsplit(":", 1)[1]
+    event = re.sub(r"\.\d+$", "", event)
+    return re.sub(r"_\d+$", "", event)
 
 
-def _family(category: str) -> str:
-    """A coarse kind of work for a category."""
-    lowered = category.lower()
-    if "base-dilated" in lowered or category == "Conv2DBackpropInput":
-        return "conv: transposed / input grad"
-    if "window-dilated" in lowered or category == "Conv2DBackpropFilter":
-        return "conv: filter grad"
-    if "conv" in lowered:
-        return "conv: forward"
-    if lowered in ("matmul", "dot", "batchmatmulv2") or "dot" in lowered:
-        return "matmul"
-    if lowered.startswith("copy") or "transpose" in lowered:
-        return "copy / transpose"
-    if category in _WRAPPERS:
+def canonical_op(kernel: str) -> str:
+    """The TensorFlow op a kernel name runs, the same on every CPU.
+
+    `_MklNativeConv2D`, `_MklFusedConv2D`, `_FusedConv2D` and
+    `_MklConv2DWithBias` -> `Conv2D`; `_MklMatMul` and `_FusedMatMul` ->
+    `MatMul`; `BatchMatMulV2` -> `BatchMatMul`; XLA's HLO names
+    (`convolution-base-dilated`, `dot`, `*_fusion`) are kept as they are.
+    """
+    name = _VENDOR_PREFIX.sub("", kernel_name(kernel))
+    name = _FUSED_PREFIX.sub("", name)
+    name = re.sub(r"WithBias$", "", name)
+    name = _VERSION_SUFFIX.sub("", name)
+    return name.lstrip("_") or kernel
+
+
+def op_family(op: str) -> str:
+    """A coarse kind of work for an op or kernel name (any of the names
+    `canonical_op` reads)."""
+    if op in _WRAPPERS:
         return "runtime overhead"
+    lowered = canonical_op(op).lower()
+    if "base-dilated" in lowered or "backpropinput" in lowered:
+        return "conv: transposed / input grad"
+    if "window-dilated" in lowered or "backpropfilter" in lowered:
+        return "conv: filter grad"
+    if _CONV.search(lowered):
+        return "conv: forward"
+    if "matmul" in lowered or "dot" in lowered or "einsum" in lowered:
+        return "matmul"
+    if (lowered.startswith("copy") or "transpose" in lowered
+            or lowered in ("totf", "inputconversion") or "reorder" in lowered):
+        return "copy / transpose"
     return "element-wise / other"
+
+
+FAMILIES = ("conv: forward", "conv: transposed / input grad",
+            "conv: filter grad", "matmul", "copy / transpose",
+            "runtime overhead", "element-wise / other")
 
 
 def _self_times(line, names) -> Dict[str, float]:
@@ -81,14 +120,14 @@ def _self_times(line, names) -> Dict[str, float]:
 
 
 def read_trace(logdir: str) -> Dict[str, float]:
-    """Self time (seconds) per op category over the worker threads.
+    """Self time (seconds) per kernel name over the worker threads.
 
     Args:
       logdir: The folder given to `tf.profiler.experimental.start`.
 
     Returns:
-      `{category: seconds}`; the Python thread (which only waits) is left
-      out.
+      `{kernel name: seconds}` (see `kernel_name`); the Python thread
+      (which only waits) is left out.
     """
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -112,7 +151,7 @@ def read_trace(logdir: str) -> Dict[str, float]:
                 if name.startswith("ThreadpoolListener") or \
                         name.startswith("end:"):
                     continue
-                totals[_category(name)] += ps * 1e-12
+                totals[kernel_name(name)] += ps * 1e-12
     return dict(totals)
 
 
@@ -128,8 +167,11 @@ def op_time_breakdown(fn: Callable[[], object], steps: int = 2,
 
     Returns:
       A dict: `wall_s` (per step), `busy_s` (summed op self time per step,
-      over all threads), `families` (`{family: share of busy time}`) and
-      `top_ops` (`[(category, seconds per step, share)]`, largest first).
+      over all threads), `families` (`{family: share of busy time}`),
+      `top_ops` (`[(op, seconds per step, share)]`, largest first, each op
+      under its `canonical_op` name) and `kernels` (`{op: [kernel names
+      that ran for it]}`, e.g. `{"Conv2D": ["_MklNativeConv2D"]}` with
+      oneDNN).
     """
     import tensorflow as tf
 
@@ -147,16 +189,23 @@ def op_time_breakdown(fn: Callable[[], object], steps: int = 2,
         if own:
             shutil.rmtree(logdir, ignore_errors=True)
     busy = sum(totals.values()) or 1e-12
+    ops: Dict[str, float] = collections.defaultdict(float)
+    kernels: Dict[str, set] = collections.defaultdict(set)
+    for kernel, seconds in totals.items():
+        op = canonical_op(kernel)
+        ops[op] += seconds
+        kernels[op].add(kernel)
     families: Dict[str, float] = collections.defaultdict(float)
-    for category, seconds in totals.items():
-        families[_family(category)] += seconds / busy
-    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    for op, seconds in ops.items():
+        families[op_family(op)] += seconds / busy
+    ranked = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
     return {
         "wall_s": wall,
         "busy_s": busy / steps,
         "families": dict(sorted(families.items(), key=lambda kv: -kv[1])),
         "top_ops": [(name, seconds / steps, seconds / busy)
                     for name, seconds in ranked],
+        "kernels": {name: sorted(kernels[name]) for name, _ in ranked},
     }
 
 
@@ -188,7 +237,7 @@ def layer_costs(layers, x, jit: bool = True, repeats: int = 5,
     import numpy as np
     import tensorflow as tf
 
-    from cooperative_tf.bench_flops import count_flops
+    from bench.flops import count_flops
 
     def chained(fn):
         def run(t):

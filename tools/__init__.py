@@ -1,0 +1,1 @@
+"""Helper scripts run by hand (not installed): `python -m tools.<name>`."""
