@@ -48,9 +48,9 @@ def _examples(task: str, count: int):
     import numpy as np
 
     import pipelines
-    from cooperative_tf import launch
+    from cooperative_tf import tasks
 
-    data = launch.resolve_config(task).data
+    data = tasks.resolve_config(task).data
     batch = next(iter(pipelines.build_dataset(data, data.eval_split, count,
                                               training=False, repeat=False)))
     return np.asarray(batch["condition"]), np.asarray(batch["target"])
