@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Optional, Tuple
 
@@ -303,9 +304,30 @@ def override(config: TaskConfig, assignments: Any) -> TaskConfig:
     return config
 
 
+# Floats where infinity means "no limit"; everywhere else a float must be
+# finite, and NaN is refused everywhere (NaN <= 0 is False, so range checks
+# alone would let it through to fail minutes into training).
+_INFINITY_ALLOWED = {("train", "max_refinement")}
+
+
+def _check_numbers(config: TaskConfig) -> None:
+    for section in ("data", "model", "langevin", "train"):
+        for field in dataclasses.fields(getattr(config, section)):
+            value = getattr(getattr(config, section), field.name)
+            if not isinstance(value, float) or isinstance(value, bool):
+                continue
+            if math.isnan(value) or (
+                    math.isinf(value)
+                    and (section, field.name) not in _INFINITY_ALLOWED):
+                raise ValueError(
+                    f"{section}.{field.name} must be a finite number. "
+                    f"Received: {section}.{field.name}={value}")
+
+
 def validate(config: TaskConfig) -> None:
     """Raises `ValueError` naming the field when a config cannot work."""
     d, t, l = config.data, config.train, config.langevin
+    _check_numbers(config)
     data_spec.check(d)  # the input pipeline's own checks
     if d.image_size < 8 or d.image_size & (d.image_size - 1):
         raise ValueError("data.image_size must be a power of two >= 8. "
@@ -317,6 +339,17 @@ def validate(config: TaskConfig) -> None:
     if t.precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}. "
                          f"Received: train.precision={t.precision!r}")
+    for name in ("policy_lr", "planner_lr", "policy_sigma"):
+        if getattr(t, name) <= 0:
+            raise ValueError(f"train.{name} must be > 0. Received: "
+                             f"train.{name}={getattr(t, name)}")
+    if not 0 <= t.beta_1 < 1:
+        raise ValueError("train.beta_1 must lie in [0, 1). Received: "
+                         f"train.beta_1={t.beta_1}")
+    if l.reference_sigma is not None and l.reference_sigma <= 0:
+        raise ValueError("langevin.reference_sigma must be > 0, or none to "
+                         "drop the reference term. Received: "
+                         f"langevin.reference_sigma={l.reference_sigma}")
     if l.steps < 0 or l.step_size <= 0:
         raise ValueError("langevin.steps must be >= 0 and langevin.step_size "
                          f"> 0. Received: steps={l.steps}, "

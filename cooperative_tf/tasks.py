@@ -127,12 +127,13 @@ def _image_task(name, reader, condition, image_size, load_size, channels=3,
         model=ModelConfig(policy="unet", latent_dim=128,
                           policy_filters=filters,
                           planner_filters=(64, 128, 256, 512),
-                          planner_units=100),
+                          planner_units=100, policy_output="resize_conv"),
         langevin=LangevinConfig(steps=20, step_size=0.002,
                                 reference_sigma=0.016),
         train=TrainConfig(batch_size=batch_size, train_steps=train_steps,
                           policy_lr=2e-4, planner_lr=3e-3, log_every=50,
-                          sample_every=500, checkpoint_every=500),
+                          sample_every=500, checkpoint_every=500,
+                          eval_every=500, eval_samples=64),
     )
 
 
@@ -181,7 +182,7 @@ def zappos() -> TaskConfig:
                                   planner_filters=(32, 64, 128, 256)),
         langevin=dataclasses.replace(config.langevin, steps=10),
         train=dataclasses.replace(config.train, sample_every=100,
-                                  checkpoint_every=100))
+                                  checkpoint_every=100, eval_every=100))
 
 
 def resolve_config(task: str, data_dir: Optional[str] = None,

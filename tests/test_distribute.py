@@ -131,6 +131,7 @@ LAUNCH_TINY = [
     "--set=model.planner_units=5", "--set=langevin.steps=2",
     "--set=train.batch_size=8", "--set=train.log_every=1",
     "--set=train.checkpoint_every=2", "--set=train.jit_compile=false",
+    "--set=train.eval_every=0",
 ]
 
 

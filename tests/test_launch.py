@@ -19,13 +19,14 @@ TINY_IMAGE = [
     "model.policy_filters=8:16:32", "model.planner_filters=8:16:32",
     "model.planner_units=10", "langevin.steps=2", "train.batch_size=4",
     "train.log_every=1", "train.checkpoint_every=2", "train.sample_every=0",
-    "train.jit_compile=false",
+    "train.jit_compile=false", "train.eval_every=0",
 ]
 TINY_LABEL = [
     "model.latent_dim=8", "model.policy_filters=16:8",
     "model.planner_filters=8:16", "model.template_filters=8",
     "model.planner_units=10", "langevin.steps=2", "train.batch_size=8",
     "train.log_every=1", "train.checkpoint_every=0", "train.sample_every=0",
+    "train.eval_every=0",
 ]
 
 
@@ -68,10 +69,28 @@ def test_missing_data_dir_names_the_path_and_writes_nothing(tmp_path):
     ("model.planner_conv_form=folded", "planner_conv_form"),
     ("train.precision=half", "train.precision"),
     ("train.precision=mixed_float16", "train.precision"),
+    ("langevin.step_size=nan", "langevin.step_size must be a finite"),
+    ("train.planner_lr=inf", "train.planner_lr must be a finite"),
+    ("train.policy_lr=0", "train.policy_lr must be > 0"),
+    ("train.beta_1=1", "beta_1"),
+    ("langevin.reference_sigma=-1", "reference_sigma"),
+    ("train.reconstruction_weight=-1", "reconstruction_weight"),
+    ("train.label_loss_weight=1", "needs a label task"),
+    ("model.planner_label=tiled", "planner_label"),
+    ("model.policy_output=pixel_shuffle", "policy_output"),
+    ("train.eval_every=-1", "eval_every"),
 ])
 def test_bad_overrides_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
         tasks.resolve_config("zappos", overrides=[bad])
+
+
+def test_infinity_means_no_limit_only_where_documented():
+    config = tasks.resolve_config("zappos",
+                                  overrides=["train.max_refinement=inf"])
+    assert config.train.max_refinement == float("inf")
+    with pytest.raises(ValueError, match="finite"):
+        tasks.resolve_config("zappos", overrides=["train.max_refinement=nan"])
 
 
 def test_overrides_and_json_round_trip():

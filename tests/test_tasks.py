@@ -14,7 +14,8 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 # -> checkpoint -> grid) for each task, not image quality.
 TINY = ["model.latent_dim=8", "model.planner_units=5", "langevin.steps=2",
         "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=0",
-        "train.sample_every=0", "train.jit_compile=false"]
+        "train.sample_every=0", "train.jit_compile=false",
+        "train.eval_every=0"]
 TINY_LABEL = TINY + ["model.policy_filters=16:8", "model.planner_filters=8:16",
                      "model.template_filters=8"]
 TINY_IMAGE = TINY + ["data.image_size=32", "data.load_size=36",

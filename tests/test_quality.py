@@ -1,0 +1,131 @@
+"""Quality metrics of a run: the judge classifier, label and image scores,
+periodic evaluation during training, the eval table."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cooperative_tf import quality, tasks, train_lib
+
+# The mnist task on the digits that ship inside the package (no data flag).
+MNIST_SAMPLE = tasks.get_task("mnist")
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("judge")
+    return quality.label_judge(MNIST_SAMPLE.data, str(workdir)), workdir
+
+
+class ReplayTrainer:
+    """Stands in for a trainer: answers label c with real images of label
+    c + `offset` (mod 10), fast and refined alike."""
+
+    def __init__(self, images, labels, offset=0):
+        self.by_label = {c: images[labels == c] for c in range(10)}
+        self.offset = offset
+        self.planner = object()  # no class_values: planner_accuracy is NaN
+
+    def generate(self, condition, langevin_steps=None, step_size=None,
+                 seed=0, num_samples=1):
+        wanted = (np.argmax(np.asarray(condition), -1) + self.offset) % 10
+        rng = np.random.default_rng(seed)
+        picks = np.stack([self.by_label[c][rng.integers(
+            len(self.by_label[c]))] for c in wanted])
+        answer = tf.constant(picks)
+        return {"fast": answer, "refined": answer}
+
+
+@pytest.mark.slow
+def test_judge_reads_real_digits_and_caches_itself(judge):
+    got, workdir = judge
+    assert got.real_accuracy > 0.85  # trained on 900 sample digits
+    assert got.features.shape[0] == got.images.shape[0] == len(got.labels)
+    # The second call loads the cached classifier: same accuracy, no retrain.
+    again = quality.label_judge(MNIST_SAMPLE.data, str(workdir))
+    assert again.real_accuracy == got.real_accuracy
+    assert (workdir / "classifier" / "classifier.keras").exists()
+
+
+@pytest.mark.slow
+def test_label_quality_of_real_and_of_mislabelled_answers(judge):
+    got, _ = judge
+    honest = quality.label_quality(
+        ReplayTrainer(got.images, got.labels), got, 10, num_samples=200)
+    # Real held-out digits answered for their own label score like the
+    # judge's own accuracy; the same digits under a shifted label do not.
+    assert honest["conditional_accuracy_fast"] == pytest.approx(
+        got.real_accuracy, abs=0.08)
+    assert honest["frechet_fast"] < 0.5 * got.frechet_real + 20
+    wrong = quality.label_quality(
+        ReplayTrainer(got.images, got.labels, offset=3), got, 10,
+        num_samples=200)
+    assert wrong["conditional_accuracy_fast"] < 0.1
+    assert wrong["min_class_accuracy_fast"] < 0.1
+    assert honest["delta_conditional_accuracy"] == 0.0
+    assert np.isnan(honest["planner_accuracy"])
+
+
+def test_with_deltas_and_the_table():
+    row = quality.with_deltas({"psnr_fast": 10.0, "psnr_refined": 12.5,
+                               "examples": 4.0})
+    assert row["delta_psnr"] == 2.5
+    table = quality.format_table(row)
+    assert "psnr" in table and "+2.5000" in table and "examples" in table
+
+
+def test_versus_steps_times_each_count():
+    rows = quality.versus_steps(lambda n: {"psnr_refined": float(n)},
+                                steps=(0, 3))
+    assert [r["steps"] for r in rows] == [0, 3]
+    assert [r["psnr_refined"] for r in rows] == [0.0, 3.0]
+    assert all(r["seconds"] >= 0 for r in rows)
+
+
+TINY_IMAGE = [
+    "data.image_size=32", "data.load_size=36", "model.latent_dim=8",
+    "model.policy_filters=8:16:32", "model.planner_filters=8:16:32",
+    "model.planner_units=10", "langevin.steps=2", "train.batch_size=4",
+    "train.log_every=1", "train.checkpoint_every=0", "train.sample_every=0",
+    "train.jit_compile=false", "train.eval_every=2", "train.eval_samples=6",
+    "train.reconstruction_weight=1",
+]
+
+
+@pytest.mark.slow
+def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
+    config = tasks.resolve_config("zappos", train_steps=4,
+                                  overrides=TINY_IMAGE)
+    workdir = str(tmp_path / "run")
+    train_lib.train(config, workdir, verbose=False)
+    rows = train_lib.read_jsonl(workdir)
+    assert [r["step"] for r in rows] == [2, 4]
+    for name in ("psnr", "ssim", "l1", "colour_error", "diversity",
+                 "checkerboard"):
+        for kind in ("fast", "refined"):
+            assert np.isfinite(rows[-1][f"{name}_{kind}"]), name
+    assert rows[-1]["examples"] == 6
+    # Untrained answers still differ with X.
+    assert rows[-1]["diversity_fast"] > 0
+    history = train_lib.read_jsonl(workdir, train_lib.HISTORY_FILE)
+    assert [r["step"] for r in history] == [1, 2, 3, 4]
+    assert "reconstruction_l1" in history[0]
+
+    result = train_lib.evaluate(config, workdir, refine_steps=(0, 1),
+                                versus_samples=4)
+    assert result["examples"] == 20  # the sample's whole val split
+    assert [r["steps"] for r in result["versus_steps"]] == [0, 1]
+    zero = result["versus_steps"][0]
+    # Zero refinement steps: the refined answer is the fast one.
+    assert zero["psnr_refined"] == pytest.approx(zero["psnr_fast"])
+    path = train_lib.write_eval(workdir, result)
+    assert json.load(open(path))["versus_steps"][1]["steps"] == 1
+
+
+def test_a_line_cut_short_is_skipped(tmp_path):
+    train_lib.append_jsonl(str(tmp_path / "quality.jsonl"), 5, {"a": 1.0})
+    with open(tmp_path / "quality.jsonl", "a") as f:
+        f.write('{"step": 6, "a"')  # killed mid-write
+    assert train_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]
