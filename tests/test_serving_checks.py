@@ -84,9 +84,18 @@ def _bad_calls(module, fn):
         yield (f"{name} batch", {**good, name: good[name][:1]},
                f"Every input needs the same batch size (dimension 0) as "
                f"{first}. Received: {name}.shape=")
+    yield ("empty batch", {name: v[:0] for name, v in good.items()},
+           f"The batch is empty: send at least one example. Received: "
+           f"{first}.shape=")
     channels = {"condition": module.condition_channels,
                 "image": module.channels}
     for name in [n for n in specs if n in channels]:
+        for bad in (np.nan, np.inf):
+            broken = good[name].copy()
+            broken[1, 3, 4, 0] = bad
+            yield (f"{name} {bad}", {**good, name: broken},
+                   f"{name} values must be finite (no NaN or infinity). "
+                   f"Received: non-finite values in {name}=")
         message = (f"{name} must be [batch, {size}, {size}, "
                    f"{channels[name]}]. Received: {name}.shape=")
         yield f"{name} size", {**good, name: good[name][:, 1:]}, message

@@ -118,6 +118,11 @@ def check_inputs(module, **inputs) -> Dict[str, tf.Tensor]:
                    "Every input needs the same batch size (dimension 0) "
                    f"as {first}.", f"{name}.shape",
                    lambda t=t: tf.shape(t))
+    # An empty batch would reach the networks (and fail deep inside them
+    # with a message about filter depths).
+    checks.add(lambda: dims(inputs[first], 1)[0] > 0,
+               "The batch is empty: send at least one example.",
+               f"{first}.shape", lambda: tf.shape(inputs[first]))
     for name in [n for n in inputs if n in images]:
         t, s = inputs[name], module.image_size
         expected = [s, s, images[name]]
@@ -127,6 +132,13 @@ def check_inputs(module, **inputs) -> Dict[str, tf.Tensor]:
             dims(t, 5)[1:], e + [-1])), message, f"{name}.shape",
             lambda t=t: tf.shape(t))
     # Values, read only once every shape is known to be right.
+    for name in [n for n in ("condition", "image") if n in inputs]:
+        t = inputs[name]
+        checks.add(lambda t=t: tf.reduce_all(tf.math.is_finite(t)),
+                   f"{name} values must be finite (no NaN or infinity).",
+                   f"non-finite values in {name}",
+                   lambda t=t: tf.reduce_sum(tf.cast(
+                       tf.logical_not(tf.math.is_finite(t)), tf.int32)))
     if "condition" in inputs:
         condition = inputs["condition"]
         checks.add(lambda: tf.reduce_all(
