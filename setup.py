@@ -32,6 +32,8 @@ setup(
         "absl-py>=2.0",
         # Image files are checked and decoded with Pillow so errors name the file.
         "pillow>=10",
+        # --config=experiment.yaml
+        "pyyaml>=6",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

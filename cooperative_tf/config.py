@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import typing
 from typing import Any, Optional, Tuple
 
@@ -419,3 +420,101 @@ def from_json(text: str) -> TaskConfig:
         langevin=build(LangevinConfig, raw["langevin"]),
         train=build(TrainConfig, raw["train"]),
     )
+
+
+def _typed(value: Any, annotation: Any, key: str) -> Any:
+    """Checks a value read from a JSON/YAML config file against a field's
+    declared type (an int is accepted where a float is declared)."""
+    hint = annotation
+    if typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    ok = False
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(hint) in (tuple, Tuple):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise ValueError(f"Config file value of {key} must be {hint}. "
+                         f"Received: {key}={value!r}")
+    return value
+
+
+def apply_mapping(config: TaskConfig, mapping: dict,
+                  source: str = "config file") -> TaskConfig:
+    """Returns `config` with a nested `{section: {field: value}}` applied.
+
+    The mapping may hold any subset of the sections and fields, and the
+    `name` a resolved config carries (which must then match). Values have
+    their JSON types (tuples as lists).
+
+    Raises:
+      ValueError: Naming an unknown section or field, a wrong type, or a
+        name of another task.
+    """
+    if not isinstance(mapping, dict):
+        raise ValueError(f"A {source} holds a mapping of sections. "
+                         f"Received: {type(mapping).__name__}")
+    sections = {f.name for f in dataclasses.fields(config)} - {"name"}
+    if "name" in mapping and mapping["name"] != config.name:
+        raise ValueError(f"The {source} is for task {mapping['name']!r}, "
+                         f"not {config.name!r}. Received: "
+                         f"name={mapping['name']!r}")
+    for section_name, values in mapping.items():
+        if section_name == "name":
+            continue
+        if section_name not in sections:
+            raise ValueError(
+                f"Unknown config section {section_name!r} in the {source}; "
+                f"expected some of {sorted(sections)}. Received: "
+                f"key={section_name!r}")
+        if not isinstance(values, dict):
+            raise ValueError(f"Section {section_name} of the {source} must "
+                             f"map fields to values. Received: {values!r}")
+        section = getattr(config, section_name)
+        hints = typing.get_type_hints(type(section))
+        for field_name, value in values.items():
+            key = f"{section_name}.{field_name}"
+            if field_name not in hints:
+                raise ValueError(
+                    f"Unknown field {key} in the {source}; {section_name} "
+                    f"has {sorted(hints)}. Received: key={key!r}")
+            section = dataclasses.replace(
+                section, **{field_name: _typed(value, hints[field_name],
+                                               key)})
+        config = dataclasses.replace(config, **{section_name: section})
+    validate(config)
+    return config
+
+
+def read_file(path: str) -> dict:
+    """Reads a config file: JSON (`.json`) or YAML (`.yaml`, `.yml`).
+
+    Raises:
+      FileNotFoundError / ValueError: Naming the file and what is wrong.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Config file {path} does not exist. "
+                                f"Received: --config={path!r}")
+    with open(path) as f:
+        text = f.read()
+    if path.lower().endswith((".yaml", ".yml")):
+        import yaml
+        parse, errors = yaml.safe_load, (yaml.YAMLError,)
+    else:
+        parse, errors = json.loads, (ValueError,)
+    try:
+        return parse(text) or {}
+    except errors as e:
+        raise ValueError(f"Cannot read config file {path}: {e}. "
+                         f"Received: --config={path!r}") from None

@@ -28,6 +28,12 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("task", None, "Registered task name (--list_tasks).")
 flags.DEFINE_bool("list_tasks", False, "List the registered tasks and exit.")
+flags.DEFINE_string("config", None,
+                    "A JSON or YAML file with any subset of the config "
+                    "({section: {field: value}}), applied before --data_dir, "
+                    "--train_steps, --batch_size and --set; a run's "
+                    "<workdir>/config.json reproduces it (and names the "
+                    "task).")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export"],
                   "What to do.")
 flags.DEFINE_string("workdir", None,
@@ -74,13 +80,13 @@ def _config_for_mode(workdir):
 
     saved = os.path.join(workdir, train_lib.CONFIG_FILE)
     if FLAGS.mode == "train" or not os.path.exists(saved):
-        if not FLAGS.task:
+        if not FLAGS.task and not FLAGS.config:
             raise FileNotFoundError(
                 f"{saved} does not exist: pass --task, or a --workdir that a "
                 f"training run wrote. Received: workdir={workdir!r}")
         return tasks.resolve_config(FLAGS.task, FLAGS.data_dir,
                                     FLAGS.train_steps, FLAGS.batch_size,
-                                    FLAGS.set)
+                                    FLAGS.set, config_file=FLAGS.config)
     config = train_lib.load_config(workdir)
     if FLAGS.task and FLAGS.task != config.name:
         raise ValueError(f"{workdir} holds a {config.name!r} run, not "
@@ -112,11 +118,20 @@ def main(argv):
         for name in tasks.list_tasks():
             print(f"{name:16s} {tasks.describe_task(name)}")
         return 0
-    if not FLAGS.task and not (FLAGS.mode != "train" and FLAGS.workdir):
-        raise app.UsageError("--task is required (or, for eval, sample and "
-                             "export, a --workdir); see --list_tasks.")
+    if not FLAGS.task and not FLAGS.config and not (
+            FLAGS.mode != "train" and FLAGS.workdir):
+        raise app.UsageError("--task is required (or --config, or, for "
+                             "eval, sample and export, a --workdir); see "
+                             "--list_tasks.")
     try:
-        workdir = FLAGS.workdir or os.path.join("runs", FLAGS.task)
+        name = FLAGS.task
+        if not name and FLAGS.config:
+            from cooperative_tf import config as config_lib
+            name = config_lib.read_file(FLAGS.config).get("name")
+        if not FLAGS.workdir and not name:
+            raise ValueError(f"{FLAGS.config} names no task: pass --task. "
+                             f"Received: --config={FLAGS.config!r}")
+        workdir = FLAGS.workdir or os.path.join("runs", name)
         config = _config_for_mode(workdir)
         if FLAGS.mode == "train":
             result = train_lib.train(config, workdir, strategy)

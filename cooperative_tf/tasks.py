@@ -185,14 +185,22 @@ def zappos() -> TaskConfig:
                                   checkpoint_every=100, eval_every=100))
 
 
-def resolve_config(task: str, data_dir: Optional[str] = None,
+def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
                    train_steps: Optional[int] = None,
                    batch_size: Optional[int] = None,
-                   overrides: Sequence[str] = ()) -> TaskConfig:
+                   overrides: Sequence[str] = (),
+                   config_file: Optional[str] = None) -> TaskConfig:
     """The task's registered config with the command line applied.
 
+    Order: the task's defaults, then `config_file`, then `data_dir`,
+    `train_steps`, `batch_size`, then `overrides`.
+
     Args:
-      task: A registered task name.
+      task: A registered task name (may be None when `config_file` names
+        one, as the `config.json` of a run does).
+      config_file: A JSON or YAML file holding any subset of the config
+        (`{"train": {"batch_size": 8}}`); `<workdir>/config.json` of a run
+        reproduces it.
       data_dir: Sets `data.data_dir`.
       train_steps: Sets `train.train_steps`.
       batch_size: Sets `train.batch_size` (the global batch).
@@ -203,7 +211,18 @@ def resolve_config(task: str, data_dir: Optional[str] = None,
     """
     from cooperative_tf import config as config_lib
 
-    config = get_task(task)
+    mapping = config_lib.read_file(config_file) if config_file else {}
+    named = mapping.get("name") if isinstance(mapping, dict) else None
+    if task is None and named is None:
+        raise ValueError("Name a task (--task), or a config file that holds "
+                         "its name. Received: task=None")
+    if task is not None and named is not None and named != task:
+        raise ValueError(f"{config_file} is a config of task {named!r}, not "
+                         f"{task!r}. Received: task={task!r}")
+    config = get_task(task or named)
+    if config_file:
+        config = config_lib.apply_mapping(config, mapping,
+                                          source=f"config file {config_file}")
     assignments = list(overrides)
     if data_dir is not None:
         assignments.append(f"data.data_dir={data_dir}")

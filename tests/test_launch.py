@@ -227,3 +227,38 @@ def test_a_checkpoint_missing_variables_is_refused_clearly(tmp_path):
             str(tmp_path / "checkpoints" / "ckpt"))
     with pytest.raises(ValueError, match="batch-norm statistics"):
         train_lib.restore(trainer, str(tmp_path), required=True)
+
+
+def test_config_file_applies_before_set_and_round_trips(tmp_path):
+    from cooperative_tf import config as config_lib
+
+    yaml_file = tmp_path / "experiment.yaml"
+    yaml_file.write_text("train:\n  batch_size: 8\n  planner_lr: 0.001\n"
+                         "model:\n  planner_filters: [8, 16]\n")
+    config = tasks.resolve_config("zappos", config_file=str(yaml_file),
+                                  overrides=["train.batch_size=4"])
+    assert config.train.batch_size == 4          # --set wins
+    assert config.train.planner_lr == 0.001      # the file applied
+    assert config.model.planner_filters == (8, 16)
+    # A run's resolved config.json reproduces it, task name included.
+    saved = tmp_path / "config.json"
+    saved.write_text(config_lib.to_json(config))
+    again = tasks.resolve_config(None, config_file=str(saved))
+    assert again == config
+    json_file = tmp_path / "bad.json"
+    json_file.write_text('{"train": {"batch_sise": 8}}')
+    with pytest.raises(ValueError, match="Unknown field train.batch_sise"):
+        tasks.resolve_config("zappos", config_file=str(json_file))
+    json_file.write_text('{"trainer": {}}')
+    with pytest.raises(ValueError, match="Unknown config section 'trainer'"):
+        tasks.resolve_config("zappos", config_file=str(json_file))
+    json_file.write_text('{"train": {"batch_size": "8"}}')
+    with pytest.raises(ValueError, match="train.batch_size must be"):
+        tasks.resolve_config("zappos", config_file=str(json_file))
+    with pytest.raises(ValueError, match="not 'mnist'"):
+        tasks.resolve_config("mnist", config_file=str(saved))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tasks.resolve_config("zappos", config_file=str(tmp_path / "no.yaml"))
+    json_file.write_text("{not json")
+    with pytest.raises(ValueError, match="Cannot read config file"):
+        tasks.resolve_config("zappos", config_file=str(json_file))
