@@ -7,6 +7,14 @@ per run. Needs matplotlib (`pip install -e '.[plot]'`).
 
     python tools/plot_quality.py --workdir=runs/mnist --out=docs/mnist_curves.png \
         --metrics=conditional_accuracy_fast,conditional_accuracy_refined,frechet_fast,planner_accuracy
+
+With `--versus`, it draws instead the planner's test-time compute curve of
+an evaluation made with `--mode=eval --refine_steps=...` (its eval.json):
+each metric of the refined answer against the number of Langevin steps at
+inference, the fast answer as a dashed line, the seconds each took on top.
+
+    python tools/plot_quality.py --versus --workdir=runs/mnist --out=x.png \
+        --metrics=conditional_accuracy,frechet
 """
 
 from __future__ import annotations
@@ -32,12 +40,16 @@ def main(argv=None):
                              "quality.jsonl or history.jsonl.")
     parser.add_argument("--out", required=True, help="PNG to write.")
     parser.add_argument("--title", default="")
+    parser.add_argument("--versus", action="store_true",
+                        help="Plot eval.json's versus_steps instead.")
     args = parser.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [m for m in args.metrics.split(",") if m]
+    if args.versus:
+        return _versus(args, names, plt)
     labels = args.label or [os.path.basename(os.path.normpath(w))
                             for w in args.workdir]
     if len(labels) != len(args.workdir):
@@ -72,6 +84,38 @@ def main(argv=None):
         fig.suptitle(args.title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"Wrote {args.out}")
+
+
+def _versus(args, names, plt):
+    import json
+    with open(os.path.join(args.workdir[0], "eval.json")) as f:
+        rows = json.load(f).get("versus_steps")
+    if not rows:
+        raise SystemExit(f"{args.workdir[0]}/eval.json has no versus_steps:"
+                         " run --mode=eval with --refine_steps first")
+    steps = [r["steps"] for r in rows]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.plot(steps, [r[f"{name}_refined"] for r in rows], marker="o",
+                label="refined")
+        ax.plot(steps, [r[f"{name}_fast"] for r in rows], linestyle="--",
+                label="fast")
+        ax.set_xscale("symlog", linthresh=5)
+        ax.set_xlabel("Langevin steps at inference", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(steps)
+        top.set_xticklabels([f"{r['seconds']:.0f}s" for r in rows],
+                            fontsize=6)
+    if args.title:
+        fig.suptitle(args.title, fontsize=10)
+    fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"Wrote {args.out}")
 
