@@ -86,9 +86,9 @@ def _policy_answer(policy, x, condition):
 
 
 def _latent_chain(trainer):
-    policy, sigma = trainer.policy, float(trainer.policy_sigma)
+    policy = trainer.policy
 
-    def chain(answer, condition, x0, steps, step_size, seed, noise):
+    def chain(answer, condition, x0, steps, step_size, sigma, seed, noise):
         def log_likelihood(x):
             y = _policy_answer(policy, x, condition)
             return -_sum_per_example(tf.square(answer - y)) / (2 * sigma ** 2)
@@ -104,10 +104,9 @@ def _latent_chain(trainer):
 
 
 def _label_chain(trainer):
-    policy, sigma = trainer.policy, float(trainer.policy_sigma)
-    latent_dim = int(trainer.latent_dim)
+    policy, latent_dim = trainer.policy, int(trainer.latent_dim)
 
-    def chain(answer, z0, steps, step_size, seed, noise):
+    def chain(answer, z0, steps, step_size, sigma, seed, noise):
         # The state is (X, A) side by side; both have N(0, I) priors.
         def log_likelihood(z):
             y = _policy_answer(policy, z[:, :latent_dim],
@@ -214,8 +213,9 @@ def infer_latent(trainer, answer, condition, steps: int = INFER_STEPS,
     x_init = _check_latent(trainer, x_init, batch, "x_init")
     chain = _compiled(trainer, "latent", _latent_chain)
     x, y, error = chain(answer, condition, x_init, tf.constant(steps),
-                        tf.constant(step_size, tf.float32), seeds[1],
-                        bool(noise))
+                        tf.constant(step_size, tf.float32),
+                        tf.constant(trainer.policy_sigma, tf.float32),
+                        seeds[1], bool(noise))
     return LatentInference(latent=x, reconstruction=y, error=error)
 
 
@@ -266,7 +266,8 @@ def infer_label(trainer, answer, steps: int = INFER_STEPS,
                     tf.zeros([batch, classes])], axis=-1)
     chain = _compiled(trainer, "label", _label_chain)
     _, softmax_probs = chain(answer, z0, tf.constant(steps),
-                             tf.constant(step_size, tf.float32), seeds[1],
+                             tf.constant(step_size, tf.float32),
+                             tf.constant(sigma, tf.float32), seeds[1],
                              bool(noise))
 
     # 2. The planner's values of every label.

@@ -111,6 +111,21 @@ def test_latent_inference_with_noise_samples_around_the_mode():
     np.testing.assert_allclose(samples.var(0), np.diag(covariance), rtol=0.3)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_latent_inference_lowers_the_error_of_a_real_policy(jit):
+    # The U-Net policy (instance norm, image condition), compiled or not.
+    trainer = make_trainer("image", jit=jit)
+    condition = tf.random.uniform([3, 16, 16, 1], -1, 1, seed=5)
+    x_true = tf.random.normal([3, 8], seed=6)
+    y = trainer.policy(x_true, condition, training=False)
+    start = inference.infer_latent(trainer, y, condition, steps=0, seed=2)
+    out = inference.infer_latent(trainer, y, condition, steps=100,
+                                 step_size=0.1, seed=2)
+    np.testing.assert_array_equal(out.latent.shape, (3, 8))
+    assert float(tf.reduce_mean(out.error)) < \
+        0.5 * float(tf.reduce_mean(start.error))
+
+
 # ---- eq. 10 and the two other readings of the label -------------------------
 def test_label_readings_name_the_planted_class():
     trainer, a, b, rng = linear_setup()
