@@ -88,8 +88,8 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
                   interpolation_steps: int = 8,
                   refine_steps: Optional[int] = None,
                   infer_steps: int = inference.INFER_STEPS,
-                  infer_step_size: float = inference.INFER_STEP_SIZE
-                  ) -> List[str]:
+                  infer_step_size: float = inference.INFER_STEP_SIZE,
+                  infer_labels: bool = False) -> List[str]:
     """Writes the paper's figures for a trained pair.
 
     Args:
@@ -111,6 +111,9 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
         `langevin_steps`; 0: the policy's answers).
       infer_steps: Steps of latent inference (style transfer).
       infer_step_size: Its step size.
+      infer_labels: Style transfer infers each held-out answer's label too
+        (`inference.infer_label`, as Fig. 6) instead of reading it from
+        the data.
 
     Returns:
       Paths of the written PNGs: label tasks style transfer, latent grid
@@ -137,7 +140,7 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
     if label_task:
         paths.append(_style_transfer(trainer, config, batch, rows, out_dir,
                                      seed, refine, infer_steps,
-                                     infer_step_size))
+                                     infer_step_size, infer_labels))
         paths.append(_latent_grid(trainer, config, out_dir, seed, grid_side,
                                   latent_label, latent_dims, refine))
         paths.append(_label_interpolation(trainer, config, out_dir, rows,
@@ -149,12 +152,13 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
 
 
 def _style_transfer(trainer, config, batch, rows, out_dir, seed, refine,
-                    infer_steps, infer_step_size):
+                    infer_steps, infer_step_size, infer_labels):
     k = config.data.num_classes
     target = np.asarray(batch["target"], np.float32)[:rows]
     condition = np.asarray(batch["condition"], np.float32)[:rows]
     out = inference.transfer_style(
-        trainer, target, condition, np.eye(k, dtype=np.float32),
+        trainer, target, None if infer_labels else condition,
+        np.eye(k, dtype=np.float32),
         steps=infer_steps, step_size=infer_step_size, seed=seed,
         refine_steps=refine)
     columns = [target] + _columns(np.asarray(out["answers"]))

@@ -286,7 +286,7 @@ def test_write_figures_label_task(tmp_path):
     trainer = train_lib.build_trainer(config)
     paths = figures.write_figures(trainer, config, str(tmp_path), rows=4,
                                   grid_side=3, interpolation_steps=5,
-                                  infer_steps=5)
+                                  infer_steps=5, infer_labels=True)
     names = [os.path.basename(p) for p in paths]
     assert names == [figures.STYLE_TRANSFER, figures.LATENT_GRID,
                      figures.INTERPOLATION]
