@@ -5,8 +5,10 @@ Modes:
   eval    report the evaluation metrics of the latest checkpoint.
   sample  write a sample grid from the latest checkpoint.
   export  write a TF Serving SavedModel version from the latest checkpoint.
+  figures write the paper's figures (style transfer, latent grid,
+          interpolation) for the latest checkpoint into <workdir>/figures.
 
-eval, sample and export read the config the run saved in --workdir (so --task
+eval, sample, export and figures read the config the run saved in --workdir (so --task
 may be left out); --data_dir and --set still apply on top of it.
 
 Examples:
@@ -34,7 +36,8 @@ flags.DEFINE_string("config", None,
                     "--train_steps, --batch_size and --set; a run's "
                     "<workdir>/config.json reproduces it (and names the "
                     "task).")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export"],
+flags.DEFINE_enum("mode", "train",
+                  ["train", "eval", "sample", "export", "figures"],
                   "What to do.")
 flags.DEFINE_string("workdir", None,
                     "Output folder; default ./runs/<task>.")
@@ -177,6 +180,13 @@ def main(argv):
                 os.path.join(workdir, train_lib.SAMPLE_DIR,
                              f"sample_{step:06d}.png"))
             print(f"Wrote {path}")
+        elif FLAGS.mode == "figures":
+            from cooperative_tf import figures
+            trainer = train_lib.build_trainer(config)
+            train_lib.restore(trainer, workdir, required=True)
+            for path in figures.write_figures(
+                    trainer, config, os.path.join(workdir, "figures")):
+                print(f"Wrote {path}")
         elif FLAGS.mode == "export":
             from cooperative_tf import serving
             path = serving.export_from_workdir(workdir, FLAGS.export_dir,

@@ -137,9 +137,15 @@ def test_launcher_trains_on_shared_edges2shoes_and_writes_outputs(tmp_path):
     out = run_cli("--task=zappos", "--mode=eval", f"--workdir={workdir}",
                   f"--data_dir={data}")
     assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    # A table on stdout (fast | refined | refined - fast), all in eval.json.
+    assert "psnr" in out.stdout and "refined-fast" in out.stdout
+    metrics = json.loads((workdir / "eval.json").read_text())
     assert np.isfinite(metrics["refined_mse"])
     assert 0 < metrics["psnr_fast"] < 100 and -1 <= metrics["ssim_refined"] <= 1
+    assert metrics["examples"] == 20 and metrics["diversity_fast"] >= 0
+    out = run_cli("--mode=figures", f"--workdir={workdir}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (workdir / "figures" / "interpolation.png").exists()
 
 
 @pytest.mark.slow
