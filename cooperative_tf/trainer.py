@@ -234,7 +234,10 @@ class CooperativeTrainer(keras.Model):
             step_size, seed=seed, noise=self.noise,
             reference_sigma=self.reference_sigma, metropolis=self.metropolis,
             clip=(-1.0, 1.0) if self.clip else None,
-            unroll=self.unroll and isinstance(steps, int))
+            # Long inference chains (test-time compute) run as a loop: an
+            # unrolled 100-step chain takes minutes to compile under XLA.
+            unroll=(self.unroll and isinstance(steps, int)
+                    and steps <= max(self.langevin_steps, 20)))
         return result.y, result.acceptance_rate
 
     def solve_fast(self, noise, condition):
