@@ -14,6 +14,7 @@ import json
 import typing
 from typing import Any, Optional, Tuple
 
+from cooperative_tf.models import POLICY_CONDITIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
 from pipelines import spec as data_spec
 from pipelines.spec import CONDITION_KINDS
@@ -321,10 +322,12 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("langevin.steps must be >= 0 and langevin.step_size "
                          f"> 0. Received: steps={l.steps}, "
                          f"step_size={l.step_size}")
-    if config.model.policy not in ("label", "unet"):
-        raise ValueError("model.policy must be 'label' or 'unet'. "
+    if config.model.policy not in POLICY_CONDITIONS:
+        raise ValueError(f"model.policy must be one of "
+                         f"{tuple(POLICY_CONDITIONS)}. "
                          f"Received: model.policy={config.model.policy!r}")
-    if (config.model.policy == "label") != (d.condition == "label"):
+    reads = "label" if d.condition == "label" else "image"
+    if POLICY_CONDITIONS[config.model.policy] != reads:
         raise ValueError(
             "A label condition needs model.policy='label' and an image "
             "condition needs model.policy='unet'. Received: "

@@ -726,18 +726,18 @@ def test_bad_arguments_fail_before_writing(label_model, tmp_path):
 
 def test_export_from_workdir_restores_the_checkpoint(tmp_path):
     from cooperative_tf import config as config_lib
-    from cooperative_tf import serving, tasks, train_lib
+    from cooperative_tf import factory, serving, tasks, workdir as workdir_lib
 
     config = tasks.resolve_config("mnist", overrides=MNIST)
     workdir = tmp_path / "run"
     with pytest.raises(FileNotFoundError, match="config.json"):
         serving.export_from_workdir(str(workdir))
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     os.makedirs(workdir)
-    (workdir / train_lib.CONFIG_FILE).write_text(config_lib.to_json(config))
+    (workdir / workdir_lib.CONFIG_FILE).write_text(config_lib.to_json(config))
     tf.train.CheckpointManager(
-        train_lib.make_checkpoint(trainer),
-        str(workdir / train_lib.CHECKPOINT_DIR), max_to_keep=1).save()
+        workdir_lib.make_checkpoint(trainer),
+        str(workdir / workdir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
     path = serving.export_from_workdir(str(workdir), max_steps=4)
     assert path == str(workdir / "export" / "mnist" / "1")
     loaded = tf.saved_model.load(path)
@@ -749,12 +749,12 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
-    from cooperative_tf import serving, tasks, train_lib
+    from cooperative_tf import factory, serving, tasks
 
     config = tasks.resolve_config("facades_inpaint", overrides=TINY + [
         "data.image_size=16", "data.load_size=16", "data.mask_size=8",
         "model.policy_filters=4:8", "model.planner_filters=4:8"])
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     path = serving.export_trainer(trainer, config, str(tmp_path), "inpaint")
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(1)
@@ -792,7 +792,7 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
         for node in function.node_def for attr in node.attr.values()}
     assert tf.bfloat16.as_datatype_enum not in graph_dtypes
     # The same weights computing in float32 give the served answers.
-    full = train_lib_float32(config)
+    full = float32_trainer(config)
     full.policy.set_weights(trainer.policy.get_weights())
     full.planner.set_weights(trainer.planner.get_weights())
     fast, refined = eager(full, condition, [5, 6], [2, 2], [0.002, 0.002])
@@ -800,10 +800,10 @@ def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
     assert_close(out["image"], refined)
 
 
-def train_lib_float32(config):
-    from cooperative_tf import serving, train_lib
+def float32_trainer(config):
+    from cooperative_tf import factory, serving
 
-    return train_lib.build_trainer(serving.float32_config(config))
+    return factory.build_trainer(serving.float32_config(config))
 
 
 if __name__ == "__main__":
