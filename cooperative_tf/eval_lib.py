@@ -18,7 +18,7 @@ from cooperative_tf import parzen, quality
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.workdir import EVAL_FILE, restore, write_text_atomic
 
-# Readers that frame 28x28 digits in 32x32 (`pipelines.readers.frame_digits`).
+# Readers that frame 28x28 digits in 32x32 (`pipelines.source.frame_digits`).
 _FRAMED_DIGIT_READERS = ("mnist_csv", "idx")
 
 

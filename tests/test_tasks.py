@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tiny
-from conftest import DATA_ROOT, shared_data
+from conftest import shared_data
 from cooperative_tf import eval_lib, parzen, tasks, train_lib
 
 FASHION = "/usr/share/datasets/fashion-mnist"
