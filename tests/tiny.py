@@ -1,7 +1,7 @@
 """Tiny configs, networks and trainers the tests share, defined once.
 
 Nothing from the project (nor TensorFlow) is imported at the top:
-`test_export.py` imports this module in a process that must not load
+`test_serving_module.py` imports this module in a process that must not load
 `cooperative_tf`, and `distributed_run.py` before it sets up its devices.
 """
 
@@ -54,6 +54,58 @@ def export_tiny(config_name, overrides, tmp_path_factory, **kwargs):
                                  max_steps=MAX_STEPS,
                                  max_step_size=MAX_STEP_SIZE, **kwargs)
     return config, trainer, path
+
+
+def assert_close(actual, expected, rtol=RTOL):
+    """|actual - expected| <= rtol |expected| (norms over the whole tensor)."""
+    import numpy as np
+
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    error = np.linalg.norm((actual - expected).ravel())
+    scale = np.linalg.norm(expected.ravel())
+    assert scale > 0 and error <= rtol * scale, (error, scale)
+
+
+def differ(a, b):
+    """Whether `a` and `b` differ by more than 0.1% of `b`'s norm."""
+    import numpy as np
+
+    return np.linalg.norm((a - b).ravel()) > 1e-3 * np.linalg.norm(b.ravel())
+
+
+def eager(trainer, condition, seeds, steps=None, step_sizes=None):
+    """What a SavedModel must answer: `trainer.generate` per example.
+
+    Returns:
+      `(fast, refined)` answers, one per row of `condition`.
+    """
+    import numpy as np
+
+    fast, refined = [], []
+    for i, seed in enumerate(seeds):
+        out = trainer.generate(
+            condition[i:i + 1], seed=int(seed),
+            langevin_steps=0 if steps is None else int(steps[i]),
+            step_size=None if step_sizes is None else float(step_sizes[i]))
+        fast.append(out["fast"].numpy()[0])
+        refined.append(out["refined"].numpy()[0])
+    return np.stack(fast), np.stack(refined)
+
+
+def value(trainer, image, condition):
+    """The planner's value f(image, condition), `[batch]`."""
+    import tensorflow as tf
+
+    return trainer.planner(tf.constant(image, tf.float32),
+                           tf.constant(condition, tf.float32)).numpy()
+
+
+def seeds(*values):
+    """Per-example seeds, as the serving signatures take them."""
+    import numpy as np
+
+    return np.array(values, np.int64)
 
 
 # ---- networks: 16 x 16 answers, 8-dimensional noise, 10 labels --------------
