@@ -189,6 +189,13 @@ class TrainConfig:
       eval_samples: Generated answers per quality evaluation during
         training (label tasks; image tasks score this many evaluation
         examples).
+      on_divergence: What a divergence (NaN/Inf in the metrics or the
+        weights, or `max_refinement` exceeded) does: `stop` with an error
+        naming the last good checkpoint, or `rollback`: restore it, halve
+        `langevin.step_size` and the planner's learning rate, and continue
+        (logged, and kept in `rollbacks.jsonl`).
+      max_rollbacks: Rollbacks allowed in one run before it stops as
+        `stop` would.
     """
 
     batch_size: int = 16
@@ -208,6 +215,8 @@ class TrainConfig:
     reconstruction_weight: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
+    on_divergence: str = "stop"
+    max_rollbacks: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,6 +368,12 @@ def validate(config: TaskConfig) -> None:
         raise ValueError(
             f"model.planner_conv_form must be one of {PLANNER_CONV_FORMS}. "
             f"Received: {config.model.planner_conv_form!r}")
+    if t.on_divergence not in ("stop", "rollback"):
+        raise ValueError("train.on_divergence must be 'stop' or 'rollback'. "
+                         f"Received: train.on_divergence={t.on_divergence!r}")
+    if t.max_rollbacks < 0:
+        raise ValueError("train.max_rollbacks must be >= 0. Received: "
+                         f"train.max_rollbacks={t.max_rollbacks}")
 
 
 def to_json(config: TaskConfig) -> str:

@@ -121,6 +121,12 @@ def main(argv):
         config = _config_for_mode(workdir)
         if FLAGS.mode == "train":
             result = train_lib.train(config, workdir, strategy)
+            if result.interrupted:
+                # Saved and stopped: the scheduler's conventional code for
+                # a job ended by this signal (128 + its number), so a
+                # preempted job is requeued, not taken for finished.
+                import signal
+                return 128 + signal.Signals[result.interrupted].value
             print(f"Done: step {result.step}, median "
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")

@@ -8,26 +8,28 @@ are those of `cooperative_tf.workdir`, and evaluation is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
 import shutil
-from typing import Optional
+from typing import Optional, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import images, quality
-from cooperative_tf.callbacks import (DivergenceGuard, PeriodicCallback,
-                                      ProgressLogger)
+from cooperative_tf import images, quality, safety
+from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
+                                      PeriodicCallback, ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
 from cooperative_tf.eval_lib import brief_quality
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.trainer import CooperativeTrainer
 from cooperative_tf.workdir import (CHECKPOINT_DIR, HISTORY_FILE, QUALITY_FILE,
-                                    SAMPLE_DIR, append_jsonl,
+                                    ROLLBACK_FILE, SAMPLE_DIR, append_jsonl,
                                     check_workdir_config, make_checkpoint,
                                     write_config)
 
@@ -37,7 +39,10 @@ class TrainResult:
     """What `train` did: the trainer, final step, timings and files.
 
     `history` holds `(step, metrics)` for each progress line, the metrics
-    averaged over the steps since the previous line.
+    averaged over the steps since the previous line. `interrupted` names the
+    signal (`SIGTERM`, `SIGINT`) that stopped the run early, after saving;
+    `rollbacks` counts the divergences recovered from
+    (`train.on_divergence=rollback`).
     """
 
     trainer: CooperativeTrainer
@@ -46,6 +51,8 @@ class TrainResult:
     checkpoint: Optional[str]
     sample_path: Optional[str]
     history: list
+    interrupted: Optional[str] = None
+    rollbacks: int = 0
 
 
 def _dataset(config, split, training, strategy, seed):
@@ -111,18 +118,24 @@ def write_samples(trainer: CooperativeTrainer, batch: dict, path: str,
 
 def train(config: config_lib.TaskConfig, workdir: str,
           strategy: Optional[tf.distribute.Strategy] = None,
-          verbose: bool = True) -> TrainResult:
+          verbose: bool = True,
+          callbacks: Sequence[keras.callbacks.Callback] = ()
+          ) -> TrainResult:
     """Trains (or resumes) `config` in `workdir`.
 
     Writes `config.json` first, then checkpoints and sample grids every
     `checkpoint_every` / `sample_every` steps and at the end. Resumes from the
-    latest checkpoint in `workdir` when there is one.
+    newest usable checkpoint in `workdir` (unreadable or non-finite ones are
+    set aside). Holds `workdir/run.lock` while it runs; SIGTERM and SIGINT
+    save a checkpoint at the end of the current step and return early
+    (`TrainResult.interrupted`).
 
     Args:
       config: The resolved task config.
       workdir: Output folder (created if needed).
       strategy: A `tf.distribute.Strategy` (default: the current one).
       verbose: Print progress lines.
+      callbacks: Extra Keras callbacks, run before the run's own each step.
 
     Returns:
       A `TrainResult`.
@@ -130,50 +143,75 @@ def train(config: config_lib.TaskConfig, workdir: str,
     Raises:
       ValueError / FileNotFoundError: Bad data or a work directory made for a
         different model, before anything is written.
-      cooperative_tf.callbacks.DivergenceError: NaN or exploding refinement;
-        the checkpoints on disk are the last good ones.
+      cooperative_tf.safety.WorkdirInUseError: Another run holds `workdir`.
+      cooperative_tf.safety.CheckpointError: No checkpoint can be read.
+      cooperative_tf.callbacks.DivergenceError: NaN or exploding refinement
+        (after `train.max_rollbacks` rollbacks under
+        `train.on_divergence=rollback`); the message names the last good
+        checkpoint.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    t = config.train
     check_workdir_config(config, workdir)
     # Read the data before writing anything, so bad input fails cleanly.
     dataset = _dataset(config, config.data.train_split, True, strategy,
-                       t.seed)
+                       config.train.seed)
     samples = sample_batch(config) if chief else None
     os.makedirs(workdir, exist_ok=True)
-    if chief:
-        write_config(config, workdir)
+    log = _printer(verbose)
+    ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
+    # Workers of one cluster share the work directory: the chief holds it.
+    lock = safety.WorkdirLock(workdir, log) if chief else (
+        contextlib.nullcontext())
+    with lock:
+        if chief:
+            safety.clean_leftovers(workdir, ckpt_dir, log)
+            write_config(config, workdir)
+        return _train(config, workdir, strategy, dataset, samples, log,
+                      verbose, list(callbacks))
 
+
+def _printer(verbose):
+    def log(line):
+        if verbose:
+            print(line, flush=True)
+    return log
+
+
+def _train(config, workdir, strategy, dataset, samples, log, verbose,
+           extra_callbacks) -> TrainResult:
+    chief = is_chief(strategy)
+    t = config.train
     trainer = build_trainer(config, strategy)
     checkpoint = make_checkpoint(trainer)
+    variables = safety.state_variables(trainer)
     ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
     # Every worker restores the chief's latest checkpoint (a file system all
     # workers share), so a restarted job resumes in step.
-    latest = tf.train.latest_checkpoint(ckpt_dir)
+    latest = safety.restore_checkpoint(checkpoint, ckpt_dir, variables,
+                                       modify=chief, log=log)
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        if verbose:
-            print(f"Resumed from {latest}", flush=True)
+        log(f"Resumed from {latest}")
+    save_dir = ckpt_dir
     if not chief:
         # Saving is collective, so every worker saves; only the chief's copy
         # is kept, the others write to a scratch folder removed at the end.
-        ckpt_dir = os.path.join(workdir, "tmp_worker_checkpoints",
+        save_dir = os.path.join(workdir, "tmp_worker_checkpoints",
                                 str(strategy.cluster_resolver.task_id))
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
+    keeper = safety.CheckpointKeeper(checkpoint, save_dir, variables,
+                                     max_to_keep=3)
 
     def step_fn():
         return int(trainer.planner_optimizer.iterations.numpy())
 
-    start = step_fn()
-    remaining = t.train_steps - start
     last = {"sample": None}
+    preemption = safety.Preemption()
 
     def save(step):
-        manager.save(checkpoint_number=step)
+        keeper.save(step)
 
     def sample(step):
-        if chief:
+        if chief and preemption.signum is None:
             last["sample"] = write_samples(
                 trainer, samples,
                 os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
@@ -185,40 +223,106 @@ def train(config: config_lib.TaskConfig, workdir: str,
     logger = ProgressLogger(t.log_every, t.train_steps, step_fn,
                             stream=None if verbose else io.StringIO(),
                             on_line=keep_line)
-    callbacks = [DivergenceGuard(t.max_refinement, step_fn), logger]
-    callbacks += [PeriodicCallback(t.checkpoint_every, save, step_fn),
-                  PeriodicCallback(t.sample_every, sample, step_fn)]
+    # The guard reads the step's metrics; the keeper checks the weights the
+    # step left, before saving them.
+    callbacks = extra_callbacks + [
+        DivergenceGuard(t.max_refinement, step_fn), logger, preemption,
+        PeriodicCallback(t.checkpoint_every, save, step_fn),
+        PeriodicCallback(t.sample_every, sample, step_fn)]
     if t.eval_every and chief:
         evaluator = quality.RunEvaluator(config, workdir, verbose=verbose)
 
         def assess(step):
+            if preemption.signum is not None:
+                return
             row = evaluator(trainer, t.eval_samples, seed=step)
             append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
-            if verbose:
-                print(f"quality at step {step}: {brief_quality(row)}",
-                      flush=True)
+            log(f"quality at step {step}: {brief_quality(row)}")
 
         callbacks.append(PeriodicCallback(t.eval_every, assess, step_fn))
-    if remaining > 0:
-        if verbose:
-            print(f"Training {config.name} for {remaining} steps "
-                  f"(batch {t.batch_size}, {config.langevin.steps} Langevin "
-                  f"steps, {strategy.num_replicas_in_sync} replica(s)) in "
-                  f"{workdir}", flush=True)
-        trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
-                    callbacks=callbacks, verbose=0, shuffle=False)
-    elif verbose:
-        print(f"Nothing to train: step {start} >= train_steps "
-              f"{t.train_steps}.", flush=True)
-    if not chief:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        try:  # the scratch parent, once the last worker is done with it
-            os.rmdir(os.path.dirname(ckpt_dir))
-        except OSError:
-            pass
+    start = step_fn()
+    if start >= t.train_steps:
+        log(f"Nothing to train: step {start} >= train_steps "
+            f"{t.train_steps}.")
+    elif t.on_divergence == "rollback" and keeper.latest is None:
+        keeper.save(start)  # a state to roll back to
+    try:
+        with preemption:
+            rollbacks = _fit(config, workdir, trainer, dataset, callbacks,
+                             keeper, ckpt_dir, step_fn, log, strategy)
+    finally:
+        if not chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
+            try:  # the scratch parent, once the last worker is done with it
+                os.rmdir(os.path.dirname(save_dir))
+            except OSError:
+                pass
+    if preemption.signum is not None:
+        log(f"Stopped by {preemption.name} at step {step_fn()}; saved "
+            f"{keeper.latest}. Run the same command to resume.")
     times = logger.step_times[1:] or logger.step_times
     return TrainResult(
         trainer=trainer, step=step_fn(),
         seconds_per_step=float(np.median(times)) if times else float("nan"),
-        checkpoint=manager.latest_checkpoint if chief else None,
-        sample_path=last["sample"], history=logger.history)
+        checkpoint=keeper.latest if chief else None,
+        sample_path=last["sample"], history=logger.history,
+        interrupted=preemption.name, rollbacks=rollbacks)
+
+
+def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
+         step_fn, log, strategy) -> int:
+    """Fits to `train.train_steps`; on divergence stops with the last good
+    checkpoint named, or rolls back to it (`train.on_divergence`).
+
+    Returns:
+      The number of rollbacks.
+    """
+    t = config.train
+    rollbacks, restored, failed = 0, None, set()
+    while step_fn() < t.train_steps:
+        remaining = t.train_steps - step_fn()
+        log(f"Training {config.name} for {remaining} steps (batch "
+            f"{t.batch_size}, {trainer.langevin_steps} Langevin steps, "
+            f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
+        try:
+            trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
+                        callbacks=callbacks, verbose=0, shuffle=False)
+        except DivergenceError as e:
+            message = str(e)
+            if not isinstance(e, safety.NonFiniteStateError):
+                message += " " + safety.good_checkpoint_message(ckpt_dir)
+            if restored is not None and keeper.latest == restored:
+                failed.add(restored)  # diverged again before a newer save
+            usable = [p for p in keeper.checkpoints if p not in failed]
+            if (t.on_divergence != "rollback" or rollbacks >= t.max_rollbacks
+                    or not usable):
+                if rollbacks:
+                    message += (f" (after {rollbacks} rollback(s), "
+                                f"train.max_rollbacks={t.max_rollbacks})")
+                raise type(e)(message) from None
+            rollbacks += 1
+            restored = usable[-1]
+            diverged_at = step_fn()
+            keeper.checkpoint.restore(
+                restored).assert_existing_objects_matched()
+            step_size, lr = trainer.step_size, float(
+                trainer.planner_optimizer.learning_rate.numpy())
+            trainer.step_size = step_size / 2
+            trainer.planner_optimizer.learning_rate = lr / 2
+            trainer.train_function = None  # retrace with the new step size
+            log(f"Rollback {rollbacks}/{t.max_rollbacks}: "
+                f"{message.splitlines()[0][:200]} Restored {restored}; "
+                f"langevin.step_size {step_size:.3g} -> {step_size / 2:.3g}, "
+                f"train.planner_lr {lr:.3g} -> {lr / 2:.3g}.")
+            if is_chief(strategy):
+                append_jsonl(os.path.join(workdir, ROLLBACK_FILE),
+                             diverged_at, {
+                                 "rollback": rollbacks,
+                                 "restored_step":
+                                     safety.checkpoint_step(restored),
+                                 "step_size": step_size / 2,
+                                 "planner_lr": lr / 2})
+        else:
+            break
+    return rollbacks
+

@@ -7,7 +7,10 @@ A work directory holds:
     samples/         PNG grids: condition | fast | refined | ground truth
     history.jsonl    the progress lines, one JSON object a line
     quality.jsonl    the periodic quality evaluations (`train.eval_every`)
+    rollbacks.jsonl  the divergences rolled back from
+                     (`train.on_divergence=rollback`)
     eval.json        the last `--mode=eval` results
+    run.lock         host and pid of the training run using it (while it runs)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
+from cooperative_tf import safety
 from cooperative_tf.trainer import CooperativeTrainer
 
 CONFIG_FILE = "config.json"
@@ -28,6 +32,7 @@ SAMPLE_DIR = "samples"
 QUALITY_FILE = "quality.jsonl"
 HISTORY_FILE = "history.jsonl"
 EVAL_FILE = "eval.json"
+ROLLBACK_FILE = "rollbacks.jsonl"
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -117,25 +122,25 @@ def _variables_by_path(model) -> dict:
 
 def restore(trainer: CooperativeTrainer, workdir: str,
             required: bool = False) -> Optional[str]:
-    """Restores the latest checkpoint in `workdir`; returns its path."""
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
-    if latest is None:
-        if required:
-            raise FileNotFoundError(
-                f"No checkpoint under {os.path.join(workdir, CHECKPOINT_DIR)}."
-                " Train first (--mode=train). "
-                f"Received: workdir={workdir!r}")
-        return None
-    status = make_checkpoint(trainer).restore(latest)
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ValueError(
-            f"{latest} does not hold every variable of this model: it was "
-            "written for another model, or by an older cooperative_tf "
-            "whose checkpoints missed the batch-norm statistics. "
-            f"Train again in a new --workdir. Details: {str(e)[:300]}"
-        ) from None
+    """Restores the newest usable checkpoint in `workdir`; returns its path.
+
+    Checkpoints that cannot be read or hold NaN/Inf are named and skipped
+    (left in place: training, which holds the work directory's lock, is the
+    one that sets them aside).
+
+    Raises:
+      FileNotFoundError: No checkpoint, when `required`.
+      cooperative_tf.safety.CheckpointError: None of them is usable.
+      ValueError: A checkpoint of another model.
+    """
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    latest = safety.restore_checkpoint(
+        make_checkpoint(trainer), directory, safety.state_variables(trainer),
+        modify=False)
+    if latest is None and required:
+        raise FileNotFoundError(
+            f"No checkpoint under {directory}. Train first (--mode=train). "
+            f"Received: workdir={workdir!r}")
     return latest
 
 
