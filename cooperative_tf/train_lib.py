@@ -244,8 +244,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     if start >= t.train_steps:
         log(f"Nothing to train: step {start} >= train_steps "
             f"{t.train_steps}.")
-    elif t.on_divergence == "rollback" and keeper.latest is None:
-        keeper.save(start)  # a state to roll back to
+    elif t.on_divergence == "rollback" and latest is None:
+        keeper.save(start)  # a state to roll back to (every worker saves)
     try:
         with preemption:
             rollbacks = _fit(config, workdir, trainer, dataset, callbacks,
@@ -291,9 +291,11 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             message = str(e)
             if not isinstance(e, safety.NonFiniteStateError):
                 message += " " + safety.good_checkpoint_message(ckpt_dir)
-            if restored is not None and keeper.latest == restored:
+            # The chief's checkpoints, which every worker reads alike.
+            kept = safety.list_checkpoints(ckpt_dir)
+            if restored is not None and kept and kept[-1] == restored:
                 failed.add(restored)  # diverged again before a newer save
-            usable = [p for p in keeper.checkpoints if p not in failed]
+            usable = [p for p in kept if p not in failed]
             if (t.on_divergence != "rollback" or rollbacks >= t.max_rollbacks
                     or not usable):
                 if rollbacks:
@@ -303,15 +305,16 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             rollbacks += 1
             restored = usable[-1]
             diverged_at = step_fn()
-            keeper.checkpoint.restore(
-                restored).assert_existing_objects_matched()
+            # Halve the rates in use (the checkpoint may hold an older one).
             step_size, lr = trainer.step_size, float(
                 trainer.planner_optimizer.learning_rate.numpy())
+            keeper.checkpoint.restore(
+                restored).assert_existing_objects_matched()
             trainer.step_size = step_size / 2
             trainer.planner_optimizer.learning_rate = lr / 2
             trainer.train_function = None  # retrace with the new step size
             log(f"Rollback {rollbacks}/{t.max_rollbacks}: "
-                f"{message.splitlines()[0][:200]} Restored {restored}; "
+                f"{str(e).split('. ')[0]}. Restored {restored}; "
                 f"langevin.step_size {step_size:.3g} -> {step_size / 2:.3g}, "
                 f"train.planner_lr {lr:.3g} -> {lr / 2:.3g}.")
             if is_chief(strategy):

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -268,7 +267,7 @@ def test_a_stale_lock_is_taken_over_with_a_message(tmp_path):
     with safety.WorkdirLock(str(tmp_path), log=lines.append):
         owner = json.loads((tmp_path / safety.LOCK_FILE).read_text())
         assert owner["pid"] == os.getpid()
-    assert lines and f"stale lock" in lines[0] and str(dead.pid) in lines[0]
+    assert lines and "stale lock" in lines[0] and str(dead.pid) in lines[0]
 
 
 # -------------------------------------------------------------- leftovers
