@@ -4,7 +4,7 @@ A `Variant` is one way to run the same maths: where XLA applies
 (`jit`), how the Langevin loop is built (`unroll`), the Keras dtype policy
 (`precision`) and how the planner computes its strided convolutions
 (`conv_form`). A `Workload` builds the task's trainer exactly as
-`train_lib.build_trainer` does, changes only what the variant says, and
+`factory.build_trainer` does, changes only what the variant says, and
 exposes the four things the benchmark times, each blocking until done:
 
   * `train_step`: one full iteration, through Keras' own `train_function`
@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from bench import flops as bench_flops
 from cooperative_tf import config as config_lib
-from cooperative_tf import tasks, train_lib
+from cooperative_tf import factory, tasks
 from pipelines.synthetic import synthetic_batch
 
 try:  # psutil gives the current RSS; without it only the high-water mark.
@@ -266,7 +266,7 @@ class Workload:
                                       jit_compile=variant.jit == "xla",
                                       precision=variant.precision))
         self.batch_size = self.config.train.batch_size
-        self.trainer = train_lib.build_trainer(self.config)
+        self.trainer = factory.build_trainer(self.config)
         if variant.jit == "xla_langevin":
             self.trainer.compile(
                 policy_optimizer=self.trainer.policy_optimizer,

@@ -17,8 +17,10 @@ class DivergenceError(FloatingPointError):
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training with a clear error when it diverges.
 
-    It runs before the checkpoint callback in each batch, so a diverged state
-    is never saved: the last checkpoint on disk stays the last good one.
+    It reads the metrics of the step, computed before the step's update;
+    the weights the update left are checked by the checkpoint keeper
+    (`cooperative_tf.safety.CheckpointKeeper`) before they are saved. The
+    trainer's caller names the last good checkpoint in the message.
 
     Args:
       max_refinement: Largest acceptable mean |Y1 - Y0|.
@@ -37,8 +39,7 @@ class DivergenceGuard(keras.callbacks.Callback):
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"Training diverged at step {self.step_fn()}: {name} is "
-                    f"{value}. The last checkpoint in the work directory is "
-                    "the last good state. Lower langevin.step_size or "
+                    f"{value}. Lower langevin.step_size or "
                     "train.planner_lr, or set langevin.clip=true, then resume "
                     f"(--set ...). Received: {name}={value}")
         refinement = float(logs.get("refinement", 0.0))

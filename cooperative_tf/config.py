@@ -16,6 +16,7 @@ import os
 import typing
 from typing import Any, Optional, Tuple
 
+from cooperative_tf.models import POLICY_CONDITIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
 from pipelines import spec as data_spec
 from pipelines.spec import CONDITION_KINDS
@@ -190,6 +191,13 @@ class TrainConfig:
       eval_samples: Generated answers per quality evaluation during
         training (label tasks; image tasks score this many evaluation
         examples).
+      on_divergence: What a divergence (NaN/Inf in the metrics or the
+        weights, or `max_refinement` exceeded) does: `stop` with an error
+        naming the last good checkpoint, or `rollback`: restore it, halve
+        `langevin.step_size` and the planner's learning rate, and continue
+        (logged, and kept in `rollbacks.jsonl`).
+      max_rollbacks: Rollbacks allowed in one run before it stops as
+        `stop` would.
     """
 
     batch_size: int = 16
@@ -209,6 +217,8 @@ class TrainConfig:
     reconstruction_weight: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
+    on_divergence: str = "stop"
+    max_rollbacks: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,10 +365,12 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("langevin.steps must be >= 0 and langevin.step_size "
                          f"> 0. Received: steps={l.steps}, "
                          f"step_size={l.step_size}")
-    if config.model.policy not in ("label", "unet"):
-        raise ValueError("model.policy must be 'label' or 'unet'. "
+    if config.model.policy not in POLICY_CONDITIONS:
+        raise ValueError(f"model.policy must be one of "
+                         f"{tuple(POLICY_CONDITIONS)}. "
                          f"Received: model.policy={config.model.policy!r}")
-    if (config.model.policy == "label") != (d.condition == "label"):
+    reads = "label" if d.condition == "label" else "image"
+    if POLICY_CONDITIONS[config.model.policy] != reads:
         raise ValueError(
             "A label condition needs model.policy='label' and an image "
             "condition needs model.policy='unet'. Received: "
@@ -390,6 +402,12 @@ def validate(config: TaskConfig) -> None:
         raise ValueError(
             f"model.planner_conv_form must be one of {PLANNER_CONV_FORMS}. "
             f"Received: {config.model.planner_conv_form!r}")
+    if t.on_divergence not in ("stop", "rollback"):
+        raise ValueError("train.on_divergence must be 'stop' or 'rollback'. "
+                         f"Received: train.on_divergence={t.on_divergence!r}")
+    if t.max_rollbacks < 0:
+        raise ValueError("train.max_rollbacks must be >= 0. Received: "
+                         f"train.max_rollbacks={t.max_rollbacks}")
 
 
 def to_json(config: TaskConfig) -> str:

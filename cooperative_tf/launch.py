@@ -79,9 +79,9 @@ flags.DEFINE_integer("versus_samples", 2000,
 def _config_for_mode(workdir):
     """The run's saved config for eval/sample/export, else the task's."""
     from cooperative_tf import config as config_lib
-    from cooperative_tf import tasks, train_lib
+    from cooperative_tf import tasks, workdir as workdir_lib
 
-    saved = os.path.join(workdir, train_lib.CONFIG_FILE)
+    saved = os.path.join(workdir, workdir_lib.CONFIG_FILE)
     if FLAGS.mode == "train" or not os.path.exists(saved):
         if not FLAGS.task and not FLAGS.config:
             raise FileNotFoundError(
@@ -90,7 +90,7 @@ def _config_for_mode(workdir):
         return tasks.resolve_config(FLAGS.task, FLAGS.data_dir,
                                     FLAGS.train_steps, FLAGS.batch_size,
                                     FLAGS.set, config_file=FLAGS.config)
-    config = train_lib.load_config(workdir)
+    config = workdir_lib.load_config(workdir)
     if FLAGS.task and FLAGS.task != config.name:
         raise ValueError(f"{workdir} holds a {config.name!r} run, not "
                          f"{FLAGS.task!r}. Received: task={FLAGS.task!r}")
@@ -115,7 +115,8 @@ def main(argv):
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    from cooperative_tf import tasks, train_lib
+    from cooperative_tf import eval_lib, factory, tasks, train_lib
+    from cooperative_tf import workdir as workdir_lib
 
     if FLAGS.list_tasks:
         for name in tasks.list_tasks():
@@ -138,6 +139,12 @@ def main(argv):
         config = _config_for_mode(workdir)
         if FLAGS.mode == "train":
             result = train_lib.train(config, workdir, strategy)
+            if result.interrupted:
+                # Saved and stopped: the scheduler's conventional code for
+                # a job ended by this signal (128 + its number), so a
+                # preempted job is requeued, not taken for finished.
+                import signal
+                return 128 + signal.Signals[result.interrupted].value
             print(f"Done: step {result.step}, median "
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")
@@ -158,7 +165,7 @@ def main(argv):
             if any(n < 0 or n > 1000 for n in refine_steps):
                 raise ValueError("--refine_steps must lie in 0..1000. "
                                  f"Received: {refine_steps}")
-            result = train_lib.evaluate(
+            result = eval_lib.evaluate(
                 config, workdir, parzen_samples=FLAGS.parzen_samples,
                 quality_samples=FLAGS.quality_samples,
                 refine_steps=refine_steps,
@@ -169,21 +176,21 @@ def main(argv):
             for row in result.get("versus_steps", []):
                 print(f"refined after {row['steps']:>4} Langevin steps "
                       f"({row['seconds']:.1f} s): "
-                      f"{train_lib.brief_quality(row)}")
-            print(f"Wrote {train_lib.write_eval(workdir, result)}")
+                      f"{eval_lib.brief_quality(row)}")
+            print(f"Wrote {eval_lib.write_eval(workdir, result)}")
         elif FLAGS.mode == "sample":
-            trainer = train_lib.build_trainer(config)
-            ckpt = train_lib.restore(trainer, workdir, required=True)
+            trainer = factory.build_trainer(config)
+            ckpt = workdir_lib.restore(trainer, workdir, required=True)
             step = int(ckpt.rsplit("-", 1)[-1])
             path = train_lib.write_samples(
                 trainer, train_lib.sample_batch(config),
-                os.path.join(workdir, train_lib.SAMPLE_DIR,
+                os.path.join(workdir, workdir_lib.SAMPLE_DIR,
                              f"sample_{step:06d}.png"))
             print(f"Wrote {path}")
         elif FLAGS.mode == "figures":
             from cooperative_tf import figures
-            trainer = train_lib.build_trainer(config)
-            train_lib.restore(trainer, workdir, required=True)
+            trainer = factory.build_trainer(config)
+            workdir_lib.restore(trainer, workdir, required=True)
             for path in figures.write_figures(
                     trainer, config, os.path.join(workdir, "figures")):
                 print(f"Wrote {path}")

@@ -168,8 +168,12 @@ class CooperativeTrainer(keras.Model):
           target_shape: Shape of a target batch.
         """
         batch = condition_shape[0]
-        self.policy.build((batch, self.latent_dim), tuple(condition_shape))
-        self.planner.build(tuple(target_shape), tuple(condition_shape))
+        # Networks built already (e.g. by `from_config`) keep their weights.
+        if not self.policy.built:
+            self.policy.build((batch, self.latent_dim),
+                              tuple(condition_shape))
+        if not self.planner.built:
+            self.planner.build(tuple(target_shape), tuple(condition_shape))
         for optimizer, model in ((getattr(self, "policy_optimizer", None),
                                   self.policy),
                                  (getattr(self, "planner_optimizer", None),
@@ -234,10 +238,7 @@ class CooperativeTrainer(keras.Model):
             step_size, seed=seed, noise=self.noise,
             reference_sigma=self.reference_sigma, metropolis=self.metropolis,
             clip=(-1.0, 1.0) if self.clip else None,
-            # Long inference chains (test-time compute) run as a loop: an
-            # unrolled 100-step chain takes minutes to compile under XLA.
-            unroll=(self.unroll and isinstance(steps, int)
-                    and steps <= max(self.langevin_steps, 20)))
+            unroll=self.unroll and isinstance(steps, int))
         return result.y, result.acceptance_rate
 
     def solve_fast(self, noise, condition):
@@ -278,8 +279,17 @@ class CooperativeTrainer(keras.Model):
                                               reduce_retracing=True)
         steps = self.langevin_steps if steps is None else steps
         step_size = self.step_size if step_size is None else step_size
-        y1, rate = self._solve_slow_fn(tf.stop_gradient(y0), condition, seed,
-                                       steps, float(step_size))
+        # Chains up to the training length (or 20 steps) are unrolled, which
+        # XLA runs fastest; longer ones (test-time compute) run as a loop
+        # whose length, like the step size, is a tensor: an unrolled
+        # 100-step chain takes minutes to compile, and a Python value would
+        # retrace the function for every new number of steps.
+        if not (self.unroll and isinstance(steps, int)
+                and steps <= max(self.langevin_steps, 20)):
+            steps = tf.convert_to_tensor(steps, tf.int32)
+        y1, rate = self._solve_slow_fn(
+            tf.stop_gradient(y0), condition, seed, steps,
+            tf.convert_to_tensor(step_size, tf.float32))
         return tf.stop_gradient(y1), rate
 
     # --------------------------------------------------------------- training

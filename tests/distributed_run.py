@@ -68,7 +68,8 @@ def main():
     import keras
     import numpy as np
 
-    from cooperative_tf import tasks, train_lib
+    import tiny
+    from cooperative_tf import factory, tasks
     from cooperative_tf.distribute import make_strategy
     from cooperative_tf.trainer import replica_seed
 
@@ -78,18 +79,16 @@ def main():
     else:
         strategy = make_strategy(args.strategy)
     # Tiny networks, and a step size that makes 3 Langevin steps matter.
-    overrides = [] if args.real_size else [
-        "data.image_size=16", "data.load_size=16", "model.latent_dim=8",
-        "model.policy_filters=8:16", "model.planner_filters=8:16",
-        "model.planner_units=5", "langevin.steps=3",
-        "langevin.step_size=0.05", "langevin.reference_sigma=1.0"]
+    overrides = [] if args.real_size else tiny.IMAGE_16 + [
+        "langevin.steps=3", "langevin.step_size=0.05",
+        "langevin.reference_sigma=1.0"]
     overrides += [
         f"langevin.noise={args.noise}", f"model.policy_norm={args.norm}",
         f"model.sync_batch_norm={args.sync_bn}",
         f"train.jit_compile={args.jit}", f"train.batch_size={GLOBAL_BATCH}",
         "train.planner_lr=1e-3", "train.policy_lr=1e-3"]
     config = tasks.resolve_config("zappos", overrides=overrides)
-    trainer = train_lib.build_trainer(config, strategy)
+    trainer = factory.build_trainer(config, strategy)
     replicas = strategy.num_replicas_in_sync
 
     def dataset_fn(context):

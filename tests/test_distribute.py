@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+import tiny
 from conftest import REPO
 from cooperative_tf.distribute import choose_strategy, is_chief
 
@@ -124,15 +125,10 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     assert max_diff(w0, one) < 1e-5
 
 
-LAUNCH_TINY = [
-    "--task=zappos", "--strategy=auto", "--set=data.image_size=16",
-    "--set=data.load_size=20", "--set=model.latent_dim=8",
-    "--set=model.policy_filters=8:16", "--set=model.planner_filters=8:16",
-    "--set=model.planner_units=5", "--set=langevin.steps=2",
-    "--set=train.batch_size=8", "--set=train.log_every=1",
-    "--set=train.checkpoint_every=2", "--set=train.jit_compile=false",
-    "--set=train.eval_every=0",
-]
+LAUNCH_TINY = ["--task=zappos", "--strategy=auto"] + [
+    f"--set={s}" for s in tiny.IMAGE_16 + [
+        "data.load_size=20", "train.batch_size=8",
+        "train.checkpoint_every=2"]]
 
 
 def start_workers(workdir, steps, ports):

@@ -280,10 +280,10 @@ def tiny_config(task, *extra):
 
 
 def test_write_figures_label_task(tmp_path):
-    from cooperative_tf import train_lib
+    from cooperative_tf import factory
     config = tiny_config("mnist", "model.policy_filters=16:8",
                          "model.template_filters=8")
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     paths = figures.write_figures(trainer, config, str(tmp_path), rows=4,
                                   grid_side=3, interpolation_steps=5,
                                   infer_steps=5, infer_labels=True)
@@ -300,10 +300,10 @@ def test_write_figures_label_task(tmp_path):
 
 
 def test_write_figures_image_task(tmp_path):
-    from cooperative_tf import train_lib
+    from cooperative_tf import factory
     config = tiny_config("zappos", "model.policy_filters=4:8",
                          "data.load_size=18")
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     paths = figures.write_figures(trainer, config, str(tmp_path), rows=2,
                                   interpolation_steps=4)
     assert [os.path.basename(p) for p in paths] == [figures.INTERPOLATION]

@@ -1,4 +1,7 @@
-"""The launcher and train_lib end to end: outputs, resuming, bad input."""
+"""The launcher and train_lib end to end: outputs, resuming, bad input.
+
+The work directory's own checks (config, checkpoints): `test_workdir.py`.
+"""
 
 import json
 import os
@@ -9,25 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tiny
 from conftest import REPO, shared_data
 from cooperative_tf import config as config_lib
 from cooperative_tf import tasks, train_lib
 
-# Small enough to run a few steps in seconds on two cores.
-TINY_IMAGE = [
-    "data.image_size=32", "data.load_size=36", "model.latent_dim=8",
-    "model.policy_filters=8:16:32", "model.planner_filters=8:16:32",
-    "model.planner_units=10", "langevin.steps=2", "train.batch_size=4",
-    "train.log_every=1", "train.checkpoint_every=2", "train.sample_every=0",
-    "train.jit_compile=false", "train.eval_every=0",
-]
-TINY_LABEL = [
-    "model.latent_dim=8", "model.policy_filters=16:8",
-    "model.planner_filters=8:16", "model.template_filters=8",
-    "model.planner_units=10", "langevin.steps=2", "train.batch_size=8",
-    "train.log_every=1", "train.checkpoint_every=0", "train.sample_every=0",
-    "train.eval_every=0",
-]
+# The launcher's test also checkpoints on the way (every 2 steps).
+TINY_IMAGE = tiny.IMAGE + ["train.checkpoint_every=2"]
 
 
 def run_cli(*args, cwd=None):
@@ -152,24 +143,11 @@ def test_launcher_trains_on_shared_edges2shoes_and_writes_outputs(tmp_path):
 def test_mnist_trains_a_few_steps_on_shared_digits(tmp_path):
     data = shared_data("mnist")
     config = tasks.resolve_config("mnist", data_dir=str(data), train_steps=2,
-                                   overrides=TINY_LABEL)
+                                   overrides=tiny.LABEL)
     result = train_lib.train(config, str(tmp_path), verbose=False)
     assert result.step == 2
     grid = tf.io.decode_png(tf.io.read_file(result.sample_path)).numpy()
     assert grid.shape[0] == 10 * 34 + 2  # a row per class
-
-
-def test_resume_check_allows_what_keeps_the_weights(tmp_path):
-    config = tasks.resolve_config("zappos")
-    (tmp_path / "config.json").write_text(config_lib.to_json(config))
-    for same in (["model.planner_conv_form=direct"],
-                 ["train.precision=mixed_bfloat16"], ["train.train_steps=9"]):
-        train_lib.check_workdir_config(
-            config_lib.override(config, same), str(tmp_path))
-    with pytest.raises(ValueError, match="different model"):
-        train_lib.check_workdir_config(
-            config_lib.override(config, ["model.latent_dim=16"]),
-            str(tmp_path))
 
 
 @pytest.mark.slow
@@ -184,55 +162,6 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     # The first run's files are untouched.
     assert json.loads((tmp_path / "config.json").read_text())["model"][
         "latent_dim"] == 8
-
-
-@pytest.mark.parametrize("task, extra", [
-    ("mnist", ["model.policy_filters=32:16", "model.template_filters=16:8"]),
-    ("zappos", ["model.policy_filters=8:16", "model.policy_norm=batch",
-                "data.image_size=16", "data.load_size=16"]),
-])
-def test_checkpoint_restores_every_variable_batch_norm_included(
-        task, extra, tmp_path):
-    from pipelines.synthetic import synthetic_batch
-
-    config = config_lib.override(tasks.resolve_config(task), extra + [
-        "model.planner_filters=8:16", "langevin.steps=2",
-        "train.batch_size=4", "train.jit_compile=false"])
-    trainer = train_lib.build_trainer(config)
-    fresh = [v.numpy().copy() for v in trainer.policy.variables]
-    trainer.make_train_function()
-    batch = synthetic_batch(config.data, 4, 0)
-    for _ in range(3):
-        trainer.train_function([batch])
-    moving = [v for v in trainer.policy.variables if "moving" in v.path]
-    assert moving and all(  # the statistics did move, so the test can fail
-        np.abs(v.numpy() - f).max() > 1e-4
-        for v, f in zip(trainer.policy.variables, fresh) if "moving" in v.path)
-    train_lib.make_checkpoint(trainer).save(
-        str(tmp_path / "checkpoints" / "ckpt"))
-    restored = train_lib.build_trainer(config)
-    train_lib.restore(restored, str(tmp_path), required=True)
-    for model in ("policy", "planner"):
-        saved = getattr(trainer, model).variables
-        loaded = getattr(restored, model).variables
-        assert [v.path for v in saved] == [v.path for v in loaded]
-        for a, b in zip(saved, loaded):
-            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-
-
-def test_a_checkpoint_missing_variables_is_refused_clearly(tmp_path):
-    config = tasks.resolve_config("mnist", overrides=[
-        "model.policy_filters=32:16", "model.template_filters=16:8",
-        "model.planner_filters=8:16", "train.jit_compile=false"])
-    trainer = train_lib.build_trainer(config)
-    # What cooperative_tf wrote before 2026-11-30: no variables by path.
-    tf.train.Checkpoint(
-        policy=trainer.policy, planner=trainer.planner,
-        policy_optimizer=trainer.policy_optimizer,
-        planner_optimizer=trainer.planner_optimizer).save(
-            str(tmp_path / "checkpoints" / "ckpt"))
-    with pytest.raises(ValueError, match="batch-norm statistics"):
-        train_lib.restore(trainer, str(tmp_path), required=True)
 
 
 def test_config_file_applies_before_set_and_round_trips(tmp_path):

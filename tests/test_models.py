@@ -1,35 +1,20 @@
-"""Policy and planner networks: shapes, noise, per-example values, saving."""
+"""Policy and planner networks: shapes, noise, per-example values.
+
+Saving and config round trips of every network: `test_serialization.py`.
+"""
 
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
-from cooperative_tf.models import DeconvStack, LabelPolicy, Planner, UNetPolicy
+import tiny
+from cooperative_tf.models import DeconvStack, Planner, UNetPolicy
+from tiny import image_inputs, label_inputs, planner_inputs
+from tiny import planner as tiny_planner
 
-
-def tiny_label_policy():
-    return LabelPolicy(image_size=16, channels=1, num_classes=10, latent_dim=8,
-                       filters=(16, 8))
-
-
-def tiny_unet_policy():
-    return UNetPolicy(image_size=16, channels=3, condition_channels=1,
-                      latent_dim=8, filters=(8, 16), noise_channels=4)
-
-
-def label_inputs(batch=4):
-    return (tf.random.normal([batch, 8], seed=1),
-            tf.one_hot(tf.range(batch) % 10, 10))
-
-
-def image_inputs(batch=4):
-    return (tf.random.normal([batch, 8], seed=1),
-            tf.random.uniform([batch, 16, 16, 1], -1, 1, seed=2))
-
-
-POLICIES = [(tiny_label_policy, label_inputs, (16, 16, 1)),
-            (tiny_unet_policy, image_inputs, (16, 16, 3))]
+POLICIES = [(tiny.label_policy, label_inputs, (16, 16, 1)),
+            (tiny.unet_policy, image_inputs, (16, 16, 3))]
 
 
 @pytest.mark.parametrize("make, inputs, shape", POLICIES)
@@ -49,34 +34,6 @@ def test_different_noise_gives_different_answers_for_same_condition(
     # Per-example mean absolute difference, relative to the output's spread.
     diff = tf.reduce_mean(tf.abs(a - b), axis=[1, 2, 3]).numpy()
     assert (diff > 0.05 * float(tf.math.reduce_std(a))).all()
-
-
-@pytest.mark.parametrize("make, inputs, shape", POLICIES)
-def test_policy_config_and_saving_round_trip(make, inputs, shape, tmp_path):
-    policy = make()
-    noise, condition = inputs()
-    expected = policy(noise, condition, training=False).numpy()
-    clone = type(policy).from_config(policy.get_config())
-    assert clone.get_config() == policy.get_config()
-    path = str(tmp_path / "policy.keras")
-    policy.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(
-        loaded(noise, condition, training=False).numpy(), expected, atol=1e-6)
-
-
-def tiny_planner(condition):
-    return Planner(image_size=16, channels=3 if condition == "image" else 1,
-                   condition=condition, condition_channels=1, num_classes=10,
-                   filters=(8, 16), units=5, template_filters=(8,))
-
-
-def planner_inputs(condition, batch=4):
-    if condition == "image":
-        return (tf.random.uniform([batch, 16, 16, 3], -1, 1, seed=5),
-                tf.random.uniform([batch, 16, 16, 1], -1, 1, seed=6))
-    return (tf.random.uniform([batch, 16, 16, 1], -1, 1, seed=5),
-            tf.one_hot(tf.range(batch) % 10, 10))
 
 
 @pytest.mark.parametrize("condition", ["image", "label"])
@@ -102,18 +59,6 @@ def test_planner_depends_on_condition(condition):
     assert np.abs(planner(y, c).numpy() - planner(y, other).numpy()).max() > 0
 
 
-@pytest.mark.parametrize("condition", ["image", "label"])
-def test_planner_saving_round_trip(condition, tmp_path):
-    planner = tiny_planner(condition)
-    y, c = planner_inputs(condition)
-    expected = planner(y, c).numpy()
-    path = str(tmp_path / "planner.keras")
-    planner.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded(y, c).numpy(), expected, rtol=1e-6)
-    assert loaded.get_config() == planner.get_config()
-
-
 def test_deconv_stack_reaches_image_size():
     for size in (8, 16, 32, 64):
         out = DeconvStack(image_size=size, channels=2, filters=(8, 4))(
@@ -132,10 +77,8 @@ def test_bad_arguments_are_named():
 from cooperative_tf.metrics import checkerboard_energy  # noqa: E402
 
 
-def projection_planner(**kwargs):
-    return Planner(image_size=16, channels=1, condition="label",
-                   num_classes=10, filters=(8, 16), units=5,
-                   label_conditioning="projection", **kwargs)
+def projection_planner():
+    return tiny.planner("label", label_conditioning="projection")
 
 
 def test_untrained_projection_planner_gradient_depends_on_the_label():
@@ -181,15 +124,7 @@ def test_template_class_values_match_the_value_of_each_label():
             rtol=1e-5)
 
 
-def test_projection_planner_saving_round_trip(tmp_path):
-    planner = projection_planner()
-    y, c = planner_inputs("label")
-    expected = planner(y, c).numpy()
-    path = str(tmp_path / "planner.keras")
-    planner.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded(y, c).numpy(), expected, rtol=1e-6)
-    assert loaded.get_config()["label_conditioning"] == "projection"
+def test_bad_label_conditioning_and_class_values_of_an_image_planner():
     with pytest.raises(ValueError, match="label_conditioning"):
         Planner(condition="label", label_conditioning="tiled")
     with pytest.raises(ValueError, match="label planner"):

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cooperative_tf import quality, tasks, train_lib
+import tiny
+
+from cooperative_tf import eval_lib, quality, tasks, train_lib
+from cooperative_tf import workdir as workdir_lib
 
 # The mnist task on the digits that ship inside the package (no data flag).
 MNIST_SAMPLE = tasks.get_task("mnist")
@@ -84,14 +87,8 @@ def test_versus_steps_times_each_count():
     assert all(r["seconds"] >= 0 for r in rows)
 
 
-TINY_IMAGE = [
-    "data.image_size=32", "data.load_size=36", "model.latent_dim=8",
-    "model.policy_filters=8:16:32", "model.planner_filters=8:16:32",
-    "model.planner_units=10", "langevin.steps=2", "train.batch_size=4",
-    "train.log_every=1", "train.checkpoint_every=0", "train.sample_every=0",
-    "train.jit_compile=false", "train.eval_every=2", "train.eval_samples=6",
-    "train.reconstruction_weight=1",
-]
+TINY_IMAGE = tiny.IMAGE + ["train.eval_every=2", "train.eval_samples=6",
+                           "train.reconstruction_weight=1"]
 
 
 @pytest.mark.slow
@@ -100,7 +97,7 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
                                   overrides=TINY_IMAGE)
     workdir = str(tmp_path / "run")
     train_lib.train(config, workdir, verbose=False)
-    rows = train_lib.read_jsonl(workdir)
+    rows = workdir_lib.read_jsonl(workdir)
     assert [r["step"] for r in rows] == [2, 4]
     for name in ("psnr", "ssim", "l1", "colour_error", "diversity",
                  "checkerboard"):
@@ -109,23 +106,23 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
     assert rows[-1]["examples"] == 6
     # Untrained answers still differ with X.
     assert rows[-1]["diversity_fast"] > 0
-    history = train_lib.read_jsonl(workdir, train_lib.HISTORY_FILE)
+    history = workdir_lib.read_jsonl(workdir, workdir_lib.HISTORY_FILE)
     assert [r["step"] for r in history] == [1, 2, 3, 4]
     assert "reconstruction_l1" in history[0]
 
-    result = train_lib.evaluate(config, workdir, refine_steps=(0, 1),
+    result = eval_lib.evaluate(config, workdir, refine_steps=(0, 1),
                                 versus_samples=4)
     assert result["examples"] == 20  # the sample's whole val split
     assert [r["steps"] for r in result["versus_steps"]] == [0, 1]
     zero = result["versus_steps"][0]
     # Zero refinement steps: the refined answer is the fast one.
     assert zero["psnr_refined"] == pytest.approx(zero["psnr_fast"])
-    path = train_lib.write_eval(workdir, result)
+    path = eval_lib.write_eval(workdir, result)
     assert json.load(open(path))["versus_steps"][1]["steps"] == 1
 
 
 def test_a_line_cut_short_is_skipped(tmp_path):
-    train_lib.append_jsonl(str(tmp_path / "quality.jsonl"), 5, {"a": 1.0})
+    workdir_lib.append_jsonl(str(tmp_path / "quality.jsonl"), 5, {"a": 1.0})
     with open(tmp_path / "quality.jsonl", "a") as f:
         f.write('{"step": 6, "a"')  # killed mid-write
-    assert train_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]
+    assert workdir_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]

@@ -21,10 +21,10 @@ B = 2
 
 
 def _module(task, overrides):
-    from cooperative_tf import serving, tasks, train_lib
+    from cooperative_tf import factory, serving, tasks
 
     config = tasks.resolve_config(task, overrides=overrides)
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     module = serving.ServingModule(trainer, config, MAX_STEPS, MAX_STEP_SIZE)
     return module, module.signatures()
 

@@ -5,46 +5,35 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT, shared_data
-from cooperative_tf import parzen, tasks, train_lib
+import tiny
+from conftest import shared_data
+from cooperative_tf import eval_lib, parzen, tasks, train_lib
 
 FASHION = "/usr/share/datasets/fashion-mnist"
-
-# Tiny networks and shapes: this checks the wiring (reader -> ops -> trainer
-# -> checkpoint -> grid) for each task, not image quality.
-TINY = ["model.latent_dim=8", "model.planner_units=5", "langevin.steps=2",
-        "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=0",
-        "train.sample_every=0", "train.jit_compile=false",
-        "train.eval_every=0"]
-TINY_LABEL = TINY + ["model.policy_filters=16:8", "model.planner_filters=8:16",
-                     "model.template_filters=8"]
-TINY_IMAGE = TINY + ["data.image_size=32", "data.load_size=36",
-                     "model.policy_filters=8:16:32",
-                     "model.planner_filters=8:16:32"]
 
 
 def data_for(task):
     """(data_dir, extra overrides) of a task on this machine's real data."""
     if task == "mnist":
-        return str(shared_data("mnist")), TINY_LABEL
+        return str(shared_data("mnist")), tiny.LABEL
     if task == "fashion_mnist":
         if not os.path.isdir(FASHION):
             pytest.skip(f"{FASHION} not found: apt-get install "
                         "dataset-fashion-mnist to run this test")
-        return FASHION, TINY_LABEL
+        return FASHION, tiny.LABEL
     if task == "cifar10":
-        return str(shared_data("cifar10")), TINY_LABEL
+        return str(shared_data("cifar10")), tiny.LABEL
     if task == "svhn":
-        return None, TINY_LABEL
+        return None, tiny.LABEL
     if task in ("facades", "facades_inpaint"):
-        extra = TINY_IMAGE
+        extra = tiny.IMAGE
         if task == "facades_inpaint":
             extra = extra + ["data.mask_size=16", "data.load_size=32"]
         return str(shared_data("facades")), extra
     if task == "cufs":
-        return str(shared_data("cufs")), TINY_IMAGE
+        return str(shared_data("cufs")), tiny.IMAGE
     if task == "zappos":
-        return str(shared_data("edges2shoes")), TINY_IMAGE
+        return str(shared_data("edges2shoes")), tiny.IMAGE
     raise AssertionError(f"no test data for task {task}")
 
 
@@ -74,12 +63,12 @@ def test_task_trains_on_its_real_data(task, tmp_path):
     assert os.path.exists(result.sample_path)
     assert (tmp_path / "config.json").exists()
     if task in ("facades_inpaint", "cufs"):
-        scores = train_lib.evaluate(config, str(tmp_path), steps=1)
+        scores = eval_lib.evaluate(config, str(tmp_path), steps=1)
         assert 0 < scores["psnr_refined"] < 100
         assert -1 <= scores["ssim_fast"] <= 1
     if task == "mnist":  # the paper's Table 1 protocol, on a few samples
-        scores = train_lib.evaluate(config, str(tmp_path), steps=2,
-                                    parzen_samples=40)
+        scores = eval_lib.evaluate(config, str(tmp_path), steps=2,
+                                   parzen_samples=40)
         for answer in ("fast", "refined"):
             assert np.isfinite(scores[f"parzen_ll_{answer}"])
             assert scores[f"parzen_ll_stderr_{answer}"] > 0

@@ -5,47 +5,13 @@ import pytest
 import keras
 import tensorflow as tf
 
+import tiny
 from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
-from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
+from cooperative_tf.models import LabelPolicy, Planner
 from cooperative_tf.trainer import (CooperativeTrainer, replica_seed,
                                     step_seed)
 
-B = 4
-
-
-def make_trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
-                 steps=3, whole_step_jit=False, **kwargs):
-    if kind == "image":
-        policy = UNetPolicy(image_size=16, channels=3, condition_channels=1,
-                            latent_dim=8, filters=(8, 16), noise_channels=4)
-        planner = Planner(image_size=16, channels=3, condition="image",
-                          condition_channels=1, filters=(8, 16), units=5)
-        shapes = ((None, 16, 16, 1), (None, 16, 16, 3))
-    else:
-        policy = LabelPolicy(image_size=16, channels=1, num_classes=10,
-                             latent_dim=8, filters=(16, 8))
-        planner = Planner(image_size=16, channels=1, condition="label",
-                          num_classes=10, filters=(8, 16), units=5,
-                          template_filters=(8,))
-        shapes = ((None, 10), (None, 16, 16, 1))
-    trainer = CooperativeTrainer(policy, planner, latent_dim=8,
-                                 langevin_steps=steps, step_size=0.05,
-                                 reference_sigma=1.0, seed=3, **kwargs)
-    trainer.compile(policy_optimizer=keras.optimizers.Adam(policy_lr, 0.5),
-                    planner_optimizer=keras.optimizers.Adam(planner_lr, 0.5),
-                    langevin_jit_compile=jit, jit_compile=whole_step_jit)
-    trainer.build_for(*shapes)
-    return trainer
-
-
-def make_batch(kind="image"):
-    if kind == "image":
-        condition = tf.random.uniform([B, 16, 16, 1], -1, 1, seed=1)
-        target = tf.tanh(tf.concat([condition] * 3, -1) * 2.0)
-    else:
-        condition = tf.one_hot(tf.range(B) % 10, 10)
-        target = tf.random.uniform([B, 16, 16, 1], -1, 1, seed=2)
-    return {"condition": condition, "target": target}
+B = tiny.BATCH
 
 
 def first_step_answers(trainer, batch):
@@ -66,7 +32,7 @@ def value_gap(trainer, batch, y1):
 
 @pytest.mark.parametrize("kind", ["image", "label"])
 def test_value_shift_step_raises_observed_over_refined(kind):
-    trainer, batch = make_trainer(kind), make_batch(kind)
+    trainer, batch = tiny.trainer(kind), tiny.batch(kind)
     _, _, y1 = first_step_answers(trainer, batch)
     before = value_gap(trainer, batch, y1)
     trainer.train_step(batch)
@@ -75,7 +41,7 @@ def test_value_shift_step_raises_observed_over_refined(kind):
 
 @pytest.mark.parametrize("kind", ["image", "label"])
 def test_mapping_shift_step_moves_policy_toward_refined(kind):
-    trainer, batch = make_trainer(kind, steps=5), make_batch(kind)
+    trainer, batch = tiny.trainer(kind, steps=5), tiny.batch(kind)
     x, y0, y1 = first_step_answers(trainer, batch)
     before = float(tf.reduce_mean(tf.square(y0 - y1)))
     assert before > 0  # the planner did refine
@@ -87,10 +53,10 @@ def test_mapping_shift_step_moves_policy_toward_refined(kind):
 @pytest.mark.parametrize("jit, whole_step_jit", [(False, False),
                                                   (True, False), (True, True)])
 def test_fit_runs_with_and_without_xla(jit, whole_step_jit):
-    trainer = make_trainer(jit=jit, whole_step_jit=whole_step_jit)
+    trainer = tiny.trainer(jit=jit, whole_step_jit=whole_step_jit)
     weights = [w.numpy().copy() for w in trainer.policy.trainable_weights +
                trainer.planner.trainable_weights]
-    data = tf.data.Dataset.from_tensors(make_batch()).repeat()
+    data = tf.data.Dataset.from_tensors(tiny.batch()).repeat()
     history = trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
     logs = {k: v[-1] for k, v in history.history.items()}
     assert {"planner_loss", "policy_loss", "value_gap", "refinement",
@@ -103,9 +69,9 @@ def test_fit_runs_with_and_without_xla(jit, whole_step_jit):
 
 
 def test_evaluate_reports_metrics_without_updating():
-    trainer = make_trainer()
+    trainer = tiny.trainer()
     weights = [w.numpy().copy() for w in trainer.planner.trainable_weights]
-    data = tf.data.Dataset.from_tensors(make_batch()).repeat(2)
+    data = tf.data.Dataset.from_tensors(tiny.batch()).repeat(2)
     logs = trainer.evaluate(data, return_dict=True, verbose=0)
     assert np.isfinite(logs["refined_mse"]) and np.isfinite(logs["value_gap"])
     for a, b in zip(trainer.planner.trainable_weights, weights):
@@ -114,8 +80,8 @@ def test_evaluate_reports_metrics_without_updating():
 
 @pytest.mark.parametrize("kind", ["image", "label"])
 def test_generate_returns_fast_and_refined(kind):
-    trainer = make_trainer(kind)
-    condition = make_batch(kind)["condition"][:2]
+    trainer = tiny.trainer(kind)
+    condition = tiny.batch(kind)["condition"][:2]
     out = trainer.generate(condition, num_samples=3, langevin_steps=4, seed=1)
     assert out["fast"].shape[0] == 6 and out["refined"].shape == \
         out["fast"].shape
@@ -143,9 +109,9 @@ def test_divergence_guard_names_the_metric_and_the_fix():
 
 
 def test_huge_step_size_is_caught_by_the_guard():
-    trainer = make_trainer(steps=3)
+    trainer = tiny.trainer(steps=3)
     trainer.step_size = 1e4
-    data = tf.data.Dataset.from_tensors(make_batch()).repeat()
+    data = tf.data.Dataset.from_tensors(tiny.batch()).repeat()
     guard = DivergenceGuard(10.0, lambda: int(
         trainer.planner_optimizer.iterations))
     with pytest.raises(DivergenceError):
@@ -171,12 +137,12 @@ def tiny_mnist(precision, jit):
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_mixed_precision_keeps_answers_and_langevin_in_float32(jit):
-    from cooperative_tf import train_lib
+    from cooperative_tf import factory
     from pipelines.synthetic import synthetic_batch
     logs = {}
     for precision in ("float32", "mixed_bfloat16"):
         config = tiny_mnist(precision, jit)
-        trainer = train_lib.build_trainer(config)
+        trainer = factory.build_trainer(config)
         assert trainer.policy.compute_dtype == precision.replace("mixed_", "")
         batch = synthetic_batch(config.data, 8, 0)
         y0 = trainer.generate(batch["condition"])["fast"]
@@ -245,8 +211,7 @@ def test_two_class_toy_learns_the_label_and_the_planner_classifies():
 
 
 def test_label_loss_needs_a_planner_that_classifies():
-    policy = UNetPolicy(image_size=16, channels=3, condition_channels=1,
-                        latent_dim=8, filters=(8, 16), noise_channels=4)
+    policy = tiny.unet_policy()
     with pytest.raises(ValueError, match="class_values"):
         CooperativeTrainer(policy, object(), latent_dim=8,
                            label_loss_weight=1.0)
@@ -255,9 +220,9 @@ def test_label_loss_needs_a_planner_that_classifies():
 def test_reconstruction_term_pulls_the_policy_toward_the_photo():
     # With the mapping shift switched off (sigma huge), the L1 term alone
     # must lower the policy's error to the observed answer.
-    trainer = make_trainer("image", policy_lr=3e-3, policy_sigma=1e4,
+    trainer = tiny.trainer("image", policy_lr=3e-3, policy_sigma=1e4,
                            reconstruction_weight=1.0)
-    batch = make_batch("image")
+    batch = tiny.batch("image")
     x, y0, _ = first_step_answers(trainer, batch)
     before = float(tf.reduce_mean(tf.abs(y0 - batch["target"])))
     for _ in range(15):

@@ -26,7 +26,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-from cooperative_tf.train_lib import HISTORY_FILE, QUALITY_FILE, read_jsonl  # noqa: E402
+from cooperative_tf.workdir import HISTORY_FILE, QUALITY_FILE, read_jsonl  # noqa: E402
 
 
 def main(argv=None):

@@ -18,7 +18,9 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
+from cooperative_tf.factory import build_trainer
 from cooperative_tf.serving.module import ServingModule
+from cooperative_tf.workdir import load_config, restore
 
 # TF Serving loads every all-digit folder as a version; anything else is
 # ignored, which is what makes the temporary folder safe.
@@ -69,9 +71,7 @@ def _float32_copy(trainer, config: config_lib.TaskConfig):
     if all(model.compute_dtype == "float32"
            for model in (trainer.policy, trainer.planner)):
         return trainer
-    from cooperative_tf import train_lib  # train_lib pulls in the pipelines
-
-    copy = train_lib.build_trainer(float32_config(config))
+    copy = build_trainer(float32_config(config))
     copy.policy.set_weights(trainer.policy.get_weights())
     copy.planner.set_weights(trainer.planner.get_weights())
     return copy
@@ -172,7 +172,8 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
     """Exports the latest checkpoint of a training work directory.
 
     Args:
-      workdir: Holds `config.json` and `checkpoints/` (see `train_lib`).
+      workdir: Holds `config.json` and `checkpoints/` (see
+        `cooperative_tf.workdir`).
       export_dir: Default `<workdir>/export`.
       model_name: Default the task name.
       **kwargs: Passed to `export_trainer` (`max_steps`, `max_step_size`,
@@ -184,12 +185,10 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
     Raises:
       FileNotFoundError: No config or no checkpoint in `workdir`.
     """
-    from cooperative_tf import train_lib  # train_lib pulls in the pipelines
-
-    config = train_lib.load_config(workdir)
+    config = load_config(workdir)
     # float32 networks restore a mixed-precision run's float32 variables.
-    trainer = train_lib.build_trainer(float32_config(config))
-    train_lib.restore(trainer, workdir, required=True)
+    trainer = build_trainer(float32_config(config))
+    restore(trainer, workdir, required=True)
     return export_trainer(trainer, config,
                           export_dir or os.path.join(workdir, "export"),
                           model_name or config.name, **kwargs)

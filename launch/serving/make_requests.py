@@ -12,7 +12,7 @@ images are base64 (`{"b64": ...}`), as the REST API requires.
         # markdown request section of docs/serving.md
 
 `abbreviate` turns a request into the short form `docs/serving.md` shows;
-`tests/test_export.py` checks that the doc shows exactly these files.
+`tests/test_serving_module.py` checks that the doc shows exactly these files.
 """
 
 from __future__ import annotations

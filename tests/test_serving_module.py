@@ -1,12 +1,16 @@
-"""SavedModel export for TF Serving.
+"""The serving module's signatures (`cooperative_tf.serving.module`), as
+TF Serving runs them.
 
 Each model is exported once, then loaded in a fresh process, the way TF
 Serving sees it: without this project's Python code. That process runs every
 call of the tests (equality with the eager model, the REST requests of
 `launch/serving/requests`, bad requests) and hands the results back.
 
-This file doubles as that process (`python test_export.py JOB RESULTS`), so
-`cooperative_tf` is imported inside the tests, never at the top.
+This file doubles as that process (`python test_serving_module.py JOB
+RESULTS`), so `cooperative_tf` is imported inside the tests, never at the
+top. The version folders, the work-directory export and float32 copies
+(`serving.writer`): `test_serving_writer.py`; input checks:
+`test_serving_checks.py`.
 """
 
 import base64
@@ -16,7 +20,6 @@ import os
 import pathlib
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 
@@ -24,7 +27,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tiny import EXPORT_TINY as TINY
-from tiny import MAX_STEP_SIZE, MAX_STEPS, MNIST, RTOL, ZAPPOS, export_tiny
+from tiny import MAX_STEPS, MNIST, ZAPPOS, assert_close, differ, eager
+from tiny import export_tiny, seeds, value
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVING = REPO / "launch" / "serving"
@@ -164,37 +168,7 @@ def serve_fresh(job: dict, tmp_path) -> dict:
 
 
 # ------------------------------------------------- the eager model
-def assert_close(actual, expected, rtol=RTOL):
-    """|actual - expected| <= rtol |expected| (norms over the whole tensor)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    error = np.linalg.norm((actual - expected).ravel())
-    scale = np.linalg.norm(expected.ravel())
-    assert scale > 0 and error <= rtol * scale, (error, scale)
-
-
-def differ(a, b):
-    return np.linalg.norm((a - b).ravel()) > 1e-3 * np.linalg.norm(b.ravel())
-
-
-def eager(trainer, condition, seeds, steps=None, step_sizes=None):
-    """What the SavedModel must answer: `trainer.generate` per example."""
-    fast, refined = [], []
-    for i, seed in enumerate(seeds):
-        out = trainer.generate(
-            condition[i:i + 1], seed=int(seed),
-            langevin_steps=0 if steps is None else int(steps[i]),
-            step_size=None if step_sizes is None else float(step_sizes[i]))
-        fast.append(out["fast"].numpy()[0])
-        refined.append(out["refined"].numpy()[0])
-    return np.stack(fast), np.stack(refined)
-
-
-def value(trainer, image, condition):
-    return trainer.planner(tf.constant(image, tf.float32),
-                           tf.constant(condition, tf.float32)).numpy()
-
-
+# (`tiny.eager`, `tiny.value`, `tiny.assert_close`), and:
 def png(images) -> np.ndarray:
     """[-1, 1] images -> PNG bytes (exact for values p / 127.5 - 1)."""
     pixels = np.round((np.asarray(images) + 1.0) * 127.5).astype(np.uint8)
@@ -210,10 +184,6 @@ def preprocess(encoded, channels, size):
                            ops.resize(size, ["x"]), ops.to_float(["x"])])
     return np.stack([prepare({"x": readers.decode_image(e)})["x"].numpy()
                      for e in encoded])
-
-
-def seeds(*values):
-    return np.array(values, np.int64)
 
 
 def check_request(result, trainer, condition_of, size):
@@ -428,32 +398,6 @@ def test_saved_model_cli_lists_predict_signatures(model, cli_listings,
     assert "image_png_bytes" in stdout and "step_size" in stdout
 
 
-def test_version_folder_layout_and_no_xla(label_model):
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    from cooperative_tf import serving
-
-    _, _, path = label_model
-    assert os.path.basename(path) == "1"
-    assert os.listdir(os.path.dirname(path)) == ["1"]  # no temp folder left
-    os.mkdir(os.path.join(os.path.dirname(path), "plain"))
-    mode = os.stat(os.path.join(os.path.dirname(path), "plain")).st_mode
-    assert os.stat(path).st_mode == mode  # readable by a server's user
-    os.rmdir(os.path.join(os.path.dirname(path), "plain"))
-    info = serving.read_export_info(path)
-    assert info["max_steps"] == MAX_STEPS and info["task"] == "mnist"
-    saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved.ParseFromString(f.read())
-    functions = saved.meta_graphs[0].graph_def.library.function
-    ops = {n.op for fn in functions for n in fn.node_def}
-    assert not [fn.signature.name for fn in functions
-                if "_XlaMustCompile" in fn.attr
-                and fn.attr["_XlaMustCompile"].b]
-    assert not ops & {"XlaLaunch", "_XlaCompile", "_XlaRun"}
-    assert ops & {"While", "StatelessWhile"}  # the Langevin loop
-
-
 # ------------------------------------------------- fresh-process equality
 def test_served_process_does_not_import_the_project(served):
     assert "tensorflow" in served["__modules__"]
@@ -663,98 +607,14 @@ def test_undecodable_bytes_name_the_input(image_served):
     assert "decode_condition_bytes" in image_served["undecodable"]["error"]
 
 
-# ------------------------------------------------- versions and crashes
-def test_second_export_is_version_2_and_keeps_version_1(label_model,
-                                                        tmp_path):
-    from cooperative_tf import serving
-
-    config, trainer, exported = label_model
-    # Version 1 is the module's export, copied rather than made again.
-    first = str(tmp_path / "digits" / "1")
-    shutil.copytree(exported, first)
-    with open(os.path.join(first, "saved_model.pb"), "rb") as f:
-        before = f.read()
-    second = serving.export_trainer(trainer, config, str(tmp_path), "digits")
-    assert second == str(tmp_path / "digits" / "2")
-    assert sorted(os.listdir(tmp_path / "digits")) == ["1", "2"]
-    with open(os.path.join(first, "saved_model.pb"), "rb") as f:
-        assert f.read() == before
-    with pytest.raises(FileExistsError, match="never overwritten"):
-        serving.export_trainer(trainer, config, str(tmp_path), "digits",
-                              version=1)
-    assert serving.existing_versions(str(tmp_path / "digits")) == [1, 2]
-
-
-def test_crash_mid_export_leaves_no_version(label_model, tmp_path,
-                                            monkeypatch):
-    from cooperative_tf import serving
-
-    config, trainer, _ = label_model
-    written = []
-
-    def crashing_save(obj, path, **kwargs):
-        written.append(path)
-        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
-            f.write(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tf.saved_model, "save", crashing_save)
-    with pytest.raises(OSError, match="disk full"):
-        serving.export_trainer(trainer, config, str(tmp_path), "digits")
-    name = os.path.basename(written[0])
-    assert name.startswith(".") and not name.isdigit()
-    assert os.listdir(tmp_path / "digits") == []
-    # A temp folder left by a killed export is not a version either.
-    os.makedirs(tmp_path / "digits" / (serving.TEMP_PREFIX + "1-x"))
-    assert serving.existing_versions(str(tmp_path / "digits")) == []
-
-
-def test_bad_arguments_fail_before_writing(label_model, tmp_path):
-    from cooperative_tf import serving
-
-    config, trainer, _ = label_model
-    for kwargs, message in ((dict(max_steps=-1), "max_steps=-1"),
-                            (dict(max_step_size=0.0), "max_step_size=0.0"),
-                            (dict(version=0), "version=0")):
-        with pytest.raises(ValueError, match=f"Received: {message}"):
-            serving.export_trainer(trainer, config, str(tmp_path), "m",
-                                  **kwargs)
-    with pytest.raises(ValueError, match="model_name"):
-        serving.export_trainer(trainer, config, str(tmp_path), "a/b")
-    assert not (tmp_path / "a").exists()
-
-
-def test_export_from_workdir_restores_the_checkpoint(tmp_path):
-    from cooperative_tf import config as config_lib
-    from cooperative_tf import serving, tasks, train_lib
-
-    config = tasks.resolve_config("mnist", overrides=MNIST)
-    workdir = tmp_path / "run"
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        serving.export_from_workdir(str(workdir))
-    trainer = train_lib.build_trainer(config)
-    os.makedirs(workdir)
-    (workdir / train_lib.CONFIG_FILE).write_text(config_lib.to_json(config))
-    tf.train.CheckpointManager(
-        train_lib.make_checkpoint(trainer),
-        str(workdir / train_lib.CHECKPOINT_DIR), max_to_keep=1).save()
-    path = serving.export_from_workdir(str(workdir), max_steps=4)
-    assert path == str(workdir / "export" / "mnist" / "1")
-    loaded = tf.saved_model.load(path)
-    image = np.zeros([1, 32, 32, 1], np.float32)
-    served = loaded.signatures["energy"](image=tf.constant(image),
-                                         label=tf.constant([5], tf.int64))
-    assert_close(served["value"], value(trainer, image, np.eye(10)[[5]]))
-
-
 @pytest.mark.slow
 def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
-    from cooperative_tf import serving, tasks, train_lib
+    from cooperative_tf import factory, serving, tasks
 
     config = tasks.resolve_config("facades_inpaint", overrides=TINY + [
         "data.image_size=16", "data.load_size=16", "data.mask_size=8",
         "model.policy_filters=4:8", "model.planner_filters=4:8"])
-    trainer = train_lib.build_trainer(config)
+    trainer = factory.build_trainer(config)
     path = serving.export_trainer(trainer, config, str(tmp_path), "inpaint")
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(1)
@@ -773,37 +633,6 @@ def test_masked_task_takes_rgba_with_transparent_hole(tmp_path):
     assert_close(from_bytes["image"], from_floats["image"])
     fast, _ = eager(trainer, condition[None], [3])
     assert_close(from_floats["image"], fast)
-
-
-def test_a_mixed_precision_model_is_exported_in_float32(tmp_path_factory):
-    config, trainer, path = _export(
-        "mnist", MNIST + ["train.precision=mixed_bfloat16"],
-        tmp_path_factory)
-    assert trainer.policy.compute_dtype == "bfloat16"
-    condition = np.eye(10, dtype=np.float32)[[3, 8]]
-    loaded = tf.saved_model.load(path)
-    out = loaded.signatures["refine"](
-        label=tf.constant([3, 8], tf.int64), seed=tf.constant(seeds(5, 6)),
-        steps=tf.constant([2, 2], tf.int32),
-        step_size=tf.constant([0.002, 0.002], tf.float32))
-    graph_dtypes = {
-        attr.type for function in
-        loaded.signatures["refine"].graph.as_graph_def().library.function
-        for node in function.node_def for attr in node.attr.values()}
-    assert tf.bfloat16.as_datatype_enum not in graph_dtypes
-    # The same weights computing in float32 give the served answers.
-    full = train_lib_float32(config)
-    full.policy.set_weights(trainer.policy.get_weights())
-    full.planner.set_weights(trainer.planner.get_weights())
-    fast, refined = eager(full, condition, [5, 6], [2, 2], [0.002, 0.002])
-    assert_close(out["fast"], fast)
-    assert_close(out["image"], refined)
-
-
-def train_lib_float32(config):
-    from cooperative_tf import serving, train_lib
-
-    return train_lib.build_trainer(serving.float32_config(config))
 
 
 if __name__ == "__main__":

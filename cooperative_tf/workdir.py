@@ -1,0 +1,170 @@
+"""The work directory of a run: its files, config, checkpoints and logs.
+
+A work directory holds:
+
+    config.json      the resolved config (written before training starts)
+    checkpoints/     tf.train checkpoints of both networks and optimizers
+    samples/         PNG grids: condition | fast | refined | ground truth
+    history.jsonl    the progress lines, one JSON object a line
+    quality.jsonl    the periodic quality evaluations (`train.eval_every`)
+    rollbacks.jsonl  the divergences rolled back from
+                     (`train.on_divergence=rollback`)
+    eval.json        the last `--mode=eval` results
+    run.lock         host and pid of the training run using it (while it runs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from cooperative_tf import config as config_lib
+from cooperative_tf import safety
+from cooperative_tf.trainer import CooperativeTrainer
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLE_DIR = "samples"
+QUALITY_FILE = "quality.jsonl"
+HISTORY_FILE = "history.jsonl"
+EVAL_FILE = "eval.json"
+ROLLBACK_FILE = "rollbacks.jsonl"
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` whole or not at all (a killed run leaves the
+    previous file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_config(config: config_lib.TaskConfig, workdir: str) -> str:
+    """Writes the resolved config to `workdir/config.json`; returns its path."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    write_text_atomic(path, config_lib.to_json(config))
+    return path
+
+
+def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
+    """Refuses to resume a work directory made for a different model or data.
+
+    Raises:
+      ValueError: When `workdir/config.json` exists and its model or data
+        section differs from `config`'s (other than where the data lives or
+        `model.planner_conv_form`, which leaves the weights as they are).
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = config_lib.from_json(f.read())
+    for section in ("model", "data"):
+        old, new = getattr(saved, section), getattr(config, section)
+        if section == "data":  # where the data lives may move
+            old = dataclasses.replace(old, data_dir=None, on_error="raise")
+            new = dataclasses.replace(new, data_dir=None, on_error="raise")
+        else:  # the same weights either way
+            old = dataclasses.replace(old, planner_conv_form="auto")
+            new = dataclasses.replace(new, planner_conv_form="auto")
+        if old != new:
+            diff = {k: (v, getattr(new, k))
+                    for k, v in dataclasses.asdict(old).items()
+                    if v != getattr(new, k)}
+            raise ValueError(
+                f"{workdir} holds a run with a different {section} config "
+                f"(saved vs requested: {diff}). Use a new --workdir, or the "
+                f"saved settings. Received: workdir={workdir!r}")
+
+
+def load_config(workdir: str) -> config_lib.TaskConfig:
+    """Reads the resolved config a training run wrote into `workdir`."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No {CONFIG_FILE} in {workdir}: it is not a training work "
+            "directory. Train first (--mode=train) or point --workdir at one. "
+            f"Received: workdir={workdir!r}")
+    with open(path) as f:
+        return config_lib.from_json(f.read())
+
+
+def make_checkpoint(trainer: CooperativeTrainer) -> tf.train.Checkpoint:
+    """A checkpoint of both networks and both optimizers.
+
+    Every network variable, trainable or not (batch-norm statistics), is
+    listed by its Keras path: Keras 3 layers are not TensorFlow trackables
+    all the way down, so a checkpoint of the model objects alone reaches
+    only some of them (it saved one planner kernel and no batch-norm
+    statistics; the trainable ones came back only through the optimizers).
+    """
+    return tf.train.Checkpoint(
+        policy=trainer.policy, planner=trainer.planner,
+        policy_variables=_variables_by_path(trainer.policy),
+        planner_variables=_variables_by_path(trainer.planner),
+        policy_optimizer=trainer.policy_optimizer,
+        planner_optimizer=trainer.planner_optimizer)
+
+
+def _variables_by_path(model) -> dict:
+    variables = {v.path: v for v in model.variables}
+    if len(variables) != len(model.variables):
+        raise ValueError(f"{model.name} has variables sharing a path; they "
+                         "could not be checkpointed apart. Received paths: "
+                         f"{sorted(v.path for v in model.variables)}")
+    return variables
+
+
+def restore(trainer: CooperativeTrainer, workdir: str,
+            required: bool = False) -> Optional[str]:
+    """Restores the newest usable checkpoint in `workdir`; returns its path.
+
+    Checkpoints that cannot be read or hold NaN/Inf are named and skipped
+    (left in place: training, which holds the work directory's lock, is the
+    one that sets them aside).
+
+    Raises:
+      FileNotFoundError: No checkpoint, when `required`.
+      cooperative_tf.safety.CheckpointError: None of them is usable.
+      ValueError: A checkpoint of another model.
+    """
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    latest = safety.restore_checkpoint(
+        make_checkpoint(trainer), directory, safety.state_variables(trainer),
+        modify=False)
+    if latest is None and required:
+        raise FileNotFoundError(
+            f"No checkpoint under {directory}. Train first (--mode=train). "
+            f"Received: workdir={workdir!r}")
+    return latest
+
+
+def append_jsonl(path: str, step: int, row: dict) -> None:
+    """Adds `{"step": step, **row}` as one line to a JSON-lines file
+    (`history.jsonl`: the progress lines; `quality.jsonl`: the periodic
+    evaluations)."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": int(step),
+                            **{k: float(v) for k, v in row.items()}}) + "\n")
+
+
+def read_jsonl(workdir: str, name: str = QUALITY_FILE) -> list:
+    """The rows of a run's `quality.jsonl` (or `history.jsonl`), oldest
+    first; the last one per step when a resumed run wrote a step again."""
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+        return []
+    by_step = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut short by a killed run
+                continue
+            by_step[row["step"]] = row
+    return [by_step[k] for k in sorted(by_step)]

@@ -1,0 +1,92 @@
+"""The work directory: the config check on resuming, checkpoints, JSON lines."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tiny
+from cooperative_tf import config as config_lib
+from cooperative_tf import factory, tasks, workdir
+
+
+def test_config_written_is_the_config_loaded(tmp_path):
+    config = tasks.resolve_config("zappos", overrides=tiny.IMAGE)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        workdir.load_config(str(tmp_path))
+    path = workdir.write_config(config, str(tmp_path))
+    assert path == str(tmp_path / workdir.CONFIG_FILE)
+    assert workdir.load_config(str(tmp_path)) == config
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_check_allows_what_keeps_the_weights(tmp_path):
+    config = tasks.resolve_config("zappos")
+    (tmp_path / "config.json").write_text(config_lib.to_json(config))
+    for same in (["model.planner_conv_form=direct"],
+                 ["train.precision=mixed_bfloat16"], ["train.train_steps=9"]):
+        workdir.check_workdir_config(
+            config_lib.override(config, same), str(tmp_path))
+    with pytest.raises(ValueError, match="different model"):
+        workdir.check_workdir_config(
+            config_lib.override(config, ["model.latent_dim=16"]),
+            str(tmp_path))
+
+
+@pytest.mark.parametrize("task, overrides", [
+    ("mnist", tiny.LABEL),
+    ("zappos", tiny.IMAGE_16 + ["model.policy_norm=batch"]),
+])
+def test_checkpoint_restores_every_variable_batch_norm_included(
+        task, overrides, tmp_path):
+    from pipelines.synthetic import synthetic_batch
+
+    config = tasks.resolve_config(task, overrides=overrides)
+    trainer = factory.build_trainer(config)
+    fresh = [v.numpy().copy() for v in trainer.policy.variables]
+    trainer.make_train_function()
+    batch = synthetic_batch(config.data, 4, 0)
+    for _ in range(3):
+        trainer.train_function([batch])
+    moving = [v for v in trainer.policy.variables if "moving" in v.path]
+    assert moving and all(  # the statistics did move, so the test can fail
+        np.abs(v.numpy() - f).max() > 1e-4
+        for v, f in zip(trainer.policy.variables, fresh) if "moving" in v.path)
+    workdir.make_checkpoint(trainer).save(
+        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    restored = factory.build_trainer(config)
+    workdir.restore(restored, str(tmp_path), required=True)
+    for model in ("policy", "planner"):
+        saved = getattr(trainer, model).variables
+        loaded = getattr(restored, model).variables
+        assert [v.path for v in saved] == [v.path for v in loaded]
+        for a, b in zip(saved, loaded):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_a_checkpoint_missing_variables_is_refused_clearly(tmp_path):
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL)
+    trainer = factory.build_trainer(config)
+    assert workdir.restore(trainer, str(tmp_path)) is None
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        workdir.restore(trainer, str(tmp_path), required=True)
+    # What the first releases wrote: no variables by path.
+    tf.train.Checkpoint(
+        policy=trainer.policy, planner=trainer.planner,
+        policy_optimizer=trainer.policy_optimizer,
+        planner_optimizer=trainer.planner_optimizer).save(
+            str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    with pytest.raises(ValueError, match="batch-norm statistics"):
+        workdir.restore(trainer, str(tmp_path), required=True)
+
+
+def test_json_lines_keep_the_last_row_per_step(tmp_path):
+    path = str(tmp_path / workdir.QUALITY_FILE)
+    assert workdir.read_jsonl(str(tmp_path)) == []
+    workdir.append_jsonl(path, 2, {"psnr_fast": np.float32(10.5)})
+    workdir.append_jsonl(path, 1, {"psnr_fast": 9})
+    workdir.append_jsonl(path, 2, {"psnr_fast": 11})  # a resumed run
+    with open(path, "a") as f:
+        f.write('{"step": 3, "psnr_f')  # cut short by a killed run
+    assert workdir.read_jsonl(str(tmp_path)) == [
+        {"step": 1, "psnr_fast": 9.0}, {"step": 2, "psnr_fast": 11.0}]
+    assert workdir.read_jsonl(str(tmp_path), workdir.HISTORY_FILE) == []
