@@ -182,7 +182,8 @@ def zappos() -> TaskConfig:
                                   planner_filters=(32, 64, 128, 256)),
         langevin=dataclasses.replace(config.langevin, steps=10),
         train=dataclasses.replace(config.train, sample_every=100,
-                                  checkpoint_every=100, eval_every=100))
+                                  checkpoint_every=100, eval_every=100,
+                                  reconstruction_weight=1.0))
 
 
 def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
