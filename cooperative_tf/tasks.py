@@ -71,14 +71,13 @@ def _label_task(name, reader, channels, data_dir=None, tfds_name="",
         model=ModelConfig(policy="label", latent_dim=latent_dim,
                           policy_filters=(256, 128, 64),
                           planner_filters=(64, 128, 256), planner_units=100,
-                          template_filters=(256, 128, 64),
-                          planner_label="projection"),
+                          template_filters=(256, 128, 64)),
         langevin=LangevinConfig(steps=10, step_size=0.002,
                                 reference_sigma=0.016),
         train=TrainConfig(batch_size=64, train_steps=3000, policy_lr=1e-4,
                           planner_lr=8e-4, log_every=100, sample_every=500,
-                          checkpoint_every=500, label_loss_weight=1.0,
-                          eval_every=500, eval_samples=1000),
+                          checkpoint_every=500, eval_every=500,
+                          eval_samples=1000),
     )
 
 
