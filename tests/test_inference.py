@@ -10,7 +10,7 @@ import tensorflow as tf
 from cooperative_tf import figures, inference
 from cooperative_tf.trainer import CooperativeTrainer, generation_seeds
 
-from test_trainer import make_trainer
+from tiny import trainer as make_trainer
 
 SIDE, LATENT, CLASSES, SIGMA = 16, 4, 3, 0.3
 PIXELS = SIDE * SIDE
