@@ -24,8 +24,12 @@ from pipelines.spec import CONDITION_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(data_spec.DataSpec):
     """What the input pipeline reads and how it shapes each example.
+
+    The fields and their defaults are the input pipeline's own
+    (`pipelines.spec.DataSpec`, which sits below the library); this class
+    names them in a task's config and documents them.
 
     Attributes:
       reader: Layout of the files on disk. One of `mnist_csv`, `idx`,
@@ -55,23 +59,6 @@ class DataConfig:
       on_error: `raise` stops on the first unreadable file naming it;
         `skip` drops such files and reports how many were dropped.
     """
-
-    reader: str = "pix2pix"
-    data_dir: Optional[str] = None
-    condition: str = "image"
-    image_size: int = 64
-    channels: int = 3
-    condition_channels: int = 3
-    num_classes: int = 10
-    condition_side: str = "left"
-    load_size: int = 64
-    flip: bool = True
-    mask: str = "center"
-    mask_size: int = 32
-    train_split: str = "train"
-    eval_split: str = "val"
-    tfds_name: str = ""
-    on_error: str = "raise"
 
 
 # No mixed_float16: float16 needs loss scaling, whose skipped steps would

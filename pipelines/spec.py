@@ -21,8 +21,9 @@ READER_NAMES = ("mnist_csv", "idx", "class_folders", "pix2pix",
 class DataSpec:
     """What the input pipeline reads and how it shapes each example.
 
-    The same fields and defaults as `cooperative_tf.config.DataConfig`,
-    which documents each; `from_fields` takes them from such a config.
+    `cooperative_tf.config.DataConfig` is this class under the config's
+    name, and documents each field; `from_fields` takes them from any
+    object that has them.
     """
 
     reader: str = "pix2pix"
