@@ -312,7 +312,7 @@ def _check_numbers(config: TaskConfig) -> None:
     for section in ("data", "model", "langevin", "train"):
         for field in dataclasses.fields(getattr(config, section)):
             value = getattr(getattr(config, section), field.name)
-            if not isinstance(value, float) or isinstance(value, bool):
+            if not isinstance(value, float):
                 continue
             if math.isnan(value) or (
                     math.isinf(value)
