@@ -89,8 +89,9 @@ class ModelConfig:
         XLA, where its Langevin steps run faster, direct otherwise),
         `direct` or `space_to_depth`. See `models/space_to_depth.py`.
       planner_label: How a label reaches the planner: `projection` (a
-        learned vector per label weighs the last layer's outputs) or
-        `template` (a decoded label image beside Y). See `models/planner.py`.
+        learned vector per label weighs the last layer's outputs),
+        `template` (a decoded label image beside Y) or `tiled` (the one-hot
+        over the last convolution's input). See `models/planner.py`.
       template_activation: Output activation of the label template
         (`tanh`, or `None` for unbounded).
       policy_output: Last layer of the U-Net policy: `resize_conv`
@@ -169,6 +170,10 @@ class TrainConfig:
       label_loss_weight: Weight of the planner's classification term on
         observed answers (label tasks; `losses.label_loss`), added to the
         value shift. 0 is the paper's loss.
+      mismatch_weight: Weight of the planner's logistic term that values an
+        observed answer above itself under a wrong condition
+        (`losses.mismatch_loss`), added to the value shift. 0 is the
+        paper's loss.
       reconstruction_weight: Weight of an L1 term from the policy's answer
         to the observed one (`losses.reconstruction_loss`), added to the
         mapping shift. 0 is the paper's loss; the authors' image -> image
@@ -201,6 +206,7 @@ class TrainConfig:
     max_refinement: float = 10.0
     precision: str = "float32"
     label_loss_weight: float = 0.0
+    mismatch_weight: float = 0.0
     reconstruction_weight: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
@@ -364,9 +370,10 @@ def validate(config: TaskConfig) -> None:
             f"model.policy={config.model.policy!r}, "
             f"data.condition={d.condition!r}")
     m = config.model
-    if m.planner_label not in ("projection", "template"):
-        raise ValueError("model.planner_label must be 'projection' or "
-                         f"'template'. Received: {m.planner_label!r}")
+    if m.planner_label not in ("projection", "template", "tiled"):
+        raise ValueError("model.planner_label must be 'projection', "
+                         "'template' or 'tiled'. Received: "
+                         f"{m.planner_label!r}")
     if m.template_activation not in (None, "tanh"):
         raise ValueError("model.template_activation must be tanh or none. "
                          f"Received: {m.template_activation!r}")
@@ -376,7 +383,8 @@ def validate(config: TaskConfig) -> None:
     if t.label_loss_weight and d.condition != "label":
         raise ValueError("train.label_loss_weight needs a label task. "
                          f"Received: {t.label_loss_weight}")
-    for name in ("label_loss_weight", "reconstruction_weight"):
+    for name in ("label_loss_weight", "reconstruction_weight",
+                 "mismatch_weight"):
         value = getattr(t, name)
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"train.{name} must be a number >= 0. "

@@ -105,6 +105,7 @@ def build_trainer(config: config_lib.TaskConfig,
             clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
             seed=t.seed, label_loss_weight=t.label_loss_weight,
             reconstruction_weight=t.reconstruction_weight,
+            mismatch_weight=t.mismatch_weight,
             name="cooperative")
         trainer.compile(
             policy_optimizer=keras.optimizers.Adam(t.policy_lr,

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
-from cooperative_tf.trainer import generation_seeds
+from cooperative_tf.seeds import generation_seeds
 
 __all__ = ["LatentInference", "best_of_n", "infer_label", "infer_latent",
            "interpolate", "transfer_style"]

@@ -94,6 +94,32 @@ def label_loss(class_values: tf.Tensor, labels: tf.Tensor,
     return _batch_mean(per_example, global_batch_size)
 
 
+def mismatch_loss(value_matched: tf.Tensor, value_mismatched: tf.Tensor,
+                  global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Logistic loss preferring an answer's own condition to another one.
+
+    softplus(f(Y_obs, C') - f(Y_obs, C)) for a wrong condition C' (the
+    "matching-aware" negatives of Reed et al. 2016, text-to-image GANs).
+    The value shift compares f(Y_obs, C) with f(Y1, C) under the same C, so
+    while the policy's answers ignore the label the planner can rank real
+    over generated answers without reading C, and its Langevin gradient then
+    carries no label; this term asks, from the first step, that a real
+    answer be valued higher under its own condition. It saturates once the
+    two values are apart, so it cannot grow the values without bound.
+
+    Args:
+      value_matched: f(Y_obs, C), `[batch]`.
+      value_mismatched: f(Y_obs, C') with C' != C, `[batch]`.
+      global_batch_size: Batch size summed over replicas, or `None`.
+
+    Returns:
+      A scalar >= 0; log 2 when the planner ignores the condition.
+    """
+    gap = (tf.cast(value_mismatched, tf.float32)
+           - tf.cast(value_matched, tf.float32))
+    return _batch_mean(tf.math.softplus(gap), global_batch_size)
+
+
 def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
                         global_batch_size: Optional[int] = None) -> tf.Tensor:
     """Mean absolute error of g(X, C) to the observed answer Y_obs.

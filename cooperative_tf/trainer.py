@@ -9,53 +9,39 @@ import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
 from cooperative_tf.losses import (label_loss, mapping_shift_loss,
-                                   reconstruction_loss, value_shift_loss)
+                                   mismatch_loss, reconstruction_loss,
+                                   value_shift_loss)
+from cooperative_tf.seeds import (generation_seeds, num_replicas,
+                                  replica_id, replica_seed, step_seed)
 
 _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
 # Logged only when their loss term is on.
-_OPTIONAL_METRICS = ("label_loss", "reconstruction_l1")
+_OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss")
 
 
-def replica_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
-    """A stateless seed `[2]` unique to (step, replica, stream).
+def mismatched_condition(condition: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A wrong condition for every example, as the planner's negatives.
 
-    Keras' `SeedGenerator` state is mirrored, so it would give every replica
-    the same noise; folding in the replica id makes each replica draw its own
-    X and its own Langevin noise while staying reproducible.
+    Args:
+      condition: `[batch, classes]` one-hot labels, or `[batch, H, W, C_c]`
+        image conditions.
+      seed: A stateless seed `[2]`.
+
+    Returns:
+      The same shape: each label moved by a random 1..classes-1 (so never
+      the true one); image conditions rolled by one along the batch (another
+      example's condition).
     """
-    seed = step_seed(base_seed, step, stream)
-    return tf.random.experimental.stateless_fold_in(
-        seed, tf.cast(_replica_id(), tf.int64))
-
-
-def step_seed(base_seed: int, step: tf.Tensor, stream: int) -> tf.Tensor:
-    """A stateless seed `[2]` for (step, stream), the same on every replica."""
-    seed = tf.constant([base_seed, stream], tf.int64)
-    return tf.random.experimental.stateless_fold_in(
-        seed, tf.cast(step, tf.int64))
-
-
-def generation_seeds(seed) -> tf.Tensor:
-    """Seeds `[2, 2]` of `generate` for an int seed: X, then Langevin noise.
-
-    The serving signatures derive their seeds the same way, so an exported
-    model reproduces `generate(..., seed=s)` for the same s.
-    """
-    return tf.random.experimental.stateless_split(
-        tf.stack([tf.cast(seed, tf.int64), tf.constant(7, tf.int64)]), 2)
-
-
-def _replica_id():
-    context = tf.distribute.get_replica_context()
-    return 0 if context is None else context.replica_id_in_sync_group
-
-
-def _num_replicas() -> int:
-    context = tf.distribute.get_replica_context()
-    if context is None:  # cross-replica context
-        return tf.distribute.get_strategy().num_replicas_in_sync
-    return context.num_replicas_in_sync
+    if condition.shape.rank == 2:
+        classes = tf.shape(condition)[-1]
+        shift = tf.random.stateless_uniform(
+            tf.shape(condition)[:1], seed, minval=1, maxval=classes,
+            dtype=tf.int32)
+        labels = tf.argmax(condition, axis=-1, output_type=tf.int32)
+        return tf.one_hot((labels + shift) % classes, classes,
+                          dtype=condition.dtype)
+    return tf.roll(condition, shift=1, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -87,6 +73,9 @@ class CooperativeTrainer(keras.Model):
       reconstruction_weight: Weight of an L1 term to the observed answer
         (`losses.reconstruction_loss`) added to the mapping shift; 0 is the
         paper's policy loss, the authors' image -> image code uses one.
+      mismatch_weight: Weight of the planner's mismatch term
+        (`losses.mismatch_loss`: a real answer valued above itself under a
+        wrong condition) added to the value shift; 0 is the paper's loss.
 
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
@@ -104,7 +93,7 @@ class CooperativeTrainer(keras.Model):
                  step_size=0.002, noise=True, reference_sigma=0.016,
                  metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
                  seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
-                 **kwargs):
+                 mismatch_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -120,6 +109,7 @@ class CooperativeTrainer(keras.Model):
         self.seed = seed
         self.label_loss_weight = label_loss_weight
         self.reconstruction_weight = reconstruction_weight
+        self.mismatch_weight = mismatch_weight
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -127,7 +117,8 @@ class CooperativeTrainer(keras.Model):
         names = _METRICS + tuple(
             name for name, on in zip(_OPTIONAL_METRICS,
                                      (label_loss_weight,
-                                      reconstruction_weight)) if on)
+                                      reconstruction_weight,
+                                      mismatch_weight)) if on)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in names}
         self.langevin_jit_compile = False
@@ -225,9 +216,9 @@ class CooperativeTrainer(keras.Model):
         Returns:
           `[batch_size, latent_dim]`.
         """
-        replicas = _num_replicas()
+        replicas = num_replicas()
         x = self.sample_latent(batch_size * replicas, seed)
-        start = _replica_id() * batch_size
+        start = replica_id() * batch_size
         return x[start:start + batch_size]
 
     def _solve_slow(self, y0, condition, seed, steps, step_size):
@@ -297,7 +288,7 @@ class CooperativeTrainer(keras.Model):
         condition, target = data["condition"], data["target"]
         target = tf.cast(target, self.answer_dtype)
         batch = tf.shape(target)[0]
-        global_batch = batch * _num_replicas()
+        global_batch = batch * num_replicas()
         step = self.planner_optimizer.iterations
 
         # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept
@@ -317,18 +308,19 @@ class CooperativeTrainer(keras.Model):
             # the planner scores each example on its own, and one batch of
             # 2B runs faster than two of B.
             condition_map = self.planner.encode_condition(condition)
-            values = self.planner.value(
-                tf.concat([target, y1], axis=0),
-                tf.concat([condition_map, condition_map], axis=0))
-            value_observed, value_refined = tf.split(values, 2)
-            planner_loss = value_shift_loss(value_observed, value_refined,
-                                            global_batch)
-            extra = {}
-            if self.label_loss_weight:
-                extra["label_loss"] = label_loss(
-                    self.planner.class_values(target), condition,
-                    global_batch)
-                planner_loss += self.label_loss_weight * extra["label_loss"]
+            answers, maps = [target, y1], [condition_map, condition_map]
+            if self.mismatch_weight:
+                answers.append(target)
+                maps.append(self.planner.encode_condition(
+                    mismatched_condition(condition,
+                                         replica_seed(self.seed, step, 2))))
+            values = tf.split(self.planner.value(
+                tf.concat(answers, axis=0), tf.concat(maps, axis=0)),
+                len(answers))
+            value_observed, value_refined = values[:2]
+            planner_loss, extra = self._planner_objective(
+                value_observed, value_refined, target, condition,
+                global_batch, value_mismatched=values[2:])
             scaled = self.planner_optimizer.scale_loss(planner_loss)
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
@@ -336,18 +328,14 @@ class CooperativeTrainer(keras.Model):
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         with policy_tape:
-            policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma,
-                                             global_batch)
-            if self.reconstruction_weight:
-                extra["reconstruction_l1"] = reconstruction_loss(
-                    target, y0, global_batch)
-                policy_loss += (self.reconstruction_weight
-                                * extra["reconstruction_l1"])
+            policy_loss, policy_extra = self._policy_objective(
+                y1, y0, target, global_batch)
+            extra.update(policy_extra)
             scaled = self.policy_optimizer.scale_loss(policy_loss)
         grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
         self.policy_optimizer.apply(grads, self.policy.trainable_variables)
 
-        replicas = tf.cast(_num_replicas(), tf.float32)
+        replicas = tf.cast(num_replicas(), tf.float32)
         return self._update_metrics(
             planner_loss=planner_loss * tf.cast(replicas, planner_loss.dtype),
             policy_loss=policy_loss * tf.cast(replicas, policy_loss.dtype),
@@ -369,21 +357,47 @@ class CooperativeTrainer(keras.Model):
         condition_map = self.planner.encode_condition(condition)
         value_observed = self.planner.value(target, condition_map)
         value_refined = self.planner.value(y1, condition_map)
-        policy_loss = mapping_shift_loss(y1, y0, self.policy_sigma)
-        planner_loss = value_shift_loss(value_observed, value_refined)
-        extra = {}
-        if self.label_loss_weight:
-            extra["label_loss"] = label_loss(
-                self.planner.class_values(target), condition)
-            planner_loss += self.label_loss_weight * extra["label_loss"]
-        if self.reconstruction_weight:
-            extra["reconstruction_l1"] = reconstruction_loss(target, y0)
-            policy_loss += (self.reconstruction_weight
-                            * extra["reconstruction_l1"])
+        mismatched = []
+        if self.mismatch_weight:
+            mismatched.append(self.planner.value(
+                target, self.planner.encode_condition(mismatched_condition(
+                    condition, replica_seed(self.seed + 1, step, 2)))))
+        planner_loss, extra = self._planner_objective(
+            value_observed, value_refined, target, condition,
+            value_mismatched=mismatched)
+        policy_loss, policy_extra = self._policy_objective(y1, y0, target)
+        extra.update(policy_extra)
         return self._update_metrics(
             planner_loss=planner_loss, policy_loss=policy_loss,
             value_observed=value_observed, value_refined=value_refined,
             y0=y0, y1=y1, target=target, acceptance=acceptance, **extra)
+
+    def _planner_objective(self, value_observed, value_refined, target,
+                           condition, global_batch=None, value_mismatched=()):
+        """The value shift plus the optional label and mismatch terms, and
+        those terms by name for the logs."""
+        loss = value_shift_loss(value_observed, value_refined, global_batch)
+        extra = {}
+        if self.mismatch_weight:
+            extra["mismatch_loss"] = mismatch_loss(
+                value_observed, value_mismatched[0], global_batch)
+            loss += self.mismatch_weight * extra["mismatch_loss"]
+        if self.label_loss_weight:
+            extra["label_loss"] = label_loss(
+                self.planner.class_values(target), condition, global_batch)
+            loss += self.label_loss_weight * extra["label_loss"]
+        return loss, extra
+
+    def _policy_objective(self, y1, y0, target, global_batch=None):
+        """The mapping shift plus the optional reconstruction term, and
+        those terms by name for the logs."""
+        loss = mapping_shift_loss(y1, y0, self.policy_sigma, global_batch)
+        extra = {}
+        if self.reconstruction_weight:
+            extra["reconstruction_l1"] = reconstruction_loss(
+                target, y0, global_batch)
+            loss += self.reconstruction_weight * extra["reconstruction_l1"]
+        return loss, extra
 
     def _update_metrics(self, *, planner_loss, policy_loss, value_observed,
                         value_refined, y0, y1, target, acceptance, **extra):
@@ -461,7 +475,8 @@ class CooperativeTrainer(keras.Model):
             clip=self.clip, unroll=self.unroll,
             policy_sigma=self.policy_sigma, seed=self.seed,
             label_loss_weight=self.label_loss_weight,
-            reconstruction_weight=self.reconstruction_weight)
+            reconstruction_weight=self.reconstruction_weight,
+            mismatch_weight=self.mismatch_weight)
         return config
 
     @classmethod

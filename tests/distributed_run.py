@@ -71,7 +71,7 @@ def main():
     import tiny
     from cooperative_tf import factory, tasks
     from cooperative_tf.distribute import make_strategy
-    from cooperative_tf.trainer import replica_seed
+    from cooperative_tf.seeds import replica_seed
 
     if args.strategy == "mirrored":
         strategy = tf.distribute.MirroredStrategy(

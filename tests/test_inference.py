@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from cooperative_tf import figures, inference
-from cooperative_tf.trainer import CooperativeTrainer, generation_seeds
+from cooperative_tf.seeds import generation_seeds
+from cooperative_tf.trainer import CooperativeTrainer
 
 from tiny import trainer as make_trainer
 

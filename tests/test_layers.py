@@ -78,7 +78,8 @@ LAYERS = [
     ("cooperative_tf.langevin", "cooperative_tf.losses",
      "cooperative_tf.metrics", "cooperative_tf.parzen",
      "cooperative_tf.images", "cooperative_tf.distribute",
-     "cooperative_tf.callbacks", "cooperative_tf.safety"),
+     "cooperative_tf.callbacks", "cooperative_tf.safety",
+     "cooperative_tf.seeds"),
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
      "cooperative_tf.classifier"),

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cooperative_tf.losses import mapping_shift_loss, value_shift_loss
+from cooperative_tf.losses import (mapping_shift_loss, mismatch_loss,
+                                   value_shift_loss)
 
 
 def test_value_shift_is_mean_refined_minus_mean_observed():
@@ -63,3 +64,17 @@ def test_reconstruction_loss_is_the_mean_absolute_error():
         0.75)
     assert float(reconstruction_loss(observed, proposed, 4)) == \
         pytest.approx(0.375)
+
+
+def test_mismatch_loss_is_the_softplus_of_the_wrong_minus_right_value():
+    matched = tf.constant([2.0, 0.0, -1.0])
+    mismatched = tf.constant([0.0, 0.0, 3.0])
+    expected = np.mean(np.log1p(np.exp([-2.0, 0.0, 4.0])))
+    np.testing.assert_allclose(
+        mismatch_loss(matched, mismatched).numpy(), expected,
+        rtol=1e-6)
+    # A planner that ignores the condition pays log 2; over a global batch
+    # of 6 the replica's share is half of it.
+    np.testing.assert_allclose(
+        mismatch_loss(matched, matched, 6).numpy(), np.log(2) / 2,
+        rtol=1e-6)

@@ -124,9 +124,24 @@ def test_template_class_values_match_the_value_of_each_label():
             rtol=1e-5)
 
 
+def test_tiled_planner_values_every_label_and_reads_it_from_the_start():
+    planner = tiny_planner("label", label_conditioning="tiled")
+    y = tf.random.uniform([2, 16, 16, 1], -1, 1, seed=4)
+    table = planner.class_values(y).numpy()
+    for c in (0, 9):
+        np.testing.assert_allclose(
+            table[:, c], planner(y, tf.one_hot([c] * 2, 10)).numpy(),
+            rtol=1e-5, atol=1e-6)
+    # The label enters the last convolution's input: a different label
+    # changes the value of the same image.
+    assert np.ptp(table, axis=-1).min() > 0
+    # The label's channels are tiled onto the 8x8 map of the first conv.
+    assert planner.convs[-1].kernel.shape[-2] == 8 + 10
+
+
 def test_bad_label_conditioning_and_class_values_of_an_image_planner():
     with pytest.raises(ValueError, match="label_conditioning"):
-        Planner(condition="label", label_conditioning="tiled")
+        Planner(condition="label", label_conditioning="tiles")
     with pytest.raises(ValueError, match="label planner"):
         tiny_planner("image").class_values(tf.zeros([1, 16, 16, 3]))
 

@@ -8,8 +8,8 @@ import tensorflow as tf
 import tiny
 from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
 from cooperative_tf.models import LabelPolicy, Planner
-from cooperative_tf.trainer import (CooperativeTrainer, replica_seed,
-                                    step_seed)
+from cooperative_tf.seeds import replica_seed, step_seed
+from cooperative_tf.trainer import CooperativeTrainer, mismatched_condition
 
 B = tiny.BATCH
 
@@ -231,3 +231,40 @@ def test_reconstruction_term_pulls_the_policy_toward_the_photo():
     after = float(tf.reduce_mean(tf.abs(y0_after - batch["target"])))
     assert after < before - 0.05, (before, after)
     assert "reconstruction_l1" in logs
+
+
+def test_mismatched_condition_is_never_the_true_one():
+    labels = tf.one_hot(tf.range(200) % 10, 10)
+    wrong = mismatched_condition(labels, tf.constant([3, 4], tf.int64))
+    assert wrong.shape == labels.shape
+    truth, other = labels.numpy().argmax(-1), wrong.numpy().argmax(-1)
+    assert (truth != other).all()
+    # Every wrong label is drawn, not one fixed shift.
+    assert len(set((other - truth) % 10)) == 9
+    images = tf.reshape(tf.range(3 * 4, dtype=tf.float32), [3, 2, 2, 1])
+    rolled = mismatched_condition(images, tf.constant([3, 4], tf.int64))
+    np.testing.assert_array_equal(rolled.numpy(), np.roll(images, 1, 0))
+
+
+def test_mismatch_step_values_real_answers_higher_under_their_own_label():
+    batch = tiny.batch("label")
+    target, condition = batch["target"], batch["condition"]
+    wrong = mismatched_condition(condition, tf.constant([1, 2], tf.int64))
+
+    def margin_gain(weight):
+        trainer = tiny.trainer("label", planner_lr=3e-3,
+                               mismatch_weight=weight)
+        planner = trainer.planner
+
+        def margin():
+            return float(tf.reduce_mean(planner(target, condition)
+                                        - planner(target, wrong)))
+        before = margin()
+        for _ in range(10):
+            logs = trainer.train_step(batch)
+        assert ("mismatch_loss" in logs) == bool(weight)
+        return margin() - before
+
+    # Same seed, same batches: the term, not chance, opens the margin.
+    with_term, without = margin_gain(1.0), margin_gain(0.0)
+    assert with_term > 0 and with_term > without, (with_term, without)

@@ -36,6 +36,16 @@ def in_xla_context():
         return False
 
 
+def _tile_onto(x, one_hot):
+    """Concatenates a `[batch, classes]` label over every position of the
+    `[batch, h, w, channels]` map x."""
+    one_hot = keras.ops.cast(one_hot, x.dtype)[:, None, None, :]
+    shape = keras.ops.shape(x)
+    tiled = keras.ops.broadcast_to(
+        one_hot, (shape[0], shape[1], shape[2], keras.ops.shape(one_hot)[-1]))
+    return keras.ops.concatenate([x, tiled], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="cooperative_tf")
 class Planner(keras.Model):
     """Value function f(Y, C); exp(f) is an unnormalised density p(Y | C).
@@ -58,6 +68,10 @@ class Planner(keras.Model):
       `template_activation="tanh"` bounds it like the authors' template;
       `None` leaves it unbounded (this library's first choice, which
       learned one shared bias map that barely depended on the label).
+    * a label, `label_conditioning="tiled"` (Conditional-CoopNets): the
+      one-hot is tiled over the feature map entering the last convolution
+      (8x8 for a 32x32 Y), so the label meets mid-level features of Y
+      rather than its pixels, and f = sum(u).
 
     Since the condition's encoding does not depend on Y, Langevin refinement
     encodes it once (`encode_condition`) and then calls `value` at every
@@ -73,7 +87,8 @@ class Planner(keras.Model):
       kernel_size: Kernel side of those convolutions.
       units: Outputs of the last layer; f is their sum.
       template_filters: Hidden channels of the label template decoder.
-      label_conditioning: `projection` or `template` (label planners only).
+      label_conditioning: `projection`, `template` or `tiled` (label
+        planners only).
       template_activation: Output activation of the template (`tanh` or
         `None`).
       conv_form: How the stride-2 convolutions are computed; the weights and
@@ -94,7 +109,7 @@ class Planner(keras.Model):
         (float32 under a mixed-precision policy).
     """
 
-    LABEL_CONDITIONINGS = ("projection", "template")
+    LABEL_CONDITIONINGS = ("projection", "template", "tiled")
 
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
@@ -163,6 +178,11 @@ class Planner(keras.Model):
                 and self.label_conditioning == "projection")
 
     @property
+    def uses_tiling(self):
+        return (self.condition == "label"
+                and self.label_conditioning == "tiled")
+
+    @property
     def condition_map_channels(self):
         """Channels concatenated with Y before the convolutions."""
         if self.condition == "image":
@@ -179,7 +199,9 @@ class Planner(keras.Model):
             self.embedding.build((batch, self.num_classes))
         shape = (batch, self.image_size, self.image_size,
                  self.channels + self.condition_map_channels)
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
+            if self.uses_tiling and i == len(self.convs) - 1:
+                shape = shape[:-1] + (shape[-1] + self.num_classes,)
             if not conv.built:
                 conv.build(shape)
             shape = conv.compute_output_shape(shape)
@@ -199,6 +221,7 @@ class Planner(keras.Model):
           Image conditions and templates: the map concatenated with Y,
           `[batch, image_size, image_size, condition_map_channels]`.
           Projection: the label's weights e_C, `[batch, units]`.
+          Tiled: the one-hot itself, `[batch, num_classes]`.
         """
         if self.template is not None:
             return self.template(keras.ops.cast(condition, self.compute_dtype))
@@ -260,7 +283,9 @@ class Planner(keras.Model):
         folded = (self.conv_form == "space_to_depth"
                   or (self.conv_form == "auto" and in_xla_context()
                       and not accelerator_visible()))
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
+            if self.uses_tiling and i == len(self.convs) - 1:
+                x = _tile_onto(x, condition_map)
             if not conv.built:  # the folded form reads the kernel directly
                 conv.build(x.shape)
             if folded and space_to_depth.applies(conv, x.shape[1],

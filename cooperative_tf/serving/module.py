@@ -22,7 +22,7 @@ import tensorflow as tf
 from cooperative_tf import config as config_lib
 from cooperative_tf.langevin import langevin_dynamics
 from cooperative_tf.serving import checks
-from cooperative_tf.trainer import generation_seeds
+from cooperative_tf.seeds import generation_seeds
 from pipelines import ops as pipeline_ops
 from pipelines import readers
 
@@ -54,7 +54,7 @@ class ServingModule(tf.Module):
       max_step_size: Largest step size a request may ask for.
 
     Seeds: example i with seed s >= 0 gets X and Langevin noise from
-    `trainer.generation_seeds(s)`, as `trainer.generate(C[i:i+1], seed=s)`
+    `seeds.generation_seeds(s)`, as `trainer.generate(C[i:i+1], seed=s)`
     does; a negative seed draws a fresh random one. The seed used is
     returned, so any answer can be reproduced by the export. The exported
     graph is not XLA-compiled: against a trainer compiled with XLA the
