@@ -34,6 +34,8 @@ setup(
         "pillow>=10",
         # --config=experiment.yaml
         "pyyaml>=6",
+        # The run's summaries (tf.summary needs it; tensorflow-cpu lacks it).
+        "tensorboard>=2.20",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

@@ -14,6 +14,11 @@ from typing import Optional
 import tensorflow as tf
 
 
+def _at_least_float32(x: tf.Tensor) -> tf.Tensor:
+    # A 16-bit difference of nearby images or values is coarse.
+    return tf.cast(x, tf.float32) if x.dtype.size < 4 else x
+
+
 def _batch_mean(per_example: tf.Tensor,
                 global_batch_size: Optional[int]) -> tf.Tensor:
     if global_batch_size is None:
@@ -59,9 +64,7 @@ def mapping_shift_loss(refined: tf.Tensor, proposed: tf.Tensor,
     Returns:
       A scalar >= 0.
     """
-    # In at least float32: a 16-bit difference of nearby images is coarse.
-    if proposed.dtype.size < 4:
-        proposed = tf.cast(proposed, tf.float32)
+    proposed = _at_least_float32(proposed)
     refined = tf.stop_gradient(tf.cast(refined, proposed.dtype))
     per_example = tf.reduce_mean(
         tf.square(refined - proposed),
@@ -88,9 +91,9 @@ def label_loss(class_values: tf.Tensor, labels: tf.Tensor,
     Returns:
       A scalar >= 0.
     """
-    class_values = tf.cast(class_values, tf.float32)
+    class_values = _at_least_float32(class_values)
     per_example = tf.nn.softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.float32), logits=class_values)
+        labels=tf.cast(labels, class_values.dtype), logits=class_values)
     return _batch_mean(per_example, global_batch_size)
 
 
@@ -115,8 +118,8 @@ def mismatch_loss(value_matched: tf.Tensor, value_mismatched: tf.Tensor,
     Returns:
       A scalar >= 0; log 2 when the planner ignores the condition.
     """
-    gap = (tf.cast(value_mismatched, tf.float32)
-           - tf.cast(value_matched, tf.float32))
+    matched = _at_least_float32(value_matched)
+    gap = tf.cast(value_mismatched, matched.dtype) - matched
     return _batch_mean(tf.math.softplus(gap), global_batch_size)
 
 
@@ -136,8 +139,7 @@ def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
     Returns:
       A scalar >= 0.
     """
-    if proposed.dtype.size < 4:
-        proposed = tf.cast(proposed, tf.float32)
+    proposed = _at_least_float32(proposed)
     observed = tf.cast(observed, proposed.dtype)
     per_example = tf.reduce_mean(tf.abs(observed - proposed),
                                  axis=list(range(1, proposed.shape.rank)))

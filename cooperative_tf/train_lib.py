@@ -27,9 +27,11 @@ from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
 from cooperative_tf.distribute import is_chief, needs_distributed_input
 from cooperative_tf.eval_lib import brief_quality
 from cooperative_tf.factory import build_trainer
+from cooperative_tf.summaries import Summaries
 from cooperative_tf.trainer import CooperativeTrainer
-from cooperative_tf.workdir import (CHECKPOINT_DIR, HISTORY_FILE, QUALITY_FILE,
-                                    ROLLBACK_FILE, SAMPLE_DIR, append_jsonl,
+from cooperative_tf.workdir import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE,
+                                    QUALITY_FILE, ROLLBACK_FILE, SAMPLE_DIR,
+                                    append_jsonl,
                                     check_workdir_config, make_checkpoint,
                                     write_config)
 
@@ -206,6 +208,12 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
 
     last = {"sample": None}
     preemption = safety.Preemption()
+    summaries = Summaries(workdir, enabled=chief)
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if chief and os.path.exists(config_path):
+        with open(config_path) as f:
+            summaries.text("config", "```\n" + f.read() + "\n```",
+                           step=step_fn())
 
     def save(step):
         keeper.save(step)
@@ -215,10 +223,18 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
             last["sample"] = write_samples(
                 trainer, samples,
                 os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
+            summaries.image_file(step, "samples", last["sample"])
 
     def keep_line(step, values):
         if chief:
             append_jsonl(os.path.join(workdir, HISTORY_FILE), step, values)
+            seconds = values.get("seconds_per_step")
+            summaries.scalars(step, {
+                **values,
+                "examples_per_second": (t.batch_size / seconds
+                                        if seconds else float("nan")),
+                "policy_lr": _learning_rate(trainer.policy_optimizer),
+                "planner_lr": _learning_rate(trainer.planner_optimizer)})
 
     logger = ProgressLogger(t.log_every, t.train_steps, step_fn,
                             stream=None if verbose else io.StringIO(),
@@ -237,6 +253,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                 return
             row = evaluator(trainer, t.eval_samples, seed=step)
             append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
+            summaries.scalars(step, row, split="eval")
             log(f"quality at step {step}: {brief_quality(row)}")
 
         callbacks.append(PeriodicCallback(t.eval_every, assess, step_fn))
@@ -251,6 +268,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
             rollbacks = _fit(config, workdir, trainer, dataset, callbacks,
                              keeper, ckpt_dir, step_fn, log, strategy)
     finally:
+        summaries.close()
         if not chief:
             shutil.rmtree(save_dir, ignore_errors=True)
             try:  # the scratch parent, once the last worker is done with it
@@ -267,6 +285,12 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
         checkpoint=keeper.latest if chief else None,
         sample_path=last["sample"], history=logger.history,
         interrupted=preemption.name, rollbacks=rollbacks)
+
+
+def _learning_rate(optimizer) -> float:
+    # A rollback halves the planner's rate; a schedule would be a callable.
+    rate = optimizer.learning_rate
+    return float(rate(optimizer.iterations) if callable(rate) else rate)
 
 
 def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,

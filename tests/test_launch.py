@@ -67,7 +67,7 @@ def test_missing_data_dir_names_the_path_and_writes_nothing(tmp_path):
     ("langevin.reference_sigma=-1", "reference_sigma"),
     ("train.reconstruction_weight=-1", "reconstruction_weight"),
     ("train.label_loss_weight=1", "needs a label task"),
-    ("model.planner_label=tiled", "planner_label"),
+    ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("train.eval_every=-1", "eval_every"),
 ])

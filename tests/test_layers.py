@@ -79,7 +79,7 @@ LAYERS = [
      "cooperative_tf.metrics", "cooperative_tf.parzen",
      "cooperative_tf.images", "cooperative_tf.distribute",
      "cooperative_tf.callbacks", "cooperative_tf.safety",
-     "cooperative_tf.seeds"),
+     "cooperative_tf.seeds", "cooperative_tf.summaries"),
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
      "cooperative_tf.classifier"),

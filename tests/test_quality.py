@@ -1,7 +1,9 @@
 """Quality metrics of a run: the judge classifier, label and image scores,
 periodic evaluation during training, the eval table."""
 
+import glob
 import json
+import os
 
 import numpy as np
 import pytest
@@ -92,6 +94,16 @@ TINY_IMAGE = tiny.IMAGE + ["train.eval_every=2", "train.eval_samples=6",
 
 
 @pytest.mark.slow
+def _summary_tags(folder):
+    """{tag: [steps]} of the TensorBoard event files in `folder`."""
+    tags = {}
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
 def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
     config = tasks.resolve_config("zappos", train_steps=4,
                                   overrides=TINY_IMAGE)
@@ -109,6 +121,15 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
     history = workdir_lib.read_jsonl(workdir, workdir_lib.HISTORY_FILE)
     assert [r["step"] for r in history] == [1, 2, 3, 4]
     assert "reconstruction_l1" in history[0]
+    # The same numbers, the sample grid and the config for TensorBoard.
+    tags = _summary_tags(os.path.join(workdir, "tensorboard", "train"))
+    for name in ("planner_loss", "value_gap", "refinement", "acceptance",
+                 "policy_lr", "planner_lr", "seconds_per_step",
+                 "examples_per_second", "samples", "config"):
+        assert name in tags, (name, sorted(tags))
+    assert tags["planner_loss"] == [1, 2, 3, 4]
+    eval_tags = _summary_tags(os.path.join(workdir, "tensorboard", "eval"))
+    assert eval_tags["psnr_refined"] == [2, 4]
 
     result = eval_lib.evaluate(config, workdir, refine_steps=(0, 1),
                                 versus_samples=4)
