@@ -7,7 +7,7 @@
   coordinates swept over [-2, 2] (columns: the first, rows: the second),
   every other coordinate 0.
 * `interpolation.png` (Fig. 8): X fixed per row, the condition blended in a
-  straight line (`inference.interpolate`). Label tasks: label c to label
+  straight line (`sampling.interpolate`). Label tasks: label c to label
   c + 1; image tasks: between two conditions of the evaluation split,
   shown at both ends of the row.
 
@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from cooperative_tf import images, inference
+from cooperative_tf import images, inference, sampling
 
 __all__ = ["write_figures", "held_out_batch"]
 
@@ -183,8 +183,8 @@ def _latent_grid(trainer, config, out_dir, seed, side, label, dims, refine):
     x[:, dims[1]] = np.repeat(values, side)
     condition = np.zeros((side * side, k), np.float32)
     condition[:, label] = 1.0
-    answers = np.asarray(inference._answer(trainer, x, condition, refine,
-                                           seed))
+    answers = np.asarray(inference.solve(trainer, x, condition, refine,
+                                         seed))
     answers = answers.reshape((side, side) + answers.shape[1:])
     return _write(out_dir, LATENT_GRID, _columns(answers))
 
@@ -195,8 +195,8 @@ def _label_interpolation(trainer, config, out_dir, rows, seed, steps,
     first = np.arange(rows) % k
     eye = np.eye(k, dtype=np.float32)
     x = trainer.sample_latent(rows, tf.constant([seed, 11], tf.int64))
-    out = inference.interpolate(trainer, eye[first], eye[(first + 1) % k],
-                                steps, x, refine_steps=refine, seed=seed)
+    out = sampling.interpolate(trainer, eye[first], eye[(first + 1) % k],
+                               steps, x, refine_steps=refine, seed=seed)
     return _write(out_dir, INTERPOLATION,
                   _columns(np.asarray(out["answers"])))
 
@@ -210,8 +210,8 @@ def _image_interpolation(trainer, batch, out_dir, rows, seed, steps, refine):
     rows = min(rows, len(condition) - 1)
     a, b = condition[:rows], condition[1:rows + 1]
     x = trainer.sample_latent(rows, tf.constant([seed, 11], tf.int64))
-    out = inference.interpolate(trainer, a, b, steps, x, refine_steps=refine,
-                                seed=seed)
+    out = sampling.interpolate(trainer, a, b, steps, x, refine_steps=refine,
+                               seed=seed)
     return _write(out_dir, INTERPOLATION,
                   [a] + _columns(np.asarray(out["answers"])) + [b])
 

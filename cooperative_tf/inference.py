@@ -1,5 +1,5 @@
-"""The trained pair at work: latent and label inference, style transfer,
-interpolation and best-of-N (paper §4.1.2-4.1.3, eqs. 9 and 10).
+"""The trained pair at work: latent and label inference and style transfer
+(paper §4.1.2-4.1.3, eqs. 9 and 10).
 
 These sit beside `CooperativeTrainer.generate`. Given an answer Y, the policy
 g(X, C) with Gaussian noise of scale sigma defines the posterior
@@ -28,8 +28,7 @@ import tensorflow as tf
 from cooperative_tf.langevin import langevin_dynamics
 from cooperative_tf.seeds import generation_seeds
 
-__all__ = ["LatentInference", "best_of_n", "infer_label", "infer_latent",
-           "interpolate", "transfer_style"]
+__all__ = ["LatentInference", "infer_label", "infer_latent", "transfer_style"]
 
 # Defaults of the inference chains: gradient ascent (no diffusion) gives the
 # posterior mode, which is what the figures and the label readings need.
@@ -131,6 +130,15 @@ def _check_chain(steps, step_size):
                          f"step_size={step_size!r}")
 
 
+def check_refine_steps(refine_steps, name="refine_steps"):
+    """Raises `ValueError` unless `refine_steps` is an int >= 0."""
+    if isinstance(refine_steps, bool) \
+            or not isinstance(refine_steps, (int, np.integer)) \
+            or refine_steps < 0:
+        raise ValueError(f"{name} must be an int >= 0. Received: "
+                         f"{name}={refine_steps!r}")
+
+
 def _check_answer(answer):
     answer = tf.convert_to_tensor(answer, tf.float32)
     if answer.shape.rank != 4:
@@ -139,7 +147,9 @@ def _check_answer(answer):
     return answer
 
 
-def _check_condition(condition, batch, name="condition"):
+def check_condition(condition, batch, name="condition"):
+    """`condition` as float32 `[batch, classes]` or `[batch, H, W, C_c]`;
+    raises `ValueError` naming `name` otherwise."""
     condition = tf.convert_to_tensor(condition, tf.float32)
     if condition.shape.rank not in (2, 4) or condition.shape[0] != batch:
         raise ValueError(
@@ -148,7 +158,9 @@ def _check_condition(condition, batch, name="condition"):
     return condition
 
 
-def _check_latent(trainer, x, batch, name="x"):
+def check_latent(trainer, x, batch, name="x"):
+    """`x` as float32 `[batch, latent_dim]`; raises `ValueError` naming
+    `name` otherwise."""
     x = tf.convert_to_tensor(x, tf.float32)
     if x.shape.rank != 2 or x.shape[0] != batch \
             or x.shape[1] != trainer.latent_dim:
@@ -170,6 +182,18 @@ def _num_classes(trainer, num_classes):
 
 def _prior_draw(shape, seed):
     return tf.random.stateless_normal(shape, seed=seed, alg="philox")
+
+
+# ---------------------------------------------------------------- answers
+def solve(trainer, x, condition, refine_steps, seed):
+    """g(X, C), refined by `refine_steps` planner steps, float32."""
+    y = tf.cast(trainer.solve_fast(tf.cast(x, trainer.policy.compute_dtype),
+                                   condition), tf.float32)
+    if refine_steps:
+        y, _ = trainer.solve_slow(y, condition, generation_seeds(seed)[1],
+                                  steps=int(refine_steps))
+        y = tf.cast(y, tf.float32)
+    return y
 
 
 # -------------------------------------------------------------- inference
@@ -206,11 +230,11 @@ def infer_latent(trainer, answer, condition, steps: int = INFER_STEPS,
     _check_chain(steps, step_size)
     answer = _check_answer(answer)
     batch = answer.shape[0]
-    condition = _check_condition(condition, batch)
+    condition = check_condition(condition, batch)
     seeds = generation_seeds(seed)
     if x_init is None:
         x_init = _prior_draw([batch, trainer.latent_dim], seeds[0])
-    x_init = _check_latent(trainer, x_init, batch, "x_init")
+    x_init = check_latent(trainer, x_init, batch, "x_init")
     chain = _compiled(trainer, "latent", _latent_chain)
     x, y, error = chain(answer, condition, x_init, tf.constant(steps),
                         tf.constant(step_size, tf.float32),
@@ -329,8 +353,8 @@ def transfer_style(trainer, answer, source_condition, target_conditions,
                                step_size=step_size, seed=seed)
         probs = readings["reconstruction"]
         source_condition = tf.one_hot(tf.argmax(probs, -1), probs.shape[-1])
-    source_condition = _check_condition(source_condition, batch,
-                                        "source_condition")
+    source_condition = check_condition(source_condition, batch,
+                                       "source_condition")
     target_conditions = tf.convert_to_tensor(target_conditions, tf.float32)
     if (target_conditions.shape.rank != source_condition.shape.rank
             or target_conditions.shape[1:] != source_condition.shape[1:]
@@ -339,145 +363,15 @@ def transfer_style(trainer, answer, source_condition, target_conditions,
             "target_conditions must be [targets, ...] shaped like one "
             f"source condition {source_condition.shape[1:]}. Received: "
             f"target_conditions.shape={target_conditions.shape}")
-    _check_refine(refine_steps)
+    check_refine_steps(refine_steps)
     inferred = infer_latent(trainer, answer, source_condition, steps=steps,
                             step_size=step_size, seed=seed)
     targets = target_conditions.shape[0]
     x = tf.repeat(inferred.latent, targets, axis=0)
     conditions = tf.tile(target_conditions,
                          [batch] + [1] * (target_conditions.shape.rank - 1))
-    answers = _answer(trainer, x, conditions, refine_steps, seed)
+    answers = solve(trainer, x, conditions, refine_steps, seed)
     return {"latent": inferred.latent, "source_condition": source_condition,
             "error": inferred.error,
             "answers": tf.reshape(answers, [batch, targets]
                                   + answers.shape[1:].as_list())}
-
-
-def interpolate(trainer, condition_a, condition_b, steps: int, x,
-                refine_steps: int = 0, seed: int = 0) -> dict:
-    """Answers along a straight line between two conditions, X fixed
-    (paper Fig. 8).
-
-    Point t of `steps` is C_t = (1 - t) C_a + t C_b, t = 0, 1/(steps-1),
-    ..., 1: a blend of one-hots for labels, a pixel blend for image
-    conditions (the paper blends a sketch embedding, which this library's
-    policies do not expose). The endpoints are C_a and C_b exactly, so with
-    `refine_steps=0` they equal `trainer.policy(x, C_a, training=False)` and
-    `trainer.policy(x, C_b, training=False)`.
-
-    Args:
-      trainer: A `CooperativeTrainer`.
-      condition_a: `[batch, classes]` or `[batch, H, W, C_c]`, t = 0.
-      condition_b: Same shape as `condition_a`, t = 1.
-      steps: Number of points, >= 2 (endpoints included).
-      x: X, `[batch, latent_dim]`, the same for every point of a row.
-      refine_steps: Langevin steps of the planner on each answer (0: the
-        policy's answers).
-      seed: Seed of the refinement's noise.
-
-    Returns:
-      A dict with `conditions` `[batch, steps, ...]` and `answers`
-      `[batch, steps, H, W, C]` in [-1, 1].
-
-    Raises:
-      ValueError: For `steps` < 2 or mismatched shapes, naming the argument.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
-            or steps < 2:
-        raise ValueError("steps (points along the line, endpoints included) "
-                         f"must be an int >= 2. Received: steps={steps!r}")
-    condition_a = tf.convert_to_tensor(condition_a, tf.float32)
-    batch = condition_a.shape[0]
-    condition_a = _check_condition(condition_a, batch, "condition_a")
-    condition_b = tf.convert_to_tensor(condition_b, tf.float32)
-    if condition_b.shape != condition_a.shape:
-        raise ValueError(
-            f"condition_b must have condition_a's shape {condition_a.shape}."
-            f" Received: condition_b.shape={condition_b.shape}")
-    x = _check_latent(trainer, x, batch)
-    _check_refine(refine_steps)
-    t = tf.linspace(0.0, 1.0, steps)
-    t = tf.reshape(t, [1, steps] + [1] * (condition_a.shape.rank - 1))
-    # (1 - t) a + t b: exactly a at t = 0 and exactly b at t = 1.
-    blend = (1.0 - t) * condition_a[:, None] + t * condition_b[:, None]
-    flat = tf.reshape(blend, [batch * steps] + condition_a.shape[1:].as_list())
-    answers = _answer(trainer, tf.repeat(x, steps, axis=0), flat,
-                      refine_steps, seed)
-    return {"conditions": blend,
-            "answers": tf.reshape(answers, [batch, steps]
-                                  + answers.shape[1:].as_list())}
-
-
-def best_of_n(trainer, condition, num_candidates: int,
-              langevin_steps: Optional[int] = None,
-              step_size: Optional[float] = None, seed: int = 0) -> dict:
-    """The refined answer the planner values most, of N per condition.
-
-    Draws N answers per condition as `trainer.generate(condition,
-    num_samples=N, seed=seed)` does, refines each by `trainer.solve_slow`,
-    and keeps the one with the highest f(Y1, C). With N = 1 the answer is
-    `generate(condition, seed=seed)["refined"]`.
-
-    Args:
-      trainer: A `CooperativeTrainer`.
-      condition: `[batch, classes]` or `[batch, H, W, C_c]`.
-      num_candidates: N >= 1.
-      langevin_steps: Refinement steps (default: the trainer's).
-      step_size: Refinement step size (default: the trainer's).
-      seed: Seed of X and the Langevin noise.
-
-    Returns:
-      A dict with `best` `[batch, H, W, C]`, `index` `[batch]` (int32, the
-      chosen candidate), `values` `[batch, N]` (f of every refined
-      candidate, unbounded reals), `candidates` `[batch, N, H, W, C]`
-      (refined) and `fast` `[batch, N, H, W, C]` (before refinement).
-
-    Raises:
-      ValueError: For `num_candidates` < 1 or a bad condition, naming the
-        argument.
-    """
-    if isinstance(num_candidates, bool) \
-            or not isinstance(num_candidates, (int, np.integer)) \
-            or num_candidates < 1:
-        raise ValueError("num_candidates must be an int >= 1. Received: "
-                         f"num_candidates={num_candidates!r}")
-    if langevin_steps is not None:
-        _check_refine(langevin_steps, "langevin_steps")
-    condition = tf.convert_to_tensor(condition, tf.float32)
-    batch = condition.shape[0]
-    condition = _check_condition(condition, batch)
-    out = trainer.generate(condition, num_samples=int(num_candidates),
-                           langevin_steps=langevin_steps,
-                           step_size=step_size, seed=seed)
-    refined = tf.cast(out["refined"], tf.float32)
-    planner = trainer.planner
-    values = planner.value(
-        refined, planner.encode_condition(
-            tf.repeat(condition, num_candidates, axis=0)))
-    values = tf.reshape(tf.cast(values, tf.float32), [batch, num_candidates])
-    index = tf.argmax(values, axis=-1, output_type=tf.int32)
-    shape = [batch, num_candidates] + refined.shape[1:].as_list()
-    candidates = tf.reshape(refined, shape)
-    return {"best": tf.gather(candidates, index, axis=1, batch_dims=1),
-            "index": index, "values": values, "candidates": candidates,
-            "fast": tf.reshape(tf.cast(out["fast"], tf.float32), shape)}
-
-
-# ----------------------------------------------------------------- helpers
-def _check_refine(refine_steps, name="refine_steps"):
-    if isinstance(refine_steps, bool) \
-            or not isinstance(refine_steps, (int, np.integer)) \
-            or refine_steps < 0:
-        raise ValueError(f"{name} must be an int >= 0. Received: "
-                         f"{name}={refine_steps!r}")
-
-
-def _answer(trainer, x, condition, refine_steps, seed):
-    """g(X, C), refined by `refine_steps` planner steps, float32."""
-    y = tf.cast(trainer.solve_fast(tf.cast(x, trainer.policy.compute_dtype),
-                                   condition), tf.float32)
-    if refine_steps:
-        y, _ = trainer.solve_slow(y, condition, generation_seeds(seed)[1],
-                                  steps=int(refine_steps))
-        y = tf.cast(y, tf.float32)
-    return y

@@ -78,8 +78,7 @@ flags.DEFINE_integer("versus_samples", 2000,
 
 def _config_for_mode(workdir):
     """The run's saved config for eval/sample/export, else the task's."""
-    from cooperative_tf import config as config_lib
-    from cooperative_tf import tasks, workdir as workdir_lib
+    from cooperative_tf import config_io, tasks, workdir as workdir_lib
 
     saved = os.path.join(workdir, workdir_lib.CONFIG_FILE)
     if FLAGS.mode == "train" or not os.path.exists(saved):
@@ -99,7 +98,7 @@ def _config_for_mode(workdir):
         extra.append(f"data.data_dir={FLAGS.data_dir}")
     if FLAGS.batch_size:
         extra.append(f"train.batch_size={FLAGS.batch_size}")
-    return config_lib.override(config, extra)
+    return config_io.override(config, extra)
 
 
 def main(argv):
@@ -130,8 +129,8 @@ def main(argv):
     try:
         name = FLAGS.task
         if not name and FLAGS.config:
-            from cooperative_tf import config as config_lib
-            name = config_lib.read_file(FLAGS.config).get("name")
+            from cooperative_tf import config_io
+            name = config_io.read_file(FLAGS.config).get("name")
         if not FLAGS.workdir and not name:
             raise ValueError(f"{FLAGS.config} names no task: pass --task. "
                              f"Received: --config={FLAGS.config!r}")

@@ -1,4 +1,4 @@
-"""Never lose a good state: guarded checkpoints, preemption, one run a folder.
+"""Never lose a good state: guarded checkpoints and preemption.
 
 Energy-based training diverges, cluster jobs are preempted and files rot;
 this module keeps a work directory's checkpoints trustworthy through all
@@ -11,9 +11,9 @@ three (issue 13):
   that are not.
 - `Preemption` turns SIGTERM and SIGINT into "save at the end of this step
   and stop".
-- `WorkdirLock` lets one run at a time train in a work directory.
-- `clean_leftovers` removes the temporary folders of interrupted saves and
-  exports.
+
+`cooperative_tf.workdir_lock` keeps one run at a time in a work directory
+and removes the leftovers of interrupted saves.
 
 Why checking at save time is enough to keep the last good checkpoint: the
 keeper rotates out only checkpoints older than the newest `max_to_keep`, and
@@ -27,13 +27,9 @@ checkpoint sets that one aside and goes one older.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
-import shutil
 import signal
-import socket
-import time
 from typing import Callable, List, Optional
 
 import keras
@@ -42,9 +38,6 @@ import tensorflow as tf
 from cooperative_tf.callbacks import DivergenceError
 
 _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.index$")
-LOCK_FILE = "run.lock"
-SAVE_TEMP_GLOB = "ckpt-*_temp*"
-EXPORT_TEMP_GLOB = os.path.join("export", "*", ".tmp-export-*")
 
 
 class NonFiniteStateError(DivergenceError):
@@ -53,10 +46,6 @@ class NonFiniteStateError(DivergenceError):
 
 class CheckpointError(ValueError):
     """No checkpoint of a work directory could be read."""
-
-
-class WorkdirInUseError(FileExistsError):
-    """Another live run holds the work directory's lock."""
 
 
 # ------------------------------------------------------------ finite states
@@ -334,122 +323,3 @@ class Preemption(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.signum is not None:
             self.model.stop_training = True
-
-
-# -------------------------------------------------------------------- locks
-def _start_ticks(pid: int) -> Optional[str]:
-    """When process `pid` started (Linux), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int, ticks: Optional[str]) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = _start_ticks(pid)
-    return ticks is None or now is None or now == ticks
-
-
-class WorkdirLock:
-    """`workdir/run.lock`: one training run per work directory.
-
-    The file holds the owner's host and pid. A lock whose owner is on this
-    host and no longer running is stale and taken over, with a message.
-
-    Raises (on entering):
-      WorkdirInUseError: Naming the live owner (or one on another host,
-        which cannot be checked from here).
-    """
-
-    def __init__(self, workdir: str, log: Callable[[str], None] = print):
-        self.path = os.path.join(workdir, LOCK_FILE)
-        self.log = log
-        self.held = False
-
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        pid = os.getpid()
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": pid,
-                       "start_ticks": _start_ticks(pid),
-                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-        return True
-
-    def __enter__(self):
-        for _ in range(3):
-            if self._create():
-                self.held = True
-                return self
-            try:
-                with open(self.path) as f:
-                    owner = json.load(f)
-                host, pid = owner["host"], int(owner["pid"])
-            except (OSError, ValueError, KeyError, TypeError):
-                owner, host, pid = None, "?", -1
-            if owner is None:
-                if not os.path.exists(self.path):
-                    continue  # released meanwhile
-                self.log(f"Taking over {self.path}: it is unreadable "
-                         "(a run killed while writing it).")
-            elif host == socket.gethostname() and not _alive(
-                    pid, owner.get("start_ticks")):
-                self.log(f"Taking over the stale lock {self.path} of pid "
-                         f"{pid} on {host}, which is no longer running "
-                         f"(started {owner.get('started', '?')}).")
-            else:
-                raise WorkdirInUseError(
-                    f"{os.path.dirname(self.path)} is in use by another "
-                    f"training run: pid {pid} on host {host} (since "
-                    f"{owner.get('started', '?')}). Wait for it, stop it, or "
-                    "use another --workdir; if that run is gone (another "
-                    f"host's run cannot be checked from here), delete "
-                    f"{self.path}. Received: workdir="
-                    f"{os.path.dirname(self.path)!r}")
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
-        raise WorkdirInUseError(f"Could not take {self.path}: another run "
-                                "keeps taking it. Received: workdir="
-                                f"{os.path.dirname(self.path)!r}")
-
-    def __exit__(self, *exc):
-        if self.held:
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
-            self.held = False
-        return False
-
-
-# ---------------------------------------------------------------- leftovers
-def clean_leftovers(workdir: str, checkpoint_dir: str,
-                    log: Callable[[str], None] = print) -> List[str]:
-    """Removes the temporary folders of interrupted saves (`ckpt-N_temp*`)
-    and exports (`export/<model>/.tmp-export-*`); call it holding the
-    work directory's lock, so no live run is writing them. Returns what was
-    removed."""
-    removed = sorted(glob.glob(os.path.join(glob.escape(checkpoint_dir),
-                                            SAVE_TEMP_GLOB))
-                     + glob.glob(os.path.join(glob.escape(workdir),
-                                              EXPORT_TEMP_GLOB)))
-    for path in removed:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
-    if removed:
-        log(f"Removed {len(removed)} temporary folder(s) left by an "
-            f"interrupted save or export: {', '.join(removed)}")
-    return removed

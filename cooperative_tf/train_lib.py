@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import images, quality, safety
+from cooperative_tf import images, quality, safety, workdir_lock
 from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
                                       PeriodicCallback, ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -145,7 +145,8 @@ def train(config: config_lib.TaskConfig, workdir: str,
     Raises:
       ValueError / FileNotFoundError: Bad data or a work directory made for a
         different model, before anything is written.
-      cooperative_tf.safety.WorkdirInUseError: Another run holds `workdir`.
+      cooperative_tf.workdir_lock.WorkdirInUseError: Another run holds
+        `workdir`.
       cooperative_tf.safety.CheckpointError: No checkpoint can be read.
       cooperative_tf.callbacks.DivergenceError: NaN or exploding refinement
         (after `train.max_rollbacks` rollbacks under
@@ -163,11 +164,11 @@ def train(config: config_lib.TaskConfig, workdir: str,
     log = _printer(verbose)
     ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
     # Workers of one cluster share the work directory: the chief holds it.
-    lock = safety.WorkdirLock(workdir, log) if chief else (
+    lock = workdir_lock.WorkdirLock(workdir, log) if chief else (
         contextlib.nullcontext())
     with lock:
         if chief:
-            safety.clean_leftovers(workdir, ckpt_dir, log)
+            workdir_lock.clean_leftovers(workdir, ckpt_dir, log)
             write_config(config, workdir)
         return _train(config, workdir, strategy, dataset, samples, log,
                       verbose, list(callbacks))

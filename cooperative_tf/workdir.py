@@ -23,7 +23,7 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
-from cooperative_tf import safety
+from cooperative_tf import config_io, safety
 from cooperative_tf.trainer import CooperativeTrainer
 
 CONFIG_FILE = "config.json"
@@ -47,7 +47,7 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_config(config: config_lib.TaskConfig, workdir: str) -> str:
     """Writes the resolved config to `workdir/config.json`; returns its path."""
     path = os.path.join(workdir, CONFIG_FILE)
-    write_text_atomic(path, config_lib.to_json(config))
+    write_text_atomic(path, config_io.to_json(config))
     return path
 
 
@@ -63,7 +63,7 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
     if not os.path.exists(path):
         return
     with open(path) as f:
-        saved = config_lib.from_json(f.read())
+        saved = config_io.from_json(f.read())
     for section in ("model", "data"):
         old, new = getattr(saved, section), getattr(config, section)
         if section == "data":  # where the data lives may move
@@ -91,7 +91,7 @@ def load_config(workdir: str) -> config_lib.TaskConfig:
             "directory. Train first (--mode=train) or point --workdir at one. "
             f"Received: workdir={workdir!r}")
     with open(path) as f:
-        return config_lib.from_json(f.read())
+        return config_io.from_json(f.read())
 
 
 def make_checkpoint(trainer: CooperativeTrainer) -> tf.train.Checkpoint:

@@ -7,7 +7,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from cooperative_tf import figures, inference
+from cooperative_tf import figures, inference, sampling
 from cooperative_tf.seeds import generation_seeds
 from cooperative_tf.trainer import CooperativeTrainer
 
@@ -184,7 +184,7 @@ def test_interpolation_endpoints_equal_plain_generation(kind):
         a = tf.random.uniform([2, 16, 16, 1], -1, 1, seed=1)
         b = tf.random.uniform([2, 16, 16, 1], -1, 1, seed=2)
     x = tf.random.normal([2, 8], seed=3)
-    out = inference.interpolate(trainer, a, b, 5, x)
+    out = sampling.interpolate(trainer, a, b, 5, x)
     answers = out["answers"].numpy()
     assert answers.shape[:2] == (2, 5)
     for index, condition in ((0, a), (-1, b)):
@@ -199,7 +199,7 @@ def test_interpolation_endpoints_equal_plain_generation(kind):
 def test_best_of_one_equals_plain_refinement():
     trainer = make_trainer("label", steps=4)
     condition = tf.one_hot([1, 5, 9], 10)
-    out = inference.best_of_n(trainer, condition, 1, seed=7)
+    out = sampling.best_of_n(trainer, condition, 1, seed=7)
     seeds = generation_seeds(7)
     x = trainer.sample_latent(3, seeds[0])
     plain, _ = trainer.solve_slow(trainer.solve_fast(x, condition), condition,
@@ -215,8 +215,8 @@ def test_best_of_one_equals_plain_refinement():
 def test_best_of_n_returns_the_candidate_the_planner_values_most():
     trainer, a, b, rng = linear_setup()
     condition = np.eye(CLASSES, dtype=np.float32)[[0, 1]]
-    out = inference.best_of_n(trainer, condition, 6, langevin_steps=1,
-                              seed=2)
+    out = sampling.best_of_n(trainer, condition, 6, langevin_steps=1,
+                             seed=2)
     candidates = out["candidates"].numpy()
     assert candidates.shape == (2, 6, SIDE, SIDE, 1)
     # Known values: f = -|Y - P_C|^2 / 2.
@@ -249,13 +249,13 @@ def test_arguments_are_validated_by_name():
          "target_conditions"),
         (lambda: inference.transfer_style(trainer, y, c, c,
                                           refine_steps=-2), "refine_steps"),
-        (lambda: inference.interpolate(trainer, c, c, 1, x), "steps"),
-        (lambda: inference.interpolate(trainer, c, c[:1], 3, x),
+        (lambda: sampling.interpolate(trainer, c, c, 1, x), "steps"),
+        (lambda: sampling.interpolate(trainer, c, c[:1], 3, x),
          "condition_b"),
-        (lambda: inference.interpolate(trainer, c, c, 3, x[:1]), "x"),
-        (lambda: inference.best_of_n(trainer, c, 0), "num_candidates"),
-        (lambda: inference.best_of_n(trainer, c, 2.5), "num_candidates"),
-        (lambda: inference.best_of_n(trainer, c, 2, langevin_steps=-1),
+        (lambda: sampling.interpolate(trainer, c, c, 3, x[:1]), "x"),
+        (lambda: sampling.best_of_n(trainer, c, 0), "num_candidates"),
+        (lambda: sampling.best_of_n(trainer, c, 2.5), "num_candidates"),
+        (lambda: sampling.best_of_n(trainer, c, 2, langevin_steps=-1),
          "langevin_steps"),
     ]
     for call, name in cases:

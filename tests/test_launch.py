@@ -14,8 +14,7 @@ import tensorflow as tf
 
 import tiny
 from conftest import REPO, shared_data
-from cooperative_tf import config as config_lib
-from cooperative_tf import tasks, train_lib
+from cooperative_tf import config_io, tasks, train_lib
 
 # The launcher's test also checkpoints on the way (every 2 steps).
 TINY_IMAGE = tiny.IMAGE + ["train.checkpoint_every=2"]
@@ -93,7 +92,7 @@ def test_overrides_and_json_round_trip():
     assert config.model.planner_filters == (8, 16)
     assert config.langevin.noise is False
     assert config.langevin.reference_sigma is None
-    assert config_lib.from_json(config_lib.to_json(config)) == config
+    assert config_io.from_json(config_io.to_json(config)) == config
 
 
 @pytest.mark.slow
@@ -156,7 +155,7 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     config = tasks.resolve_config("zappos", data_dir=str(data),
                                    train_steps=1, overrides=TINY_IMAGE)
     train_lib.train(config, str(tmp_path), verbose=False)
-    other = config_lib.override(config, ["model.latent_dim=16"])
+    other = config_io.override(config, ["model.latent_dim=16"])
     with pytest.raises(ValueError, match="different model"):
         train_lib.train(other, str(tmp_path), verbose=False)
     # The first run's files are untouched.
@@ -165,7 +164,7 @@ def test_resuming_with_another_model_is_refused(tmp_path):
 
 
 def test_config_file_applies_before_set_and_round_trips(tmp_path):
-    from cooperative_tf import config as config_lib
+    from cooperative_tf import config_io
 
     yaml_file = tmp_path / "experiment.yaml"
     yaml_file.write_text("train:\n  batch_size: 8\n  planner_lr: 0.001\n"
@@ -177,7 +176,7 @@ def test_config_file_applies_before_set_and_round_trips(tmp_path):
     assert config.model.planner_filters == (8, 16)
     # A run's resolved config.json reproduces it, task name included.
     saved = tmp_path / "config.json"
-    saved.write_text(config_lib.to_json(config))
+    saved.write_text(config_io.to_json(config))
     again = tasks.resolve_config(None, config_file=str(saved))
     assert again == config
     json_file = tmp_path / "bad.json"

@@ -79,13 +79,14 @@ LAYERS = [
      "cooperative_tf.metrics", "cooperative_tf.parzen",
      "cooperative_tf.images", "cooperative_tf.distribute",
      "cooperative_tf.callbacks", "cooperative_tf.safety",
-     "cooperative_tf.seeds", "cooperative_tf.summaries"),
+     "cooperative_tf.workdir_lock", "cooperative_tf.seeds",
+     "cooperative_tf.summaries"),
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
-     "cooperative_tf.classifier"),
+     "cooperative_tf.config_io", "cooperative_tf.classifier"),
     # registered tasks, quality metrics of a run, the planner at inference
     ("cooperative_tf.tasks", "cooperative_tf.quality",
-     "cooperative_tf.inference"),
+     "cooperative_tf.inference", "cooperative_tf.sampling"),
     # networks and trainer from a config; the files of a work directory
     ("cooperative_tf.factory", "cooperative_tf.workdir"),
     # evaluation, figures, serving

@@ -14,8 +14,8 @@ import pytest
 
 import tiny
 from conftest import REPO
-from cooperative_tf import config as config_lib
-from cooperative_tf import factory, safety, tasks, train_lib, workdir
+from cooperative_tf import (config_io, factory, safety, tasks, train_lib,
+                            workdir, workdir_lock)
 from cooperative_tf.callbacks import DivergenceError
 
 # Zappos' embedded sample at 16 x 16, a checkpoint every step.
@@ -81,7 +81,7 @@ def test_planted_inf_update_leaves_the_last_good_checkpoint(tmp_path):
     assert safety.list_checkpoints(str(tmp_path / "checkpoints"))[-1] == str(
         good)
     assert restored_is_finite(config, str(tmp_path))
-    assert not (tmp_path / safety.LOCK_FILE).exists()  # released
+    assert not (tmp_path / workdir_lock.LOCK_FILE).exists()  # released
 
 
 def test_rollback_restores_the_last_good_checkpoint_and_finishes(tmp_path,
@@ -123,9 +123,9 @@ def test_rollbacks_are_bounded(tmp_path):
 def test_divergence_settings_are_validated():
     config = tasks.resolve_config("zappos")
     with pytest.raises(ValueError, match="on_divergence"):
-        config_lib.override(config, ["train.on_divergence=retry"])
+        config_io.override(config, ["train.on_divergence=retry"])
     with pytest.raises(ValueError, match="max_rollbacks"):
-        config_lib.override(config, ["train.max_rollbacks=-1"])
+        config_io.override(config, ["train.max_rollbacks=-1"])
 
 
 # ---------------------------------------------------- corrupt checkpoints
@@ -222,7 +222,7 @@ def test_sigterm_saves_at_the_step_reached_and_resuming_finishes(tmp_path):
     assert 3 <= step < steps
     assert stopped[0].endswith(f"saved {tmp_path / 'checkpoints'}/ckpt-{step}."
                                " Run the same command to resume.")
-    assert not (tmp_path / safety.LOCK_FILE).exists()
+    assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
     run = _launch(tmp_path, step + 2)  # resume: nothing lost since the signal
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-2000:]
@@ -233,28 +233,29 @@ def test_sigterm_saves_at_the_step_reached_and_resuming_finishes(tmp_path):
 
 # ------------------------------------------------------------------- lock
 def _write_lock(path, host, pid):
-    (path / safety.LOCK_FILE).write_text(json.dumps(
+    (path / workdir_lock.LOCK_FILE).write_text(json.dumps(
         {"host": host, "pid": pid, "started": "then"}))
 
 
 def test_a_second_run_in_a_locked_workdir_is_refused(tmp_path):
     host = socket.gethostname()
-    with safety.WorkdirLock(str(tmp_path)):
-        lock = json.loads((tmp_path / safety.LOCK_FILE).read_text())
+    with workdir_lock.WorkdirLock(str(tmp_path)):
+        lock = json.loads((tmp_path / workdir_lock.LOCK_FILE).read_text())
         assert lock["host"] == host and lock["pid"] == os.getpid()
-        with pytest.raises(safety.WorkdirInUseError,
+        with pytest.raises(workdir_lock.WorkdirInUseError,
                            match=f"pid {os.getpid()} on host {host}"):
-            with safety.WorkdirLock(str(tmp_path)):
+            with workdir_lock.WorkdirLock(str(tmp_path)):
                 pass
-    assert not (tmp_path / safety.LOCK_FILE).exists()
+    assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
     # Another host's lock cannot be checked: refused, naming it.
     _write_lock(tmp_path, "elsewhere", 1)
-    with pytest.raises(safety.WorkdirInUseError, match="pid 1 on host "
+    with pytest.raises(workdir_lock.WorkdirInUseError, match="pid 1 on host "
                        "elsewhere"):
-        safety.WorkdirLock(str(tmp_path)).__enter__()
+        workdir_lock.WorkdirLock(str(tmp_path)).__enter__()
     # Through train(), before any training.
     _write_lock(tmp_path, host, os.getpid())
-    with pytest.raises(safety.WorkdirInUseError, match="in use by another"):
+    with pytest.raises(workdir_lock.WorkdirInUseError,
+                       match="in use by another"):
         train_lib.train(tiny_config(1), str(tmp_path), verbose=False)
     assert not (tmp_path / "checkpoints").exists()
 
@@ -264,8 +265,8 @@ def test_a_stale_lock_is_taken_over_with_a_message(tmp_path):
     dead.wait()
     _write_lock(tmp_path, socket.gethostname(), dead.pid)
     lines = []
-    with safety.WorkdirLock(str(tmp_path), log=lines.append):
-        owner = json.loads((tmp_path / safety.LOCK_FILE).read_text())
+    with workdir_lock.WorkdirLock(str(tmp_path), log=lines.append):
+        owner = json.loads((tmp_path / workdir_lock.LOCK_FILE).read_text())
         assert owner["pid"] == os.getpid()
     assert lines and "stale lock" in lines[0] and str(dead.pid) in lines[0]
 
@@ -280,7 +281,7 @@ def test_leftovers_of_interrupted_saves_and_exports_are_removed(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     lines = []
-    removed = safety.clean_leftovers(str(tmp_path),
+    removed = workdir_lock.clean_leftovers(str(tmp_path),
                                      str(tmp_path / "checkpoints"),
                                      log=lines.append)
     assert sorted(removed) == sorted([str(temp_save.parent),

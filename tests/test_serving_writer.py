@@ -111,8 +111,8 @@ def test_bad_arguments_fail_before_writing(label_model, tmp_path):
 
 
 def test_export_from_workdir_restores_the_checkpoint(tmp_path):
-    from cooperative_tf import config as config_lib
-    from cooperative_tf import factory, serving, tasks, workdir as workdir_lib
+    from cooperative_tf import config_io, factory, serving, tasks
+    from cooperative_tf import workdir as workdir_lib
 
     config = tasks.resolve_config("mnist", overrides=MNIST)
     workdir = tmp_path / "run"
@@ -120,7 +120,7 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
         serving.export_from_workdir(str(workdir))
     trainer = factory.build_trainer(config)
     os.makedirs(workdir)
-    (workdir / workdir_lib.CONFIG_FILE).write_text(config_lib.to_json(config))
+    (workdir / workdir_lib.CONFIG_FILE).write_text(config_io.to_json(config))
     tf.train.CheckpointManager(
         workdir_lib.make_checkpoint(trainer),
         str(workdir / workdir_lib.CHECKPOINT_DIR), max_to_keep=1).save()

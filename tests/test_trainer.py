@@ -127,8 +127,8 @@ def test_replica_seeds_differ_across_steps_and_streams():
 
 
 def tiny_mnist(precision, jit):
-    from cooperative_tf import config as config_lib, tasks
-    return config_lib.override(tasks.get_task("mnist"), [
+    from cooperative_tf import config_io, tasks
+    return config_io.override(tasks.get_task("mnist"), [
         "model.policy_filters=32:16", "model.planner_filters=16:32",
         "model.template_filters=16:8", "langevin.steps=3",
         "train.batch_size=8", f"train.precision={precision}",

@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tiny
-from cooperative_tf import config as config_lib
-from cooperative_tf import factory, tasks, workdir
+from cooperative_tf import config_io, factory, tasks, workdir
 
 
 def test_config_written_is_the_config_loaded(tmp_path):
@@ -21,14 +20,14 @@ def test_config_written_is_the_config_loaded(tmp_path):
 
 def test_resume_check_allows_what_keeps_the_weights(tmp_path):
     config = tasks.resolve_config("zappos")
-    (tmp_path / "config.json").write_text(config_lib.to_json(config))
+    (tmp_path / "config.json").write_text(config_io.to_json(config))
     for same in (["model.planner_conv_form=direct"],
                  ["train.precision=mixed_bfloat16"], ["train.train_steps=9"]):
         workdir.check_workdir_config(
-            config_lib.override(config, same), str(tmp_path))
+            config_io.override(config, same), str(tmp_path))
     with pytest.raises(ValueError, match="different model"):
         workdir.check_workdir_config(
-            config_lib.override(config, ["model.latent_dim=16"]),
+            config_io.override(config, ["model.latent_dim=16"]),
             str(tmp_path))
 
 

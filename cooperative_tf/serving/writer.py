@@ -18,6 +18,7 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
+from cooperative_tf import config_io
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.serving.module import ServingModule
 from cooperative_tf.workdir import load_config, restore
@@ -144,7 +145,7 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
         "default_steps": int(trainer.langevin_steps),
         "default_step_size": float(trainer.step_size),
         "signatures": _describe(signatures),
-        "config": json.loads(config_lib.to_json(config)),
+        "config": json.loads(config_io.to_json(config)),
     }
     # os.mkdir, unlike tempfile.mkdtemp (0700), keeps the umask's
     # permissions, so a server running as another user can read the version.
