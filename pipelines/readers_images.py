@@ -175,7 +175,7 @@ def read_paired_folders(data: DataSpec, split: str) -> Source:
     rejects = files_lib.Rejects(data.on_error)
     targets = {p.stem: p for p in files_lib.list_images(folder / names[1])}
     conditions = {p.stem: p for p in files_lib.list_images(folder / names[0])}
-    pairs = []
+    candidates = []
     for stem in sorted(set(targets) | set(conditions) if with_condition
                        else targets):
         if with_condition and (stem not in targets or stem not in conditions):
@@ -184,10 +184,12 @@ def read_paired_folders(data: DataSpec, split: str) -> Source:
             rejects.reject(str(have), f"no partner named {stem}.* in "
                            f"{folder / lacks}", error=FileNotFoundError)
             continue
-        members = [targets[stem]] + ([conditions[stem]] if with_condition else [])
-        checked = check_images(members, rejects)
-        if len(checked) == len(members):
-            pairs.append(checked)
+        candidates.append([targets[stem]] + ([conditions[stem]]
+                                             if with_condition else []))
+    # One check of all files at once: it decodes them in parallel.
+    good = dict(check_images([p for c in candidates for p in c], rejects))
+    pairs = [[(p, good[p]) for p in c] for c in candidates
+             if all(p in good for p in c)]
     rejects.log(f"paired_folders {folder}")
     if not pairs:
         empty_split(str(folder), split, rejects)
@@ -276,7 +278,7 @@ def read_class_folders(data: DataSpec, split: str) -> Source:
     # readable, so skipping a class's every file does not renumber the rest.
     class_names = set()
     if archive is not None:
-        entries = []  # (class, name, bytes)
+        entries = []  # (class, 'archive:member', bytes)
         for name, blob in _tar_members(archive):
             relative = pathlib.PurePosixPath(name)
             if relative.parts and relative.parts[0] == split:
@@ -287,12 +289,11 @@ def read_class_folders(data: DataSpec, split: str) -> Source:
                                "folder")
                 continue
             class_names.add(label)
-            try:
-                files_lib.inspect_image(blob)
-            except ValueError as error:
-                rejects.reject(f"{archive}:{name}", str(error))
-                continue
-            entries.append((label, name, blob))
+            entries.append((label, f"{archive}:{name}", blob))
+        checked = check_images([e[1] for e in entries], rejects,
+                               contents=[e[2] for e in entries])
+        good = {name for name, _ in checked}
+        entries = [e for e in entries if e[1] in good]
     else:
         entries = []
         class_names.update(files_lib.subfolders(folder))

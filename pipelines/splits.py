@@ -9,7 +9,7 @@ files of a split, and the error for a split with nothing usable in it.
 from __future__ import annotations
 
 import pathlib
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -67,8 +67,8 @@ def split_folder(root: pathlib.Path, split: str) -> pathlib.Path:
 
 def empty_split(where: str, split: str, rejects: files_lib.Rejects):
     """Raises the error for a split with no usable image."""
-    skipped = f" ({len(rejects.files)} unreadable file(s) skipped)" \
-        if rejects.files else ""
+    skipped = (f" ({len(rejects.files)} unreadable {rejects.unit}(s) "
+               "skipped)" if rejects.files else "")
     raise ValueError(f"No usable images in split {split!r} at "
                      f"{where}{skipped}. Received: split={split!r}")
 
@@ -81,15 +81,31 @@ def file_contents(record: Features, key: str) -> tf.Tensor:
     return record[key + "_bytes"]
 
 
-def check_images(paths: Sequence[pathlib.Path], rejects: files_lib.Rejects,
-                 pair: bool = False
-                 ) -> List[Tuple[pathlib.Path, files_lib.ImageInfo]]:
-    """The readable images among `paths` with their headers; `pair` requires
-    a pix2pix side-by-side pair (width = 2 * height)."""
-    good = []
-    for path in paths:
+def check_images(paths: Sequence[Union[str, pathlib.Path]],
+                 rejects: files_lib.Rejects, pair: bool = False,
+                 contents: Optional[Sequence[bytes]] = None
+                 ) -> List[Tuple[Union[str, pathlib.Path],
+                                 files_lib.ImageInfo]]:
+    """The images among `paths` that the pipeline can decode, with their
+    headers.
+
+    Headers first, file by file (a bad one is reported at once), then one
+    parallel decode of the rest with the pipeline's decoder.
+
+    Args:
+      paths: The files, or only their names when `contents` is given.
+      rejects: Where bad files go (raises on the first with on_error=raise).
+      pair: Require a pix2pix side-by-side pair (width = 2 * height).
+      contents: The files' bytes, for files not on disk (tar members).
+
+    Returns:
+      `(path, ImageInfo)` of each good file, in the order of `paths`.
+    """
+    sources = paths if contents is None else contents
+    headers = []
+    for path, source in zip(paths, sources):
         try:
-            info = files_lib.inspect_image(path)
+            info = files_lib.read_header(source)
         except ValueError as error:
             rejects.reject(str(path), str(error))
             continue
@@ -97,5 +113,12 @@ def check_images(paths: Sequence[pathlib.Path], rejects: files_lib.Rejects,
             rejects.reject(str(path), "a pix2pix pair must be twice as wide "
                            f"as high (W = 2H), got {info.width}x{info.height}")
             continue
-        good.append((path, info))
+        headers.append((path, info, source))
+    failed = files_lib.decode_errors([source for _, _, source in headers])
+    good = []
+    for index, (path, info, _) in enumerate(headers):
+        if index in failed:
+            rejects.reject(str(path), failed[index])
+        else:
+            good.append((path, info))
     return good

@@ -75,6 +75,37 @@ def test_mnist_csv_bad_rows_and_split_files(tmp_path):
         readers.load_source(data, "val")
 
 
+def test_mnist_csv_bad_first_row_is_named_or_skipped_a_header_is_not(tmp_path):
+    good = [",".join(["0"] * 784 + [str(label)]) for label in (1, 2)]
+    first_rows = {"short": ",".join(["0"] * 783 + ["3"]),
+                  "letter": "x" + good[0][1:], "pixel": "300" + good[0][1:]}
+    for kind, first in first_rows.items():
+        path = tmp_path / f"{kind}.csv"
+        path.write_text("\n".join([first] + good) + "\n")
+        data = DataConfig(reader="mnist_csv", data_dir=str(path),
+                          condition="label", channels=1)
+        with pytest.raises(ValueError, match=f"{kind}.csv:1 .*on_error=skip"):
+            readers.load_source(data, "train")
+        skip = readers.load_source(dataclasses.replace(data, on_error="skip"),
+                                   "train")
+        assert [name for name, _ in skip.skipped] == [f"{path}:1"]
+        labels = [int(r["label"]) for r in skip.records.as_numpy_iterator()]
+        assert labels == [1, 2]
+    # Column names, or pandas' column numbers, are a header; lines keep
+    # their numbers in messages.
+    headers = {"names": ",".join([f"pixel{i}" for i in range(784)] + ["label"]),
+               "numbers": ",".join(str(i) for i in range(785))}
+    for kind, header in headers.items():
+        path = tmp_path / f"{kind}.csv"
+        path.write_text("\n".join([header, good[0], "x" + good[0][1:],
+                                   good[1]]) + "\n")
+        data = DataConfig(reader="mnist_csv", data_dir=str(path),
+                          condition="label", channels=1, on_error="skip")
+        skip = readers.load_source(data, "train")
+        assert [name for name, _ in skip.skipped] == [f"{path}:3"]
+        assert skip.num_examples == 2
+
+
 def test_a_folder_without_csv_files_is_named(tmp_path):
     no_csv = DataConfig(reader="mnist_csv", data_dir=str(tmp_path),
                         condition="label")

@@ -7,6 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import pipelines
@@ -29,6 +30,18 @@ def _save(path, size=(16, 8), mode="RGB", value=128, fmt=None):
              np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
     Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode).save(
         path, fmt)
+    return path
+
+
+def _rot(path):
+    """Overwrites the middle of a JPEG's compressed data with random bytes,
+    as a rotting disk would: header and end marker stay intact."""
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"\xff\xda") + 100  # Inside the scan, past its header.
+    stop = start + (len(raw) - start) // 2
+    raw[start:stop] = np.random.default_rng(1).integers(
+        0, 256, stop - start, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(raw))
     return path
 
 
@@ -175,6 +188,31 @@ def test_not_an_image_and_truncated_files_are_named(tmp_path):
     assert skipped == ["cut.jpg", "cut.png", "notes.jpg"]
     assert dataset.num_examples == 3
     assert len(next(iter(dataset))["target"]) == 3
+
+
+def test_rotted_jpeg_with_intact_markers_is_named_or_skipped(tmp_path):
+    folder = tmp_path / "train"
+    for i in range(3):
+        _save(folder / f"{i}.jpg", (16, 8))
+    rotted = _rot(_save(folder / "rotted.jpg", (64, 32), value=None))
+    # The header reads and the file ends in its marker, yet TF cannot decode.
+    with Image.open(rotted) as image:
+        assert image.size == (64, 32)
+    assert rotted.read_bytes().endswith(b"\xff\xd9")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_jpeg(rotted.read_bytes())
+    with pytest.raises(ValueError, match="decoder"):
+        files.inspect_image(rotted.read_bytes())
+    data = DataConfig(reader="pix2pix", data_dir=str(tmp_path), image_size=8,
+                      load_size=8)
+    with pytest.raises(ValueError,
+                       match="(?s)decode_image.*rotted.jpg.*on_error=skip"):
+        readers.load_source(data, "train")
+    skip = dataclasses.replace(data, on_error="skip")
+    dataset = pipelines.build_dataset(skip, "train", 2, training=False)
+    assert [n.rsplit("/", 1)[1] for n, _ in dataset.skipped_files] == [
+        "rotted.jpg"]
+    assert sum(len(b["target"]) for b in dataset) == dataset.num_examples == 3
 
 
 def test_each_bad_file_kind_is_reported(tmp_path):
