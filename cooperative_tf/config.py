@@ -17,7 +17,6 @@ from typing import Optional, Tuple
 from cooperative_tf.models import POLICY_CONDITIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
 from pipelines import spec as data_spec
-from pipelines.spec import CONDITION_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,16 +317,3 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.max_rollbacks must be >= 0. Received: "
                          f"train.max_rollbacks={t.max_rollbacks}")
 
-
-# Moved to `cooperative_tf.config_io`. Only `tasks.resolve_config` still
-# reaches them here (tasks.py is being edited elsewhere); delete this once it
-# imports them from config_io. Resolved lazily: config_io imports this module.
-_MOVED_TO_CONFIG_IO = ("apply_mapping", "override", "read_file")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_CONFIG_IO:
-        from cooperative_tf import config_io
-        return getattr(config_io, name)
-    raise AttributeError(
-        f"module {__name__!r} has no attribute {name!r}")

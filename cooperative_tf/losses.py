@@ -1,10 +1,10 @@
-"""The two learning signals of Algorithm 1, as pure functions.
+"""Algorithm 1's learning signals and optional terms, as pure functions.
 
-Both return a scalar to minimise. Under a distribution strategy each replica
-sees `batch / replicas` examples and the optimizer sums gradients across
-replicas, so a loss must be divided by the GLOBAL batch size, not averaged over
-the replica's own examples: pass `global_batch_size`. Without it the losses are
-plain means over the batch.
+Each loss returns a scalar to minimise. Under a distribution strategy each
+replica sees `batch / replicas` examples and the optimizer sums gradients
+across replicas, so a loss must be divided by the GLOBAL batch size, not
+averaged over the replica's own examples: pass `global_batch_size`. Without
+it the losses are plain means over the batch.
 """
 
 from __future__ import annotations
@@ -121,6 +121,30 @@ def mismatch_loss(value_matched: tf.Tensor, value_mismatched: tf.Tensor,
     matched = _at_least_float32(value_matched)
     gap = tf.cast(value_mismatched, matched.dtype) - matched
     return _batch_mean(tf.math.softplus(gap), global_batch_size)
+
+
+def mismatched_condition(condition: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A wrong condition for every example, as the planner's negatives.
+
+    Args:
+      condition: `[batch, classes]` one-hot labels, or `[batch, H, W, C_c]`
+        image conditions.
+      seed: A stateless seed `[2]`.
+
+    Returns:
+      The same shape: each label moved by a random 1..classes-1 (so never
+      the true one); image conditions rolled by one along the batch (another
+      example's condition).
+    """
+    if condition.shape.rank == 2:
+        classes = tf.shape(condition)[-1]
+        shift = tf.random.stateless_uniform(
+            tf.shape(condition)[:1], seed, minval=1, maxval=classes,
+            dtype=tf.int32)
+        labels = tf.argmax(condition, axis=-1, output_type=tf.int32)
+        return tf.one_hot((labels + shift) % classes, classes,
+                          dtype=condition.dtype)
+    return tf.roll(condition, shift=1, axis=0)
 
 
 def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,

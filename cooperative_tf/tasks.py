@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence
 
+from cooperative_tf import config_io
 from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
                                    TaskConfig, TrainConfig, validate)
 
@@ -209,9 +210,7 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
     Returns:
       The config, validated.
     """
-    from cooperative_tf import config as config_lib
-
-    mapping = config_lib.read_file(config_file) if config_file else {}
+    mapping = config_io.read_file(config_file) if config_file else {}
     named = mapping.get("name") if isinstance(mapping, dict) else None
     if task is None and named is None:
         raise ValueError("Name a task (--task), or a config file that holds "
@@ -221,8 +220,8 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
                          f"{task!r}. Received: task={task!r}")
     config = get_task(task or named)
     if config_file:
-        config = config_lib.apply_mapping(config, mapping,
-                                          source=f"config file {config_file}")
+        config = config_io.apply_mapping(config, mapping,
+                                         source=f"config file {config_file}")
     assignments = list(overrides)
     if data_dir is not None:
         assignments.append(f"data.data_dir={data_dir}")
@@ -230,4 +229,4 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
         assignments.append(f"train.train_steps={train_steps}")
     if batch_size is not None:
         assignments.append(f"train.batch_size={batch_size}")
-    return config_lib.override(config, assignments)
+    return config_io.override(config, assignments)

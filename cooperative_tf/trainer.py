@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
 from cooperative_tf.losses import (label_loss, mapping_shift_loss,
-                                   mismatch_loss, reconstruction_loss,
-                                   value_shift_loss)
+                                   mismatch_loss, mismatched_condition,
+                                   reconstruction_loss, value_shift_loss)
 from cooperative_tf.seeds import (generation_seeds, num_replicas,
                                   replica_id, replica_seed, step_seed)
 
@@ -18,30 +18,6 @@ _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
 # Logged only when their loss term is on.
 _OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss")
-
-
-def mismatched_condition(condition: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A wrong condition for every example, as the planner's negatives.
-
-    Args:
-      condition: `[batch, classes]` one-hot labels, or `[batch, H, W, C_c]`
-        image conditions.
-      seed: A stateless seed `[2]`.
-
-    Returns:
-      The same shape: each label moved by a random 1..classes-1 (so never
-      the true one); image conditions rolled by one along the batch (another
-      example's condition).
-    """
-    if condition.shape.rank == 2:
-        classes = tf.shape(condition)[-1]
-        shift = tf.random.stateless_uniform(
-            tf.shape(condition)[:1], seed, minval=1, maxval=classes,
-            dtype=tf.int32)
-        labels = tf.argmax(condition, axis=-1, output_type=tf.int32)
-        return tf.one_hot((labels + shift) % classes, classes,
-                          dtype=condition.dtype)
-    return tf.roll(condition, shift=1, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")

@@ -9,7 +9,8 @@ import tiny
 from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
 from cooperative_tf.models import LabelPolicy, Planner
 from cooperative_tf.seeds import replica_seed, step_seed
-from cooperative_tf.trainer import CooperativeTrainer, mismatched_condition
+from cooperative_tf.losses import mismatched_condition
+from cooperative_tf.trainer import CooperativeTrainer
 
 B = tiny.BATCH
 
