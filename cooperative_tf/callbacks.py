@@ -52,10 +52,20 @@ class DivergenceGuard(keras.callbacks.Callback):
                 f"refinement={refinement}")
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours}h{rest // 60:02d}m" if hours
+            else f"{rest // 60}m{rest % 60:02d}s")
+
+
 class ProgressLogger(keras.callbacks.Callback):
-    """Prints `step i/n, s/step, metrics` every `every` steps.
+    """Prints `step i/n, s/step, ETA, metrics` every `every` steps.
 
     The metrics shown are averages over the steps since the previous line.
+    On a terminal a progress bar (step, rate, ETA) is also redrawn in place
+    after every step; in a file or a pipe (cluster logs) only the lines are
+    written.
 
     Args:
       every: Steps between lines.
@@ -79,14 +89,38 @@ class ProgressLogger(keras.callbacks.Callback):
         self._last_step = None
         self.step_times = []
         self.history = []  # (step, {metric: value}) per printed line
+        isatty = getattr(self.stream, "isatty", None)
+        self.bar = bool(isatty and isatty())
+        self._bar_drawn = False
+        self._start_time = None
+        self._start_step = None
 
     def on_train_begin(self, logs=None):
-        self._last_time = time.perf_counter()
-        self._last_step = self.step_fn()
+        self._last_time = self._start_time = time.perf_counter()
+        self._last_step = self._start_step = self.step_fn()
+
+    def _eta(self, step: int, per_step: float) -> str:
+        return _duration(max(self.total_steps - step, 0) * per_step)
+
+    def _draw_bar(self, step: int) -> None:
+        done = step - self._start_step
+        if done <= 0:
+            return
+        per_step = (time.perf_counter() - self._start_time) / done
+        width = 30
+        filled = int(width * min(step / max(self.total_steps, 1), 1.0))
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                          f"step {step}/{self.total_steps}  "
+                          f"{per_step:.3f} s/step  "
+                          f"ETA {self._eta(step, per_step)}")
+        self.stream.flush()
+        self._bar_drawn = True
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_fn()
         if step % self.every and step != self.total_steps:
+            if self.bar:
+                self._draw_bar(step)
             return
         now = time.perf_counter()
         per_step = (now - self._last_time) / max(step - self._last_step, 1)
@@ -97,8 +131,12 @@ class ProgressLogger(keras.callbacks.Callback):
         if self.on_line is not None:
             self.on_line(step, {**values, "seconds_per_step": per_step})
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()))
+        if self._bar_drawn:  # the line replaces the bar; the bar redraws
+            self.stream.write("\r\033[K")
+            self._bar_drawn = False
         print(f"step {step}/{self.total_steps}  {per_step:.3f} s/step  "
-              f"{shown}", file=self.stream, flush=True)
+              f"ETA {self._eta(step, per_step)}  {shown}", file=self.stream,
+              flush=True)
         # Keras' trackers average since the epoch began; restart them so
         # each line shows the last `every` steps.
         for metric in self.model.metrics:
