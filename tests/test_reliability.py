@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -190,13 +191,13 @@ def test_training_resumes_from_the_older_checkpoint_when_the_newest_is_cut(
 
 
 # ------------------------------------------------------------- preemption
-def _launch(workdir_path, steps):
+def _launch(workdir_path, steps, checkpoint_every=0):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     args = [sys.executable, "-u", "-m", "cooperative_tf.launch",
             "--task=zappos", f"--workdir={workdir_path}",
             f"--train_steps={steps}", "--noexport"]
     args += [f"--set={s}" for s in tiny.IMAGE_16 + [
-        "train.checkpoint_every=0", "train.eval_every=0"]]
+        f"train.checkpoint_every={checkpoint_every}", "train.eval_every=0"]]
     return subprocess.Popen(args, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
                             cwd=REPO)
@@ -229,6 +230,41 @@ def test_sigterm_saves_at_the_step_reached_and_resuming_finishes(tmp_path):
     assert f"Resumed from {tmp_path / 'checkpoints'}/ckpt-{step}" in out
     assert f"step {step + 2}/{step + 2}" in out
     assert f"step {step}/" not in out
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resuming_each_time_completes(tmp_path):
+    # SIGKILL cannot be caught: whatever it interrupts (a step, a checkpoint
+    # half written, the lock left behind) the next run must cope with.
+    steps, rng = 12, np.random.default_rng(0)
+    reached = 0
+    for kill in range(3):
+        run = _launch(tmp_path, steps, checkpoint_every=1)
+        target = reached + int(rng.integers(2, 4))
+        for line in run.stdout:
+            if line.startswith("step ") and int(
+                    line.split()[1].split("/")[0]) >= target:
+                break
+        time.sleep(float(rng.uniform(0.0, 0.5)))  # a random point of a step
+        run.kill()
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == -signal.SIGKILL, err[-2000:]
+        kept = safety.list_checkpoints(str(tmp_path / "checkpoints"))
+        assert kept, f"kill {kill}: no checkpoint after step {target}"
+        reached = safety.checkpoint_step(kept[-1])
+    run = _launch(tmp_path, steps, checkpoint_every=1)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "Resumed from" in out and f"step {steps}/{steps}" in out
+    final = tmp_path / "checkpoints" / f"ckpt-{steps}"
+    assert safety.list_checkpoints(str(tmp_path / "checkpoints"))[-1] == \
+        str(final)
+    trainer = factory.build_trainer(workdir.load_config(str(tmp_path)))
+    assert workdir.restore(trainer, str(tmp_path)) == str(final)
+    for variable in safety.state_variables(trainer):
+        assert np.isfinite(variable.numpy()).all(), variable.name
+    assert not list(tmp_path.glob("checkpoints/*_temp*"))
 
 
 # ------------------------------------------------------------------- lock
