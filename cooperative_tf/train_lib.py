@@ -291,7 +291,10 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
 def _learning_rate(optimizer) -> float:
     # A rollback halves the planner's rate; a schedule would be a callable.
     rate = optimizer.learning_rate
-    return float(rate(optimizer.iterations) if callable(rate) else rate)
+    if callable(rate):
+        rate = rate(optimizer.iterations)
+    # A MirroredVariable under a strategy has no __float__; its value has.
+    return float(tf.convert_to_tensor(rate))
 
 
 def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
