@@ -236,7 +236,8 @@ def test_sigterm_saves_at_the_step_reached_and_resuming_finishes(tmp_path):
 def test_kill_9_at_random_points_then_resuming_each_time_completes(tmp_path):
     # SIGKILL cannot be caught: whatever it interrupts (a step, a checkpoint
     # half written, the lock left behind) the next run must cope with.
-    steps, rng = 12, np.random.default_rng(0)
+    # Far more steps than the kills reach, so the last run has work left.
+    steps, rng = 40, np.random.default_rng(0)
     reached = 0
     for kill in range(3):
         run = _launch(tmp_path, steps, checkpoint_every=1)
@@ -252,6 +253,7 @@ def test_kill_9_at_random_points_then_resuming_each_time_completes(tmp_path):
         kept = safety.list_checkpoints(str(tmp_path / "checkpoints"))
         assert kept, f"kill {kill}: no checkpoint after step {target}"
         reached = safety.checkpoint_step(kept[-1])
+    assert reached < steps
     run = _launch(tmp_path, steps, checkpoint_every=1)
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-3000:]
