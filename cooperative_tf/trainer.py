@@ -296,7 +296,8 @@ class CooperativeTrainer(keras.Model):
             value_observed, value_refined = values[:2]
             planner_loss, extra = self._planner_objective(
                 value_observed, value_refined, target, condition,
-                global_batch, value_mismatched=values[2:])
+                global_batch,
+                value_mismatched=values[2] if self.mismatch_weight else None)
             scaled = self.planner_optimizer.scale_loss(planner_loss)
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
@@ -333,11 +334,11 @@ class CooperativeTrainer(keras.Model):
         condition_map = self.planner.encode_condition(condition)
         value_observed = self.planner.value(target, condition_map)
         value_refined = self.planner.value(y1, condition_map)
-        mismatched = []
+        mismatched = None
         if self.mismatch_weight:
-            mismatched.append(self.planner.value(
+            mismatched = self.planner.value(
                 target, self.planner.encode_condition(mismatched_condition(
-                    condition, replica_seed(self.seed + 1, step, 2)))))
+                    condition, replica_seed(self.seed + 1, step, 2))))
         planner_loss, extra = self._planner_objective(
             value_observed, value_refined, target, condition,
             value_mismatched=mismatched)
@@ -349,14 +350,16 @@ class CooperativeTrainer(keras.Model):
             y0=y0, y1=y1, target=target, acceptance=acceptance, **extra)
 
     def _planner_objective(self, value_observed, value_refined, target,
-                           condition, global_batch=None, value_mismatched=()):
+                           condition, global_batch=None,
+                           value_mismatched=None):
         """The value shift plus the optional label and mismatch terms, and
-        those terms by name for the logs."""
+        those terms by name for the logs. `value_mismatched` is f(Y_obs, C')
+        when the mismatch term is on."""
         loss = value_shift_loss(value_observed, value_refined, global_batch)
         extra = {}
         if self.mismatch_weight:
             extra["mismatch_loss"] = mismatch_loss(
-                value_observed, value_mismatched[0], global_batch)
+                value_observed, value_mismatched, global_batch)
             loss += self.mismatch_weight * extra["mismatch_loss"]
         if self.label_loss_weight:
             extra["label_loss"] = label_loss(

@@ -182,6 +182,11 @@ class Planner(keras.Model):
         return (self.condition == "label"
                 and self.label_conditioning == "tiled")
 
+    def _tiles_before(self, index):
+        """Whether the label is tiled onto the input of conv `index` (the
+        last one)."""
+        return self.uses_tiling and index == len(self.convs) - 1
+
     @property
     def condition_map_channels(self):
         """Channels concatenated with Y before the convolutions."""
@@ -200,7 +205,7 @@ class Planner(keras.Model):
         shape = (batch, self.image_size, self.image_size,
                  self.channels + self.condition_map_channels)
         for i, conv in enumerate(self.convs):
-            if self.uses_tiling and i == len(self.convs) - 1:
+            if self._tiles_before(i):
                 shape = shape[:-1] + (shape[-1] + self.num_classes,)
             if not conv.built:
                 conv.build(shape)
@@ -284,7 +289,7 @@ class Planner(keras.Model):
                   or (self.conv_form == "auto" and in_xla_context()
                       and not accelerator_visible()))
         for i, conv in enumerate(self.convs):
-            if self.uses_tiling and i == len(self.convs) - 1:
+            if self._tiles_before(i):
                 x = _tile_onto(x, condition_map)
             if not conv.built:  # the folded form reads the kernel directly
                 conv.build(x.shape)
