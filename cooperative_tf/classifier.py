@@ -111,6 +111,18 @@ def predict(classifier: FeatureClassifier, images,
     return np.concatenate(labels), np.concatenate(features)
 
 
+def probabilities(classifier: FeatureClassifier, images,
+                  batch_size: int = 500) -> np.ndarray:
+    """Class probabilities `[n, num_classes]` (rows sum to 1) of images
+    `[n, H, W, C]` in [-1, 1]."""
+    probs = []
+    for start in range(0, len(images), batch_size):
+        chunk = tf.convert_to_tensor(images[start:start + batch_size])
+        logits = classifier.logits(classifier.features(chunk, training=False))
+        probs.append(tf.nn.softmax(logits).numpy())
+    return np.concatenate(probs)
+
+
 def _fingerprint(data) -> dict:
     return {"reader": data.reader, "data_dir": data.data_dir,
             "image_size": data.image_size, "channels": data.channels,

@@ -7,8 +7,11 @@ Modes:
   export  write a TF Serving SavedModel version from the latest checkpoint.
   figures write the paper's figures (style transfer, latent grid,
           interpolation) for the latest checkpoint into <workdir>/figures.
+  inference  measure label inference (eq. 10), latent inference (eq. 9)
+          and best-of-N by the planner on held-out examples; writes
+          <workdir>/inference.json.
 
-eval, sample, export and figures read the config the run saved in --workdir (so --task
+eval, sample, export, figures and inference read the config the run saved in --workdir (so --task
 may be left out); --data_dir and --set still apply on top of it.
 
 Examples:
@@ -37,7 +40,7 @@ flags.DEFINE_string("config", None,
                     "<workdir>/config.json reproduces it (and names the "
                     "task).")
 flags.DEFINE_enum("mode", "train",
-                  ["train", "eval", "sample", "export", "figures"],
+                  ["train", "eval", "sample", "export", "figures", "inference"],
                   "What to do.")
 flags.DEFINE_string("workdir", None,
                     "Output folder; default ./runs/<task>.")
@@ -74,6 +77,12 @@ flags.DEFINE_integer("versus_samples", 2000,
                      "--mode=eval with --refine_steps: answers (label tasks) "
                      "or examples (image tasks) scored per step count.",
                      lower_bound=20)
+flags.DEFINE_integer("inference_examples", 200,
+                     "--mode=inference: held-out examples (and best-of-N "
+                     "conditions) measured.", lower_bound=1)
+flags.DEFINE_integer("num_candidates", 8,
+                     "--mode=inference: N of best-of-N by the planner.",
+                     lower_bound=2, upper_bound=64)
 
 
 def _config_for_mode(workdir):
@@ -193,6 +202,20 @@ def main(argv):
             for path in figures.write_figures(
                     trainer, config, os.path.join(workdir, "figures")):
                 print(f"Wrote {path}")
+        elif FLAGS.mode == "inference":
+            import json
+            from cooperative_tf import inference_report, quality
+            trainer = factory.build_trainer(config)
+            ckpt = workdir_lib.restore(trainer, workdir, required=True)
+            result = inference_report.report(
+                trainer, config, workdir, examples=FLAGS.inference_examples,
+                num_candidates=FLAGS.num_candidates)
+            result["step"] = float(ckpt.rsplit("-", 1)[-1])
+            print(quality.format_table(result))
+            path = os.path.join(workdir, "inference.json")
+            workdir_lib.write_text_atomic(
+                path, json.dumps(result, indent=2, sort_keys=True))
+            print(f"Wrote {path}")
         elif FLAGS.mode == "export":
             from cooperative_tf import serving
             path = serving.export_from_workdir(workdir, FLAGS.export_dir,

@@ -136,6 +136,16 @@ def test_launcher_trains_on_shared_edges2shoes_and_writes_outputs(tmp_path):
     out = run_cli("--mode=figures", f"--workdir={workdir}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert (workdir / "figures" / "interpolation.png").exists()
+    out = run_cli("--mode=inference", f"--workdir={workdir}",
+                  "--inference_examples=4", "--num_candidates=3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((workdir / "inference.json").read_text())
+    assert report["step"] == 5 and report["latent_examples"] == 4
+    assert report["best_of_n_candidates"] == 3
+    # Best-of-N picks among the candidates: never beyond the oracle.
+    assert report["negative_l1_mean"] <= report["negative_l1_oracle"]
+    assert report["negative_l1_best_of_n"] <= report["negative_l1_oracle"]
+    assert "latent_held_out_mse" in out.stdout
 
 
 @pytest.mark.slow
