@@ -25,12 +25,19 @@ class DivergenceGuard(keras.callbacks.Callback):
     Args:
       max_refinement: Largest acceptable mean |Y1 - Y0|.
       step_fn: Returns the current global step, for the message.
+      max_value: Largest acceptable |value_gap| and |planner_loss|: values
+        growing without bound are caught before they overflow.
     """
 
-    def __init__(self, max_refinement: float, step_fn: Callable[[], int]):
+    # Metrics on the planner's value scale.
+    VALUE_METRICS = ("value_gap", "planner_loss")
+
+    def __init__(self, max_refinement: float, step_fn: Callable[[], int],
+                 max_value: float = float("inf")):
         super().__init__()
         self.max_refinement = max_refinement
         self.step_fn = step_fn
+        self.max_value = max_value
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -50,6 +57,16 @@ class DivergenceGuard(keras.callbacks.Callback):
                 f"{self.max_refinement}. Lower langevin.step_size or "
                 "train.planner_lr, or set langevin.clip=true. Received: "
                 f"refinement={refinement}")
+        for name in self.VALUE_METRICS:
+            value = abs(float(logs.get(name, 0.0)))
+            if value > self.max_value:
+                raise DivergenceError(
+                    f"The planner's values ran away at step {self.step_fn()}:"
+                    f" |{name}| = {value:.3g} > train.max_value="
+                    f"{self.max_value:g}, on the way to overflow. Lower "
+                    "train.planner_lr or langevin.step_size, or raise "
+                    "train.max_value if this scale is expected. Received: "
+                    f"{name}={logs[name]}")
 
 
 def _duration(seconds: float) -> str:

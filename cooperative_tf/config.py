@@ -157,6 +157,10 @@ class TrainConfig:
       checkpoint_every: Steps between checkpoints (0: only at the end).
       max_refinement: Training stops with an error when the mean |Y1 - Y0|
         exceeds this (the refinement has diverged).
+      max_value: Training stops with an error when |value gap| or |planner
+        loss| exceeds this: the planner's values running away, caught
+        before they overflow to inf (the logged values of the runs in
+        docs/quality.md stayed below 4e6; float32 ends at 3.4e38).
       precision: Keras dtype policy of both networks: `float32` or
         `mixed_bfloat16` (bfloat16 has float32's range, so no loss
         scaling). Answers, values, losses and the Langevin state stay
@@ -180,7 +184,7 @@ class TrainConfig:
         training (label tasks; image tasks score this many evaluation
         examples).
       on_divergence: What a divergence (NaN/Inf in the metrics or the
-        weights, or `max_refinement` exceeded) does: `stop` with an error
+        weights, or `max_refinement` or `max_value` exceeded) does: `stop` with an error
         naming the last good checkpoint, or `rollback`: restore it, halve
         `langevin.step_size` and the planner's learning rate, and continue
         (logged, and kept in `rollbacks.jsonl`).
@@ -200,6 +204,7 @@ class TrainConfig:
     sample_every: int = 0
     checkpoint_every: int = 500
     max_refinement: float = 10.0
+    max_value: float = 1e12
     precision: str = "float32"
     label_loss_weight: float = 0.0
     mismatch_weight: float = 0.0
@@ -224,7 +229,7 @@ class TaskConfig:
 # Floats where infinity means "no limit"; everywhere else a float must be
 # finite, and NaN is refused everywhere (NaN <= 0 is False, so range checks
 # alone would let it through to fail minutes into training).
-_INFINITY_ALLOWED = {("train", "max_refinement")}
+_INFINITY_ALLOWED = {("train", "max_refinement"), ("train", "max_value")}
 
 
 def _check_numbers(config: TaskConfig) -> None:
@@ -313,6 +318,10 @@ def validate(config: TaskConfig) -> None:
     if t.on_divergence not in ("stop", "rollback"):
         raise ValueError("train.on_divergence must be 'stop' or 'rollback'. "
                          f"Received: train.on_divergence={t.on_divergence!r}")
+    if not (t.max_refinement > 0 and t.max_value > 0):
+        raise ValueError("train.max_refinement and train.max_value must be "
+                         "> 0 (inf: no limit). Received: "
+                         f"{t.max_refinement}, {t.max_value}")
     if t.max_rollbacks < 0:
         raise ValueError("train.max_rollbacks must be >= 0. Received: "
                          f"train.max_rollbacks={t.max_rollbacks}")

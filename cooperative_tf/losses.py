@@ -168,3 +168,66 @@ def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
     per_example = tf.reduce_mean(tf.abs(observed - proposed),
                                  axis=list(range(1, proposed.shape.rank)))
     return _batch_mean(per_example, global_batch_size)
+
+
+def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
+                      global_batch_size: Optional[int] = None, *,
+                      mismatch_weight: float = 0.0,
+                      value_mismatched: Optional[tf.Tensor] = None,
+                      label_loss_weight: float = 0.0,
+                      class_values: Optional[tf.Tensor] = None,
+                      labels: Optional[tf.Tensor] = None):
+    """The planner's loss: the value shift plus its optional terms.
+
+    Args:
+      value_observed: f(Y_obs, C), `[batch]`.
+      value_refined: f(Y1, C), `[batch]`.
+      global_batch_size: Batch size summed over replicas, or `None`.
+      mismatch_weight: Weight of `mismatch_loss`; needs `value_mismatched`,
+        f(Y_obs, C'), `[batch]`.
+      label_loss_weight: Weight of `label_loss`; needs `class_values`,
+        f(Y_obs, c) for every label, `[batch, classes]`, and the one-hot
+        `labels`.
+
+    Returns:
+      `(loss, terms)`: the scalar loss and the optional terms that are on,
+      by name (`mismatch_loss`, `label_loss`), for the logs.
+    """
+    loss = value_shift_loss(value_observed, value_refined, global_batch_size)
+    terms = {}
+    if mismatch_weight:
+        terms["mismatch_loss"] = mismatch_loss(
+            value_observed, value_mismatched, global_batch_size)
+        loss += mismatch_weight * terms["mismatch_loss"]
+    if label_loss_weight:
+        terms["label_loss"] = label_loss(class_values, labels,
+                                         global_batch_size)
+        loss += label_loss_weight * terms["label_loss"]
+    return loss, terms
+
+
+def policy_objective(refined: tf.Tensor, proposed: tf.Tensor, sigma: float,
+                     global_batch_size: Optional[int] = None, *,
+                     reconstruction_weight: float = 0.0,
+                     observed: Optional[tf.Tensor] = None):
+    """The policy's loss: the mapping shift plus its optional term.
+
+    Args:
+      refined: Y1, `[batch, H, W, C]`.
+      proposed: g(X, C), `[batch, H, W, C]`.
+      sigma: sigma of the mapping shift.
+      global_batch_size: Batch size summed over replicas, or `None`.
+      reconstruction_weight: Weight of `reconstruction_loss` to `observed`,
+        Y_obs `[batch, H, W, C]`.
+
+    Returns:
+      `(loss, terms)`: the scalar loss and `{"reconstruction_l1": ...}` when
+      that term is on, for the logs.
+    """
+    loss = mapping_shift_loss(refined, proposed, sigma, global_batch_size)
+    terms = {}
+    if reconstruction_weight:
+        terms["reconstruction_l1"] = reconstruction_loss(
+            observed, proposed, global_batch_size)
+        loss += reconstruction_weight * terms["reconstruction_l1"]
+    return loss, terms

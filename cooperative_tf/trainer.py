@@ -8,11 +8,12 @@ import keras
 import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
-from cooperative_tf.losses import (label_loss, mapping_shift_loss,
-                                   mismatch_loss, mismatched_condition,
-                                   reconstruction_loss, value_shift_loss)
+from cooperative_tf.losses import (mismatched_condition, planner_objective,
+                                   policy_objective)
+from cooperative_tf.replicated import (BuiltUpFront, reducible_logs,
+                                       replica_rows)
 from cooperative_tf.seeds import (generation_seeds, num_replicas,
-                                  replica_id, replica_seed, step_seed)
+                                  replica_seed, step_seed)
 
 _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
@@ -21,7 +22,7 @@ _OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss")
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
-class CooperativeTrainer(keras.Model):
+class CooperativeTrainer(BuiltUpFront, keras.Model):
     """Trains a policy g(X, C) and a planner f(Y, C) cooperatively.
 
     Each `train_step` is one iteration of Algorithm 1:
@@ -124,45 +125,9 @@ class CooperativeTrainer(keras.Model):
                                           reduce_retracing=True)
         self._solve_fast_fn = None
 
-    def build_for(self, condition_shape, target_shape):
-        """Creates all variables (networks and optimizer slots) up front.
-
-        Creating them before `fit` keeps variable creation out of the traced
-        step, as distribution strategies require.
-
-        Args:
-          condition_shape: Shape of a condition batch.
-          target_shape: Shape of a target batch.
-        """
-        batch = condition_shape[0]
-        # Networks built already (e.g. by `from_config`) keep their weights.
-        if not self.policy.built:
-            self.policy.build((batch, self.latent_dim),
-                              tuple(condition_shape))
-        if not self.planner.built:
-            self.planner.build(tuple(target_shape), tuple(condition_shape))
-        for optimizer, model in ((getattr(self, "policy_optimizer", None),
-                                  self.policy),
-                                 (getattr(self, "planner_optimizer", None),
-                                  self.planner)):
-            if optimizer is not None and not optimizer.built:
-                optimizer.build(model.trainable_variables)
-        self.built = True
-
     @property
     def metrics(self):
         return list(self.trackers.values())
-
-    # Keras 3.15 under MultiWorkerMirroredStrategy (keras-team/keras#20585):
-    # before training, fit() pulls a batch from the distributed iterator and
-    # reduces it across workers to build the model symbolically, which fails
-    # (and would consume a batch). `build_for` has created every variable, so
-    # that build is skipped when it has nothing to do. Written for Keras
-    # 3.10-3.15; covered by tests/test_distribute.py.
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self.built and all(layer.built for layer in self._flatten_layers()):
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ------------------------------------------------------------- the maths
     @property
@@ -179,23 +144,11 @@ class CooperativeTrainer(keras.Model):
             dtype=self.policy.compute_dtype, alg="philox")
 
     def replica_latent(self, batch_size, seed):
-        """This replica's rows of X for the global batch.
-
-        X is drawn for the whole global batch from a seed shared by all
-        replicas and sliced by replica id, so N replicas holding consecutive
-        slices of a global batch use exactly the X one device would.
-
-        Args:
-          batch_size: Per-replica batch (equal on all replicas).
-          seed: Stateless seed `[2]`, identical on every replica.
-
-        Returns:
-          `[batch_size, latent_dim]`.
-        """
-        replicas = num_replicas()
-        x = self.sample_latent(batch_size * replicas, seed)
-        start = replica_id() * batch_size
-        return x[start:start + batch_size]
+        """This replica's rows `[batch_size, latent_dim]` of X drawn for the
+        global batch (`replicated.replica_rows`): N replicas use exactly
+        the X one device would."""
+        return replica_rows(lambda rows: self.sample_latent(rows, seed),
+                            batch_size)
 
     def _solve_slow(self, y0, condition, seed, steps, step_size):
         # The condition map is computed once: it does not depend on Y.
@@ -280,24 +233,10 @@ class CooperativeTrainer(keras.Model):
 
         # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1).
         with tf.GradientTape() as planner_tape:
-            # One forward pass over observed and refined answers together:
-            # the planner scores each example on its own, and one batch of
-            # 2B runs faster than two of B.
-            condition_map = self.planner.encode_condition(condition)
-            answers, maps = [target, y1], [condition_map, condition_map]
-            if self.mismatch_weight:
-                answers.append(target)
-                maps.append(self.planner.encode_condition(
-                    mismatched_condition(condition,
-                                         replica_seed(self.seed, step, 2))))
-            values = tf.split(self.planner.value(
-                tf.concat(answers, axis=0), tf.concat(maps, axis=0)),
-                len(answers))
-            value_observed, value_refined = values[:2]
-            planner_loss, extra = self._planner_objective(
-                value_observed, value_refined, target, condition,
-                global_batch,
-                value_mismatched=values[2] if self.mismatch_weight else None)
+            values = self._planner_values(target, y1, condition,
+                                          replica_seed(self.seed, step, 2))
+            planner_loss, extra = self._planner_loss(values, target,
+                                                     condition, global_batch)
             scaled = self.planner_optimizer.scale_loss(planner_loss)
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
@@ -305,8 +244,8 @@ class CooperativeTrainer(keras.Model):
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         with policy_tape:
-            policy_loss, policy_extra = self._policy_objective(
-                y1, y0, target, global_batch)
+            policy_loss, policy_extra = self._policy_loss(y1, y0, target,
+                                                          global_batch)
             extra.update(policy_extra)
             scaled = self.policy_optimizer.scale_loss(policy_loss)
         grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
@@ -316,8 +255,8 @@ class CooperativeTrainer(keras.Model):
         return self._update_metrics(
             planner_loss=planner_loss * tf.cast(replicas, planner_loss.dtype),
             policy_loss=policy_loss * tf.cast(replicas, policy_loss.dtype),
-            value_observed=value_observed, value_refined=value_refined,
-            y0=y0, y1=y1, target=target, acceptance=acceptance,
+            values=values, y0=y0, y1=y1, target=target,
+            acceptance=acceptance,
             **{k: tf.cast(v, tf.float32) * replicas
                for k, v in extra.items()})
 
@@ -331,75 +270,64 @@ class CooperativeTrainer(keras.Model):
                      self.answer_dtype)
         y1, acceptance = self.solve_slow(y0, condition,
                                          replica_seed(self.seed + 1, step, 1))
-        condition_map = self.planner.encode_condition(condition)
-        value_observed = self.planner.value(target, condition_map)
-        value_refined = self.planner.value(y1, condition_map)
-        mismatched = None
-        if self.mismatch_weight:
-            mismatched = self.planner.value(
-                target, self.planner.encode_condition(mismatched_condition(
-                    condition, replica_seed(self.seed + 1, step, 2))))
-        planner_loss, extra = self._planner_objective(
-            value_observed, value_refined, target, condition,
-            value_mismatched=mismatched)
-        policy_loss, policy_extra = self._policy_objective(y1, y0, target)
+        values = self._planner_values(target, y1, condition,
+                                      replica_seed(self.seed + 1, step, 2))
+        planner_loss, extra = self._planner_loss(values, target, condition)
+        policy_loss, policy_extra = self._policy_loss(y1, y0, target)
         extra.update(policy_extra)
         return self._update_metrics(
             planner_loss=planner_loss, policy_loss=policy_loss,
-            value_observed=value_observed, value_refined=value_refined,
-            y0=y0, y1=y1, target=target, acceptance=acceptance, **extra)
+            values=values, y0=y0, y1=y1, target=target,
+            acceptance=acceptance, **extra)
 
-    def _planner_objective(self, value_observed, value_refined, target,
-                           condition, global_batch=None,
-                           value_mismatched=None):
-        """The value shift plus the optional label and mismatch terms, and
-        those terms by name for the logs. `value_mismatched` is f(Y_obs, C')
-        when the mismatch term is on."""
-        loss = value_shift_loss(value_observed, value_refined, global_batch)
-        extra = {}
+    def _planner_values(self, target, y1, condition, mismatch_seed):
+        """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None)`, C' a wrong
+        condition when the mismatch term is on. One forward pass over all
+        of them: the planner scores each example on its own, and one batch
+        of 2B runs faster than two of B."""
+        condition_map = self.planner.encode_condition(condition)
+        answers, maps = [target, y1], [condition_map, condition_map]
         if self.mismatch_weight:
-            extra["mismatch_loss"] = mismatch_loss(
-                value_observed, value_mismatched, global_batch)
-            loss += self.mismatch_weight * extra["mismatch_loss"]
-        if self.label_loss_weight:
-            extra["label_loss"] = label_loss(
-                self.planner.class_values(target), condition, global_batch)
-            loss += self.label_loss_weight * extra["label_loss"]
-        return loss, extra
+            answers.append(target)
+            maps.append(self.planner.encode_condition(
+                mismatched_condition(condition, mismatch_seed)))
+        values = tf.split(self.planner.value(tf.concat(answers, axis=0),
+                                             tf.concat(maps, axis=0)),
+                          len(answers))
+        return values[0], values[1], (values[2] if self.mismatch_weight
+                                      else None)
 
-    def _policy_objective(self, y1, y0, target, global_batch=None):
-        """The mapping shift plus the optional reconstruction term, and
-        those terms by name for the logs."""
-        loss = mapping_shift_loss(y1, y0, self.policy_sigma, global_batch)
-        extra = {}
-        if self.reconstruction_weight:
-            extra["reconstruction_l1"] = reconstruction_loss(
-                target, y0, global_batch)
-            loss += self.reconstruction_weight * extra["reconstruction_l1"]
-        return loss, extra
+    def _planner_loss(self, values, target, condition, global_batch=None):
+        observed, refined, mismatched = values
+        return planner_objective(
+            observed, refined, global_batch,
+            mismatch_weight=self.mismatch_weight, value_mismatched=mismatched,
+            label_loss_weight=self.label_loss_weight,
+            class_values=(self.planner.class_values(target)
+                          if self.label_loss_weight else None),
+            labels=condition)
 
-    def _update_metrics(self, *, planner_loss, policy_loss, value_observed,
-                        value_refined, y0, y1, target, acceptance, **extra):
-        values = {
+    def _policy_loss(self, y1, y0, target, global_batch=None):
+        return policy_objective(
+            y1, y0, self.policy_sigma, global_batch,
+            reconstruction_weight=self.reconstruction_weight, observed=target)
+
+    def _update_metrics(self, *, planner_loss, policy_loss, values, y0, y1,
+                        target, acceptance, **extra):
+        stats = {
             "planner_loss": planner_loss,
             "policy_loss": policy_loss,
-            "value_gap": tf.reduce_mean(value_observed - value_refined),
+            "value_gap": tf.reduce_mean(values[0] - values[1]),
             "refinement": tf.reduce_mean(tf.abs(y1 - y0)),
             "fast_mse": tf.reduce_mean(tf.square(y0 - target)),
             "refined_mse": tf.reduce_mean(tf.square(y1 - target)),
             "acceptance": acceptance,
             **extra,
         }
-        for name, value in values.items():
+        for name, value in stats.items():
             self.trackers[name].update_state(value)
-        logs = {name: tracker.result()
-                for name, tracker in self.trackers.items()}
-        if isinstance(tf.distribute.get_strategy(),
-                      tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras reduces multi-worker logs with a MEAN along axis 0, which
-            # a scalar lacks (keras-team/keras#20585): give it one.
-            logs = {name: tf.reshape(v, [1]) for name, v in logs.items()}
-        return logs
+        return reducible_logs({name: tracker.result()
+                               for name, tracker in self.trackers.items()})
 
     # -------------------------------------------------------------- inference
     def call(self, condition, training=False):

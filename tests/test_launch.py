@@ -81,6 +81,10 @@ def test_infinity_means_no_limit_only_where_documented():
     assert config.train.max_refinement == float("inf")
     with pytest.raises(ValueError, match="finite"):
         tasks.resolve_config("zappos", overrides=["train.max_refinement=nan"])
+    config = tasks.resolve_config("zappos", overrides=["train.max_value=inf"])
+    assert config.train.max_value == float("inf")
+    with pytest.raises(ValueError, match="max_value"):
+        tasks.resolve_config("zappos", overrides=["train.max_value=0"])
 
 
 def test_overrides_and_json_round_trip():

@@ -80,7 +80,7 @@ LAYERS = [
      "cooperative_tf.images", "cooperative_tf.distribute",
      "cooperative_tf.callbacks", "cooperative_tf.safety",
      "cooperative_tf.workdir_lock", "cooperative_tf.seeds",
-     "cooperative_tf.summaries"),
+     "cooperative_tf.summaries", "cooperative_tf.replicated"),
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
      "cooperative_tf.config_io", "cooperative_tf.classifier"),
@@ -91,7 +91,7 @@ LAYERS = [
     ("cooperative_tf.factory", "cooperative_tf.workdir"),
     # evaluation, figures, serving
     ("cooperative_tf.eval_lib", "cooperative_tf.figures",
-     "cooperative_tf.serving"),
+     "cooperative_tf.inference_report", "cooperative_tf.serving"),
     # training
     ("cooperative_tf.train_lib",),
     # the command line

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cooperative_tf import losses
 from cooperative_tf.losses import (mapping_shift_loss, mismatch_loss,
                                    value_shift_loss)
 
@@ -78,3 +79,35 @@ def test_mismatch_loss_is_the_softplus_of_the_wrong_minus_right_value():
     np.testing.assert_allclose(
         mismatch_loss(matched, matched, 6).numpy(), np.log(2) / 2,
         rtol=1e-6)
+
+
+def test_objectives_add_the_terms_that_are_on():
+    observed = tf.constant([3.0, 1.0])
+    refined = tf.constant([1.0, 0.0])
+    mismatched = tf.constant([2.0, 2.0])
+    class_values = tf.constant([[3.0, 0.0], [0.0, 1.0]])
+    labels = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    plain, terms = losses.planner_objective(observed, refined)
+    assert terms == {}
+    assert float(plain) == pytest.approx(
+        float(losses.value_shift_loss(observed, refined)))
+    full, terms = losses.planner_objective(
+        observed, refined, mismatch_weight=0.5, value_mismatched=mismatched,
+        label_loss_weight=2.0, class_values=class_values, labels=labels)
+    assert set(terms) == {"mismatch_loss", "label_loss"}
+    assert float(full) == pytest.approx(
+        float(plain) + 0.5 * float(terms["mismatch_loss"])
+        + 2.0 * float(terms["label_loss"]))
+    assert float(terms["mismatch_loss"]) == pytest.approx(
+        np.mean(np.log1p(np.exp([2.0 - 3.0, 2.0 - 1.0]))))
+
+    y1 = tf.zeros([2, 4, 4, 1])
+    y0 = tf.fill([2, 4, 4, 1], 0.5)
+    target = tf.ones([2, 4, 4, 1])
+    plain, terms = losses.policy_objective(y1, y0, 0.3)
+    assert terms == {}
+    full, terms = losses.policy_objective(y1, y0, 0.3,
+                                          reconstruction_weight=0.2,
+                                          observed=target)
+    assert float(terms["reconstruction_l1"]) == pytest.approx(0.5)
+    assert float(full) == pytest.approx(float(plain) + 0.2 * 0.5)

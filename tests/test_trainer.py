@@ -109,6 +109,18 @@ def test_divergence_guard_names_the_metric_and_the_fix():
         guard.on_train_batch_end(0, {"refinement": 5.0})
 
 
+def test_divergence_guard_catches_values_running_away_while_finite():
+    guard = DivergenceGuard(max_refinement=1.0, step_fn=lambda: 9,
+                            max_value=1e6)
+    guard.on_train_batch_end(0, {"value_gap": -9e5, "planner_loss": 9e5})
+    for name in ("value_gap", "planner_loss"):
+        with pytest.raises(DivergenceError,
+                           match=f"step 9.*{name}.*max_value"):
+            guard.on_train_batch_end(0, {name: -2e6})
+    # Other metrics may be large: only the value scale is bounded.
+    guard.on_train_batch_end(0, {"policy_loss": 1e9})
+
+
 def test_huge_step_size_is_caught_by_the_guard():
     trainer = tiny.trainer(steps=3)
     trainer.step_size = 1e4

@@ -1,0 +1,81 @@
+"""What the trainer needs to run the same under every tf.distribute
+strategy: variables created before `fit`, each replica's rows of a draw
+made for the global batch, and logs a multi-worker reduction accepts."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from cooperative_tf.seeds import num_replicas, replica_id
+
+
+class BuiltUpFront:
+    """Mixin for a `keras.Model` holding a `policy` and a `planner` trained by
+    a `policy_optimizer` and a `planner_optimizer`: `build_for` creates every
+    variable before `fit`, as distribution strategies require."""
+
+    def build_for(self, condition_shape, target_shape):
+        """Creates all variables (networks and optimizer slots) up front.
+
+        Creating them before `fit` keeps variable creation out of the traced
+        step, as distribution strategies require.
+
+        Args:
+          condition_shape: Shape of a condition batch.
+          target_shape: Shape of a target batch.
+        """
+        batch = condition_shape[0]
+        # Networks built already (e.g. by `from_config`) keep their weights.
+        if not self.policy.built:
+            self.policy.build((batch, self.latent_dim),
+                              tuple(condition_shape))
+        if not self.planner.built:
+            self.planner.build(tuple(target_shape), tuple(condition_shape))
+        for optimizer, model in ((getattr(self, "policy_optimizer", None),
+                                  self.policy),
+                                 (getattr(self, "planner_optimizer", None),
+                                  self.planner)):
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)
+        self.built = True
+
+    # Keras 3.15 under MultiWorkerMirroredStrategy (keras-team/keras#20585):
+    # before training, fit() pulls a batch from the distributed iterator and
+    # reduces it across workers to build the model symbolically, which fails
+    # (and would consume a batch). `build_for` has created every variable, so
+    # that build is skipped when it has nothing to do. Written for Keras
+    # 3.10-3.15; covered by tests/test_distribute.py.
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.built and all(layer.built for layer in self._flatten_layers()):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+def replica_rows(draw, batch_size):
+    """This replica's rows of a draw made for the global batch.
+
+    The draw covers the whole global batch from a seed shared by all
+    replicas and is sliced by replica id, so N replicas holding consecutive
+    slices of a global batch use exactly the rows one device would.
+
+    Args:
+      draw: `draw(rows)` -> a `[rows, ...]` tensor, the same on every
+        replica.
+      batch_size: Per-replica batch (equal on all replicas).
+
+    Returns:
+      `[batch_size, ...]`.
+    """
+    rows = draw(batch_size * num_replicas())
+    start = replica_id() * batch_size
+    return rows[start:start + batch_size]
+
+
+def reducible_logs(logs: dict) -> dict:
+    """Scalar logs as `[1]` under MultiWorkerMirroredStrategy: Keras reduces
+    multi-worker logs with a MEAN along axis 0, which a scalar lacks
+    (keras-team/keras#20585)."""
+    if isinstance(tf.distribute.get_strategy(),
+                  tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(v, [1]) for name, v in logs.items()}
+    return logs
