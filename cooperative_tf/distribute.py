@@ -83,3 +83,23 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of a multi-worker run has called it.
+
+    One all-reduce of a scalar: at the end of a run it keeps the workers
+    alive while the chief exports, since a worker that exits early is
+    reported by the chief's collective executor as a crashed task
+    ("The following tasks are unhealthy"), which makes a successful run
+    read as a failed one. A no-op on one process.
+    """
+    if not is_multi_worker(strategy):
+        return
+
+    @tf.function
+    def all_reduce():
+        ones = strategy.run(lambda: tf.ones([]))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    all_reduce()

@@ -156,13 +156,22 @@ def main(argv):
             print(f"Done: step {result.step}, median "
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")
-            if FLAGS.export and result.checkpoint:
-                from cooperative_tf import serving
-                path = serving.export_trainer(
-                    result.trainer, config,
-                    FLAGS.export_dir or os.path.join(workdir, "export"),
-                    FLAGS.model_name or config.name)
-                print(f"Exported {path}")
+            from cooperative_tf import distribute
+            try:
+                if FLAGS.export and result.checkpoint and \
+                        distribute.is_chief(strategy):
+                    from cooperative_tf import serving
+                    path = serving.export_trainer(
+                        result.trainer, config,
+                        FLAGS.export_dir or os.path.join(workdir, "export"),
+                        FLAGS.model_name or config.name)
+                    print(f"Exported {path}")
+                elif FLAGS.export:
+                    print("The chief exports; this worker waits for it.")
+            finally:
+                # No worker exits while the chief still writes (nor hangs
+                # when its export fails).
+                distribute.wait_for_every_worker(strategy)
         elif FLAGS.mode == "eval":
             try:
                 refine_steps = [int(n) for n in FLAGS.refine_steps]

@@ -169,6 +169,14 @@ def test_killed_worker_job_resumes_from_last_checkpoint(tmp_path):
     assert (ckpt / f"ckpt-{final}.index").exists()
     # Only the chief keeps checkpoints; worker scratch copies are gone.
     assert not (workdir / "tmp_worker_checkpoints").exists()
+    # Only the chief exports, and the other worker waits for it: a clean
+    # run's log holds no report of a crashed task.
+    assert "Exported" in outputs[0] and "Exported" not in outputs[1]
+    assert "The chief exports; this worker waits for it." in outputs[1]
+    assert sorted(p.name for p in (workdir / "export" / "zappos").iterdir()
+                  ) == ["1"]
+    for output in outputs:
+        assert "unhealthy" not in output and "StartAbort" not in output
 
 
 def test_auto_strategy_choice():
