@@ -17,7 +17,8 @@ class DivergenceError(FloatingPointError):
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training with a clear error when it diverges.
 
-    It reads the metrics of the step, computed before the step's update;
+    It reads the logged metrics (computed before the update of each step;
+    means since the last progress line);
     the weights the update left are checked by the checkpoint keeper
     (`cooperative_tf.safety.CheckpointKeeper`) before they are saved. The
     trainer's caller names the last good checkpoint in the message.
@@ -25,8 +26,10 @@ class DivergenceGuard(keras.callbacks.Callback):
     Args:
       max_refinement: Largest acceptable mean |Y1 - Y0|.
       step_fn: Returns the current global step, for the message.
-      max_value: Largest acceptable |value_gap| and |planner_loss|: values
-        growing without bound are caught before they overflow.
+      max_value: Largest acceptable |value_gap| and |planner_loss| as
+        logged (means since the last progress line, so a one-step spike
+        counts diluted): values growing without bound are caught before
+        they overflow.
     """
 
     # Metrics on the planner's value scale.

@@ -157,9 +157,10 @@ class TrainConfig:
       checkpoint_every: Steps between checkpoints (0: only at the end).
       max_refinement: Training stops with an error when the mean |Y1 - Y0|
         exceeds this (the refinement has diverged).
-      max_value: Training stops with an error when |value gap| or |planner
-        loss| exceeds this: the planner's values running away, caught
-        before they overflow to inf (the logged values of the runs in
+      max_value: Training stops with an error when the logged |value gap|
+        or |planner loss| (means since the last progress line) exceeds
+        this: the planner's values running away, caught before they
+        overflow to inf (the logged values of the runs in
         docs/quality.md stayed below 4e6; float32 ends at 3.4e38).
       precision: Keras dtype policy of both networks: `float32` or
         `mixed_bfloat16` (bfloat16 has float32's range, so no loss
@@ -184,8 +185,8 @@ class TrainConfig:
         training (label tasks; image tasks score this many evaluation
         examples).
       on_divergence: What a divergence (NaN/Inf in the metrics or the
-        weights, or `max_refinement` or `max_value` exceeded) does: `stop` with an error
-        naming the last good checkpoint, or `rollback`: restore it, halve
+        weights, or `max_refinement` or `max_value` exceeded) does: `stop`
+        with an error naming the last good checkpoint, or `rollback`: restore it, halve
         `langevin.step_size` and the planner's learning rate, and continue
         (logged, and kept in `rollbacks.jsonl`).
       max_rollbacks: Rollbacks allowed in one run before it stops as

@@ -126,7 +126,9 @@ def latent_inference_error(trainer, answers: np.ndarray,
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two equal-length vectors, ties given
-    their average rank; NaN when either is constant."""
+    their average rank; NaN when either is constant or not finite."""
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
     a, b = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b,
                                                                np.float64))
     a, b = a - a.mean(), b - b.mean()
@@ -170,7 +172,7 @@ def best_of_n_ranking(trainer, conditions: np.ndarray, num_candidates: int,
       correlation between f and the score among the N candidates (NaN
       conditions, with a constant score, left out; 0 means the value does
       not rank answers, 1 that it ranks them as the metric does); and
-      `<score_name>_first` (one candidate, the plain refined answer),
+      `<score_name>_first` (candidate 0: one refined answer, no choice),
       `<score_name>_best_of_n` (the one f values most), `<score_name>_mean`
       and `<score_name>_oracle` (the best by the score itself), and
       `best_of_n_candidates`.

@@ -11,8 +11,9 @@ Modes:
           and best-of-N by the planner on held-out examples; writes
           <workdir>/inference.json.
 
-eval, sample, export, figures and inference read the config the run saved in --workdir (so --task
-may be left out); --data_dir and --set still apply on top of it.
+eval, sample, export, figures and inference read the config the run saved
+in --workdir (so --task may be left out); --data_dir and --set still apply
+on top of it.
 
 Examples:
   python -m cooperative_tf.launch --task=zappos
@@ -40,7 +41,8 @@ flags.DEFINE_string("config", None,
                     "<workdir>/config.json reproduces it (and names the "
                     "task).")
 flags.DEFINE_enum("mode", "train",
-                  ["train", "eval", "sample", "export", "figures", "inference"],
+                  ["train", "eval", "sample", "export", "figures",
+                   "inference"],
                   "What to do.")
 flags.DEFINE_string("workdir", None,
                     "Output folder; default ./runs/<task>.")
@@ -133,7 +135,7 @@ def main(argv):
     if not FLAGS.task and not FLAGS.config and not (
             FLAGS.mode != "train" and FLAGS.workdir):
         raise app.UsageError("--task is required (or --config, or, for "
-                             "eval, sample and export, a --workdir); see "
+                             "the other modes, a --workdir); see "
                              "--list_tasks.")
     try:
         name = FLAGS.task
@@ -166,7 +168,7 @@ def main(argv):
                         FLAGS.export_dir or os.path.join(workdir, "export"),
                         FLAGS.model_name or config.name)
                     print(f"Exported {path}")
-                elif FLAGS.export:
+                elif FLAGS.export and not distribute.is_chief(strategy):
                     print("The chief exports; this worker waits for it.")
             finally:
                 # No worker exits while the chief still writes (nor hangs

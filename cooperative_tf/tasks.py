@@ -63,7 +63,7 @@ def describe_task(name: str) -> str:
 # 28x28 digits are padded to 32x32 (a power of two for the conv stacks).
 # 6,000 steps: on the shared MNIST 5k the judge's conditional accuracy rose
 # 0.47 (step 1,000) -> 0.76 (3,000) -> 0.91 (4,000) and flattened at
-# 0.92-0.93 by 5,000-6,000 (docs/quality.md); about 95 minutes on two cores.
+# 0.92-0.93 by 5,000-6,000 (docs/quality.md); about 85 minutes on two cores.
 def _label_task(name, reader, channels, data_dir=None, tfds_name="",
                 eval_split="test", latent_dim=40):
     return TaskConfig(

@@ -243,7 +243,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     # The guard reads the step's metrics; the keeper checks the weights the
     # step left, before saving them.
     callbacks = extra_callbacks + [
-        DivergenceGuard(t.max_refinement, step_fn, t.max_value), logger, preemption,
+        DivergenceGuard(t.max_refinement, step_fn, t.max_value), logger,
+        preemption,
         PeriodicCallback(t.checkpoint_every, save, step_fn),
         PeriodicCallback(t.sample_every, sample, step_fn)]
     if t.eval_every and chief:

@@ -284,7 +284,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None)`, C' a wrong
         condition when the mismatch term is on. One forward pass over all
         of them: the planner scores each example on its own, and one batch
-        of 2B runs faster than two of B."""
+        of 2B (3B) runs faster than two (three) of B."""
         condition_map = self.planner.encode_condition(condition)
         answers, maps = [target, y1], [condition_map, condition_map]
         if self.mismatch_weight:

@@ -48,7 +48,7 @@ def test_judge_reads_real_digits_and_caches_itself(judge):
     got, workdir = judge
     # Trained on the 900 sample digits, read on 100 held-out ones: chance is
     # 0.1; runs have read 0.84-0.9 (threads make the last digit vary).
-    assert got.real_accuracy >= 0.75
+    assert got.real_accuracy >= 0.80
     assert got.features.shape[0] == got.images.shape[0] == len(got.labels)
     # The second call loads the cached classifier: same accuracy, no retrain.
     again = quality.label_judge(MNIST_SAMPLE.data, str(workdir))
