@@ -98,16 +98,24 @@ def load_split(data, split: str, batch_size: int = 256
     return np.concatenate(images), np.concatenate(labels)
 
 
+def _logits_and_features(classifier: FeatureClassifier, images,
+                         batch_size: int):
+    """Yields `(logits, features)` as numpy arrays, `batch_size` images at a
+    time, so that long sample sets never sit in one graph call."""
+    for start in range(0, len(images), batch_size):
+        chunk = tf.convert_to_tensor(images[start:start + batch_size])
+        feats = classifier.features(chunk, training=False)
+        yield classifier.logits(feats).numpy(), feats.numpy()
+
+
 def predict(classifier: FeatureClassifier, images,
             batch_size: int = 500) -> Tuple[np.ndarray, np.ndarray]:
     """Predicted labels `[n]` and features `[n, feature_dim]` of images."""
     labels, features = [], []
-    for start in range(0, len(images), batch_size):
-        chunk = tf.convert_to_tensor(images[start:start + batch_size])
-        feats = classifier.features(chunk, training=False)
-        logits = classifier.logits(feats)
-        labels.append(np.argmax(logits.numpy(), axis=-1))
-        features.append(feats.numpy())
+    for logits, feats in _logits_and_features(classifier, images,
+                                              batch_size):
+        labels.append(np.argmax(logits, axis=-1))
+        features.append(feats)
     return np.concatenate(labels), np.concatenate(features)
 
 
@@ -115,12 +123,10 @@ def probabilities(classifier: FeatureClassifier, images,
                   batch_size: int = 500) -> np.ndarray:
     """Class probabilities `[n, num_classes]` (rows sum to 1) of images
     `[n, H, W, C]` in [-1, 1]."""
-    probs = []
-    for start in range(0, len(images), batch_size):
-        chunk = tf.convert_to_tensor(images[start:start + batch_size])
-        logits = classifier.logits(classifier.features(chunk, training=False))
-        probs.append(tf.nn.softmax(logits).numpy())
-    return np.concatenate(probs)
+    return np.concatenate([
+        tf.nn.softmax(logits).numpy()
+        for logits, _ in _logits_and_features(classifier, images,
+                                               batch_size)])
 
 
 def _fingerprint(data) -> dict:

@@ -16,7 +16,8 @@ import pipelines
 from cooperative_tf import config as config_lib
 from cooperative_tf import parzen, quality
 from cooperative_tf.factory import build_trainer
-from cooperative_tf.workdir import EVAL_FILE, restore, write_text_atomic
+from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
+                                    write_text_atomic)
 
 # Readers that frame 28x28 digits in 32x32 (`pipelines.source.frame_digits`).
 _FRAMED_DIGIT_READERS = ("mnist_csv", "idx")
@@ -144,8 +145,9 @@ def summarize(result: dict) -> str:
                        if not isinstance(v, (list, dict))})
 
 
-def write_eval(workdir: str, result: dict) -> str:
-    """Writes an evaluation's results to `<workdir>/eval.json`."""
-    path = os.path.join(workdir, EVAL_FILE)
+def write_eval(workdir: str, result: dict, name: str = EVAL_FILE) -> str:
+    """Writes results to `<workdir>/<name>` (`eval.json` for `--mode=eval`,
+    `inference.json` for `--mode=inference`), atomically."""
+    path = os.path.join(workdir, name)
     write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True))
     return path

@@ -243,6 +243,9 @@ def report(trainer, config, workdir: Optional[str], examples: int = 200,
     if examples < 1:
         raise ValueError(f"examples must be >= 1. Received: {examples}")
     d = config.data
+    # The judge first: a bad data dir fails before minutes of chains.
+    judge = (quality.label_judge(d, workdir) if d.condition == "label"
+             else None)
     batch = figures.held_out_batch(config, examples)
     answers, conditions = batch["target"], batch["condition"]
     result = latent_inference_error(trainer, answers, conditions,
@@ -253,7 +256,6 @@ def report(trainer, config, workdir: Optional[str], examples: int = 200,
         result.update(label_inference_accuracy(
             trainer, answers, labels, steps=steps, step_size=step_size,
             seed=seed))
-        judge = quality.label_judge(d, workdir)
 
         def score(candidates, rows):
             probs = classifier_lib.probabilities(judge.classifier, candidates)

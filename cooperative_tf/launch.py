@@ -125,7 +125,7 @@ def main(argv):
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    from cooperative_tf import eval_lib, factory, tasks, train_lib
+    from cooperative_tf import eval_lib, factory, safety, tasks, train_lib
     from cooperative_tf import workdir as workdir_lib
 
     if FLAGS.list_tasks:
@@ -159,16 +159,16 @@ def main(argv):
                   f"{result.seconds_per_step:.3f} s/step; checkpoint "
                   f"{result.checkpoint}; samples {result.sample_path}")
             from cooperative_tf import distribute
+            chief = distribute.is_chief(strategy)
             try:
-                if FLAGS.export and result.checkpoint and \
-                        distribute.is_chief(strategy):
+                if FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
                     path = serving.export_trainer(
                         result.trainer, config,
                         FLAGS.export_dir or os.path.join(workdir, "export"),
                         FLAGS.model_name or config.name)
                     print(f"Exported {path}")
-                elif FLAGS.export and not distribute.is_chief(strategy):
+                elif FLAGS.export and not chief:
                     print("The chief exports; this worker waits for it.")
             finally:
                 # No worker exits while the chief still writes (nor hangs
@@ -200,7 +200,7 @@ def main(argv):
         elif FLAGS.mode == "sample":
             trainer = factory.build_trainer(config)
             ckpt = workdir_lib.restore(trainer, workdir, required=True)
-            step = int(ckpt.rsplit("-", 1)[-1])
+            step = safety.checkpoint_step(ckpt)
             path = train_lib.write_samples(
                 trainer, train_lib.sample_batch(config),
                 os.path.join(workdir, workdir_lib.SAMPLE_DIR,
@@ -214,18 +214,16 @@ def main(argv):
                     trainer, config, os.path.join(workdir, "figures")):
                 print(f"Wrote {path}")
         elif FLAGS.mode == "inference":
-            import json
             from cooperative_tf import inference_report, quality
             trainer = factory.build_trainer(config)
             ckpt = workdir_lib.restore(trainer, workdir, required=True)
             result = inference_report.report(
                 trainer, config, workdir, examples=FLAGS.inference_examples,
                 num_candidates=FLAGS.num_candidates)
-            result["step"] = float(ckpt.rsplit("-", 1)[-1])
+            result["step"] = float(safety.checkpoint_step(ckpt))
             print(quality.format_table(result))
-            path = os.path.join(workdir, "inference.json")
-            workdir_lib.write_text_atomic(
-                path, json.dumps(result, indent=2, sort_keys=True))
+            path = eval_lib.write_eval(workdir, result,
+                                       eval_lib.INFERENCE_FILE)
             print(f"Wrote {path}")
         elif FLAGS.mode == "export":
             from cooperative_tf import serving

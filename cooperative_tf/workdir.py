@@ -32,6 +32,7 @@ SAMPLE_DIR = "samples"
 QUALITY_FILE = "quality.jsonl"
 HISTORY_FILE = "history.jsonl"
 EVAL_FILE = "eval.json"
+INFERENCE_FILE = "inference.json"
 ROLLBACK_FILE = "rollbacks.jsonl"
 
 
