@@ -56,7 +56,7 @@ def held_out_batch(config, rows: int, pool: int = 1000) -> dict:
     for split in (d.eval_split, d.train_split):
         try:
             ds = pipelines.build_dataset(d, split, wanted, training=False,
-                                         repeat=False)
+                                         repeat=False, cache=False)
             batch = {k: np.asarray(v) for k, v in next(iter(ds)).items()}
             break
         except (ValueError, FileNotFoundError, StopIteration):

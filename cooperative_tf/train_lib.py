@@ -82,7 +82,7 @@ def sample_batch(config: config_lib.TaskConfig, rows: int = 8):
     for split in (d.eval_split, d.train_split):
         try:
             ds = pipelines.build_dataset(d, split, rows, training=False,
-                                         repeat=False)
+                                         repeat=False, cache=False)
             batch = next(iter(ds))
             return {k: np.asarray(v)[:rows] for k, v in batch.items()}
         except (ValueError, FileNotFoundError, StopIteration):

@@ -83,7 +83,8 @@ def _random_ops(data: DataSpec, training: bool) -> list:
 def build_dataset(data: DataSpec, split: str, batch_size: int, *,
                   training: bool, seed: int = 0,
                   input_context: Optional[tf.distribute.InputContext] = None,
-                  repeat: Optional[bool] = None) -> tf.data.Dataset:
+                  repeat: Optional[bool] = None,
+                  cache: Optional[bool] = None) -> tf.data.Dataset:
     """Batches of `{"condition": C, "target": Y}` for one split.
 
     Args:
@@ -102,6 +103,10 @@ def build_dataset(data: DataSpec, split: str, batch_size: int, *,
       input_context: From `strategy.distribute_datasets_from_function`; the
         examples are sharded across `num_input_pipelines`.
       repeat: Repeat forever; default `training`.
+      cache: Keep decoded examples in memory after the first pass;
+        default: when they fit in `CACHE_LIMIT_BYTES`. Pass False when only
+        the first batch is read (a cache left half-read is discarded, with
+        a warning).
 
     Returns:
       A `tf.data.Dataset` of dicts:
@@ -150,7 +155,8 @@ def build_dataset(data: DataSpec, split: str, batch_size: int, *,
     size = data.load_size if training else data.image_size
     channels = data.channels + (data.condition_channels
                                 if data.condition in ("image", "edges") else 0)
-    cache = examples * size * size * channels <= CACHE_LIMIT_BYTES
+    if cache is None:
+        cache = examples * size * size * channels <= CACHE_LIMIT_BYTES
     if training and not cache:
         # Too big to cache: shuffle the cheap records before decoding.
         records = records.shuffle(examples, seed=seed,

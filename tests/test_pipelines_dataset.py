@@ -264,3 +264,27 @@ def test_uncached_path_shuffles_records_before_decoding(monkeypatch):
         np.testing.assert_array_equal(x["condition"], y["condition"])
     # 20 photos: four batches of 8 run into the second epoch.
     assert len(a) == 4
+
+
+def _dataset_kinds(dataset):
+    """Class names of a dataset and every dataset it reads from."""
+    kinds, stack = set(), [dataset]
+    while stack:
+        ds = stack.pop()
+        kinds.add(type(ds).__name__)
+        stack.extend(ds._inputs())  # pylint: disable=protected-access
+    return kinds
+
+
+def test_a_first_batch_reader_can_skip_the_cache():
+    # A cache read only for its first batch is discarded with a warning in
+    # every run's log (sample grids, figures); cache=False avoids it.
+    cached = pipelines.build_dataset(MNIST, "test", 8, training=False,
+                                     repeat=False)
+    plain = pipelines.build_dataset(MNIST, "test", 8, training=False,
+                                    repeat=False, cache=False)
+    assert any("Cache" in kind for kind in _dataset_kinds(cached))
+    assert not any("Cache" in kind for kind in _dataset_kinds(plain))
+    first, second = _batches(cached, 1)[0], _batches(plain, 1)[0]
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
