@@ -40,7 +40,8 @@ setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
-        "test": ["pytest>=8"],
+        # matplotlib: the test-time compute chart is tested too.
+        "test": ["pytest>=8", "matplotlib>=3.7"],
         # tools/plot_quality.py draws the README's curves.
         "plot": ["matplotlib>=3.7"],
     },

@@ -16,6 +16,7 @@ import pipelines
 from cooperative_tf import config as config_lib
 from cooperative_tf import parzen, quality
 from cooperative_tf.factory import build_trainer
+from cooperative_tf.safety import checkpoint_step
 from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
                                     write_text_atomic)
 
@@ -64,7 +65,7 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
       A dict of floats (and `versus_steps` when asked).
     """
     trainer = build_trainer(config)
-    restore(trainer, workdir, required=True)
+    checkpoint = restore(trainer, workdir, required=True)
     dataset = pipelines.build_dataset(config.data, config.data.eval_split,
                                       config.train.batch_size, training=False,
                                       repeat=False)
@@ -72,6 +73,8 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         dataset = dataset.take(steps)
     result = trainer.evaluate(dataset, return_dict=True, verbose=0)
     result = {k: float(v) for k, v in result.items()}
+    # Which checkpoint the numbers (and a test-time compute chart) are of.
+    result["step"] = float(checkpoint_step(checkpoint))
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))

@@ -18,7 +18,8 @@ are) unless `refine_steps=0`.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+import json
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ __all__ = ["write_figures", "held_out_batch"]
 STYLE_TRANSFER = "style_transfer.png"
 LATENT_GRID = "latent_grid.png"
 INTERPOLATION = "interpolation.png"
+REFINEMENT_CHART = "test_time_compute.png"
 
 
 def held_out_batch(config, rows: int, pool: int = 1000) -> dict:
@@ -220,3 +222,39 @@ def _write(out_dir, name, columns):
     path = os.path.join(out_dir, name)
     images.write_png(path, images.grid(columns))
     return path
+
+
+def write_refinement_chart(workdir: str, step: int, out_dir: str
+                           ) -> Tuple[Optional[str], str]:
+    """The test-time compute chart (quality against Langevin steps at
+    inference, `plots.refinement_chart`) from `<workdir>/eval.json`.
+
+    Drawn only when that evaluation holds `versus_steps` measured on
+    checkpoint `step`, so the chart and the other figures show one model.
+
+    Returns:
+      `(path, "")` when written, else `(None, why and what to run)`.
+    """
+    from cooperative_tf import plots
+    from cooperative_tf.workdir import EVAL_FILE
+
+    path = os.path.join(workdir, EVAL_FILE)
+    ask = (f"run --mode=eval --workdir={workdir} "
+           "--refine_steps=0,5,10,20,50,100 for the test-time compute chart")
+    if not os.path.exists(path):
+        return None, f"No {path}: {ask}."
+    with open(path) as f:
+        result = json.load(f)
+    rows = result.get("versus_steps")
+    if not rows:
+        return None, f"{path} has no test-time compute rows: {ask}."
+    if result.get("step") != step:
+        return None, (f"{path} is of step {result.get('step')}, the "
+                      f"checkpoint of step {step}: {ask}.")
+    try:
+        chart = plots.refinement_chart(
+            rows, os.path.join(out_dir, REFINEMENT_CHART),
+            title=f"step {step}: quality against refinement at inference")
+    except ImportError as e:
+        return None, str(e)
+    return chart, ""

@@ -209,10 +209,13 @@ def main(argv):
         elif FLAGS.mode == "figures":
             from cooperative_tf import figures
             trainer = factory.build_trainer(config)
-            workdir_lib.restore(trainer, workdir, required=True)
-            for path in figures.write_figures(
-                    trainer, config, os.path.join(workdir, "figures")):
+            ckpt = workdir_lib.restore(trainer, workdir, required=True)
+            out_dir = os.path.join(workdir, "figures")
+            for path in figures.write_figures(trainer, config, out_dir):
                 print(f"Wrote {path}")
+            path, why = figures.write_refinement_chart(
+                workdir, safety.checkpoint_step(ckpt), out_dir)
+            print(f"Wrote {path}" if path else f"note: {why}")
         elif FLAGS.mode == "inference":
             from cooperative_tf import inference_report, quality
             trainer = factory.build_trainer(config)

@@ -80,7 +80,8 @@ LAYERS = [
      "cooperative_tf.images", "cooperative_tf.distribute",
      "cooperative_tf.callbacks", "cooperative_tf.safety",
      "cooperative_tf.workdir_lock", "cooperative_tf.seeds",
-     "cooperative_tf.summaries", "cooperative_tf.replicated"),
+     "cooperative_tf.summaries", "cooperative_tf.replicated",
+     "cooperative_tf.plots"),
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
      "cooperative_tf.config_io", "cooperative_tf.classifier"),

@@ -43,13 +43,13 @@ def main(argv=None):
     parser.add_argument("--versus", action="store_true",
                         help="Plot eval.json's versus_steps instead.")
     args = parser.parse_args(argv)
+    names = [m for m in args.metrics.split(",") if m]
+    if args.versus:
+        return _versus(args, names)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [m for m in args.metrics.split(",") if m]
-    if args.versus:
-        return _versus(args, names, plt)
     labels = args.label or [os.path.basename(os.path.normpath(w))
                             for w in args.workdir]
     if len(labels) != len(args.workdir):
@@ -88,36 +88,13 @@ def main(argv=None):
     print(f"Wrote {args.out}")
 
 
-def _versus(args, names, plt):
+def _versus(args, names):
     import json
+
+    from cooperative_tf import plots
     with open(os.path.join(args.workdir[0], "eval.json")) as f:
         rows = json.load(f).get("versus_steps")
-    if not rows:
-        raise SystemExit(f"{args.workdir[0]}/eval.json has no versus_steps:"
-                         " run --mode=eval with --refine_steps first")
-    steps = [r["steps"] for r in rows]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2),
-                             squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.plot(steps, [r[f"{name}_refined"] for r in rows], marker="o",
-                label="refined")
-        ax.plot(steps, [r[f"{name}_fast"] for r in rows], linestyle="--",
-                label="fast")
-        ax.set_xscale("symlog", linthresh=5)
-        ax.set_xlabel("Langevin steps at inference", fontsize=8)
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
-        top = ax.secondary_xaxis("top")
-        top.set_xticks(steps)
-        top.set_xticklabels([f"{r['seconds']:.0f}s" for r in rows],
-                            fontsize=6)
-    if args.title:
-        fig.suptitle(args.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"Wrote {args.out}")
+    print(f"Wrote {plots.refinement_chart(rows, args.out, names, args.title)}")
 
 
 if __name__ == "__main__":

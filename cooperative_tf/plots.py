@@ -1,0 +1,96 @@
+"""Charts of a run's numbers, drawn with matplotlib (the `plot` extra).
+
+The library needs matplotlib only here, and imports it only when a chart is
+drawn, so training and serving never load it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence
+
+# What the test-time-compute chart shows when not told, by task kind; the
+# first names present in the rows are drawn.
+LABEL_METRICS = ("conditional_accuracy", "frechet", "min_class_accuracy")
+IMAGE_METRICS = ("psnr", "ssim", "l1", "colour_error", "diversity")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("Charts need matplotlib: pip install -e '.[plot]' "
+                          "(or pip install matplotlib).") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def default_metrics(rows: Sequence[dict]) -> List[str]:
+    """The metrics of `rows` worth a panel: label-task ones if present,
+    else image-task ones."""
+    have = lambda name: all(f"{name}_refined" in r for r in rows)  # noqa: E731
+    names = [m for m in LABEL_METRICS if have(m)]
+    return names or [m for m in IMAGE_METRICS if have(m)]
+
+
+def refinement_chart(rows: Sequence[dict], path: str,
+                      metrics: Optional[Sequence[str]] = None,
+                      title: str = "") -> str:
+    """Quality against Langevin steps at inference, one panel per metric.
+
+    Args:
+      rows: The `versus_steps` of an evaluation (`--mode=eval
+        --refine_steps=...`): dicts with `steps`, `seconds` and, per metric
+        m, `m_fast` and `m_refined`.
+      path: PNG to write (its folder is created).
+      metrics: Metric names (without `_fast`/`_refined`); default
+        `default_metrics(rows)`.
+      title: Figure title.
+
+    Returns:
+      `path`.
+
+    Raises:
+      ValueError: No rows, or a metric the rows lack (named).
+      ImportError: matplotlib is not installed (says how to get it).
+    """
+    if not rows:
+        raise ValueError("No test-time compute rows: run --mode=eval with "
+                         "--refine_steps=0,5,10,20,50,100 first.")
+    rows = sorted(rows, key=lambda r: r["steps"])
+    metrics = list(metrics) if metrics else default_metrics(rows)
+    missing = [m for m in metrics
+               if not all(f"{m}_refined" in r and f"{m}_fast" in r
+                          for r in rows)]
+    if missing or not metrics:
+        raise ValueError(f"The rows have no metric {missing or metrics}; "
+                         f"they hold {sorted(rows[0])}.")
+    plt = _pyplot()
+    steps = [r["steps"] for r in rows]
+    fig, axes = plt.subplots(1, len(metrics),
+                             figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        ax.plot(steps, [r[f"{name}_refined"] for r in rows], marker="o",
+                label="refined")
+        # The fast answer does not depend on the steps: a flat reference.
+        ax.plot(steps, [r[f"{name}_fast"] for r in rows], linestyle="--",
+                label="fast")
+        ax.set_xscale("symlog", linthresh=5)
+        ax.set_xlabel("Langevin steps at inference", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+        if all("seconds" in r for r in rows):
+            top = ax.secondary_xaxis("top")
+            top.set_xticks(steps)
+            top.set_xticklabels([f"{r['seconds']:.0f}s" for r in rows],
+                                fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
