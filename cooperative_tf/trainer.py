@@ -199,13 +199,14 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                               reduce_retracing=True)
         steps = self.langevin_steps if steps is None else steps
         step_size = self.step_size if step_size is None else step_size
-        # Chains up to the training length (or 20 steps) are unrolled, which
-        # XLA runs fastest; longer ones (test-time compute) run as a loop
+        # Chains of the training length are unrolled, which XLA runs
+        # fastest; any other length (test-time compute) runs as a loop
         # whose length, like the step size, is a tensor: an unrolled
         # 100-step chain takes minutes to compile, and a Python value would
-        # retrace the function for every new number of steps.
+        # retrace the function for every new number of steps (a sweep over
+        # 0, 5, 10, 20, ... steps warned of excessive retracing).
         if not (self.unroll and isinstance(steps, int)
-                and steps <= max(self.langevin_steps, 20)):
+                and steps == self.langevin_steps):
             steps = tf.convert_to_tensor(steps, tf.int32)
         y1, rate = self._solve_slow_fn(
             tf.stop_gradient(y0), condition, seed, steps,

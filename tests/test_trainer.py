@@ -288,3 +288,17 @@ def test_mismatch_step_values_real_answers_higher_under_their_own_label():
         optimizer.apply(tape.gradient(loss, planner.trainable_variables),
                         planner.trainable_variables)
     assert margin() > before, (before, margin())
+
+
+def test_a_sweep_of_chain_lengths_traces_solve_slow_twice():
+    # Test-time compute sweeps (0, 5, 10, 20, 50, 100 steps) must not
+    # retrace per length: the training length is one trace, every other
+    # length shares the loop form's.
+    trainer, batch = tiny.trainer("label"), tiny.batch("label")
+    y0 = trainer.generate(batch["condition"])["fast"]
+    seed = tf.constant([1, 2], tf.int64)
+    chains = {n: trainer.solve_slow(y0, batch["condition"], seed, steps=n)[0]
+              for n in (trainer.langevin_steps, 0, 1, 3, 5)}
+    assert trainer._solve_slow_fn.experimental_get_tracing_count() <= 2
+    np.testing.assert_array_equal(chains[0].numpy(), y0.numpy())
+    assert tiny.differ(chains[5].numpy(), y0.numpy())
