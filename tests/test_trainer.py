@@ -189,6 +189,7 @@ def two_class_data(n=16, seed=0):
 
 @pytest.mark.slow
 def test_two_class_toy_learns_the_label_and_the_planner_classifies():
+    # The label tasks' planner (the paper's template) with the label loss.
     # The initial weights otherwise depend on the tests run before this one
     # in the same process (seen failing once in a run of several files).
     keras.utils.set_random_seed(0)
@@ -197,7 +198,8 @@ def test_two_class_toy_learns_the_label_and_the_planner_classifies():
                          latent_dim=8, filters=(16, 8))
     planner = Planner(image_size=16, channels=1, condition="label",
                       num_classes=2, filters=(8, 16), units=5,
-                      label_conditioning="projection")
+                      label_conditioning="template",
+                      template_filters=(8, 4))
     trainer = CooperativeTrainer(policy, planner, latent_dim=8,
                                  langevin_steps=5, step_size=0.05,
                                  reference_sigma=1.0, seed=1,

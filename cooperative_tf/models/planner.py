@@ -270,12 +270,20 @@ class Planner(keras.Model):
                         u, keras.ops.transpose(keras.ops.cast(
                             self.embedding.kernel, u.dtype))))
         batch = keras.ops.shape(y)[0]
-        columns = []
-        for c in range(self.num_classes):
-            one_hot = keras.ops.one_hot(
-                keras.ops.full((batch,), c, dtype="int32"), self.num_classes)
-            columns.append(self.value(y, self.encode_condition(one_hot)))
-        return keras.ops.stack(columns, axis=-1)
+        if self.template is not None:
+            # The template has no batch statistics, so label c's map is the
+            # same on every row: decode the K maps once, not K x batch
+            # times (the decoder costs more than the convolutions on Y).
+            maps = self.encode_condition(
+                keras.ops.eye(self.num_classes, dtype=self.compute_dtype))
+            encoded = [keras.ops.broadcast_to(
+                maps[c:c + 1], (batch,) + tuple(maps.shape[1:]))
+                for c in range(self.num_classes)]
+        else:
+            encoded = [self.encode_condition(keras.ops.one_hot(
+                keras.ops.full((batch,), c, dtype="int32"), self.num_classes))
+                for c in range(self.num_classes)]
+        return keras.ops.stack([self.value(y, m) for m in encoded], axis=-1)
 
     def features(self, y, condition_map=None):
         """The last layer's outputs u, `[batch, units]`, in the variable
