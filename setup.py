@@ -40,8 +40,9 @@ setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
-        # matplotlib: the test-time compute chart is tested too.
-        "test": ["pytest>=8", "matplotlib>=3.7"],
+        # matplotlib: the test-time compute chart is tested too; dill:
+        # tfds.testing (our builders' DatasetBuilderTestCase) imports it.
+        "test": ["pytest>=8", "matplotlib>=3.7", "dill"],
         # tools/plot_quality.py draws the README's curves.
         "plot": ["matplotlib>=3.7"],
     },

@@ -49,6 +49,11 @@ flags.DEFINE_string("workdir", None,
 flags.DEFINE_string("data_dir", None,
                     "Dataset root; default: the task's built-in location "
                     "or the sample shipped in the package.")
+flags.DEFINE_bool("download", False,
+                  "Label tasks (mnist, fashion_mnist, cifar10, svhn): fetch "
+                  "the public dataset through TFDS into --data_dir (default "
+                  "~/tensorflow_datasets) and read it from there. Without "
+                  "it nothing is downloaded.")
 flags.DEFINE_integer("train_steps", None, "Override train.train_steps.")
 flags.DEFINE_integer("batch_size", None,
                      "Override train.batch_size (global batch).")
@@ -147,6 +152,10 @@ def main(argv):
                              f"Received: --config={FLAGS.config!r}")
         workdir = FLAGS.workdir or os.path.join("runs", name)
         config = _config_for_mode(workdir)
+        if FLAGS.mode != "export":  # Export reads no data.
+            from cooperative_tf import public_data
+            config = public_data.prepare(config, FLAGS.download,
+                                         FLAGS.data_dir)
         if FLAGS.mode == "train":
             result = train_lib.train(config, workdir, strategy)
             if result.interrupted:

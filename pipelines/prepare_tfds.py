@@ -18,9 +18,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True,
                         help="pix2pix_pairs/facades, pix2pix_pairs/edges2shoes,"
-                             " pix2pix_pairs/edges2handbags or cufs_pairs")
+                             " pix2pix_pairs/edges2handbags, cufs_pairs or "
+                             "zappos_pairs")
     parser.add_argument("--manual_dir", required=True,
-                        help="folder holding <config>/<split>/... files")
+                        help="folder holding <config>/<split>/... files "
+                             "(cufs/..., zappos/... for those)")
     parser.add_argument("--data_dir", required=True,
                         help="TFDS data folder to write the dataset into")
     args = parser.parse_args()

@@ -7,7 +7,10 @@ Importing this module registers
 * `pix2pix_pairs/facades`, `pix2pix_pairs/edges2shoes`,
   `pix2pix_pairs/edges2handbags`: side-by-side pairs split into
   `condition` and `target` images by the release's side convention;
-* `cufs_pairs`: CUHK face sketch -> photo pairs (`condition` = sketch).
+* `cufs_pairs`: CUHK face sketch -> photo pairs (`condition` = sketch);
+* `zappos_pairs`: UT-Zappos50K shoe photos (`target` only: the edge map
+  that conditions them is computed by the pipeline, as for the `zappos`
+  reader).
 
 Prepare once, then read with `DataConfig(reader="tfds", tfds_name=...)`:
 
@@ -31,6 +34,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from pipelines import files as files_lib
+from pipelines.readers_images import hash_split
 
 SPLITS = ("train", "val", "test")
 
@@ -163,8 +167,97 @@ class CufsPairs(tfds.core.GeneratorBasedBuilder):
                                "target": _rgb(photo), "name": photo.name}
 
 
+# UT-Zappos50K's top-level categories: a folder holding one of them (or
+# split folders) is a Zappos tree even without a `zappos/` folder around it.
+ZAPPOS_CATEGORIES = ("Boots", "Sandals", "Shoes", "Slippers")
+
+
+def _zappos_root(manual_dir: pathlib.Path) -> pathlib.Path:
+    """`<manual_dir>/zappos`, or `manual_dir` when it is a Zappos tree."""
+    if (manual_dir / "zappos").is_dir():
+        return manual_dir / "zappos"
+    # Not any folder of images: a manual_dir holding other datasets
+    # (facades, edges2shoes, ...) must not be read as shoes.
+    if any((manual_dir / name).is_dir()
+           for name in ZAPPOS_CATEGORIES + SPLITS):
+        return manual_dir
+    raise FileNotFoundError(
+        f"No zappos files under {manual_dir}: expected {manual_dir}/zappos/ "
+        f"holding UT-Zappos50K's tree (<Category>/.../*.jpg, optionally "
+        f"inside split folders {SPLITS}), or a manual_dir that is that tree. "
+        f"Received: manual_dir={str(manual_dir)!r}")
+
+
+def _pad_to_square(image: np.ndarray, value: int = 255) -> np.ndarray:
+    """Pads the short side, centred, as `pipelines.ops.pad_to_square`."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    return np.pad(image, [[top, side - height - top],
+                          [left, side - width - left], [0, 0]],
+                  constant_values=value)
+
+
+class ZapposPairs(tfds.core.GeneratorBasedBuilder):
+    """UT-Zappos50K shoe photos for edge map -> photo, as the `zappos` reader.
+
+    The `zappos` reader stores no condition: `build_dataset` computes the
+    edge map from the photo (`data.condition='edges'`, or `'masked'`). So
+    this builder stores the photo as `target` with its `name` (its path in
+    the tree) and no `condition`, and the pipeline computes the edges when
+    it reads the dataset, the same way for both. What the reader does when
+    decoding is done here once: a W = 2H image is an edges2shoes pair and
+    gives its right (photo) half, and photos are padded to squares with
+    white. Splits as the reader's: `<root>/<split>` folders when present,
+    otherwise 5% of the files by a hash of their path form `val` (the same
+    files the reader holds out) and the rest `train`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First version: photos read from local files."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Unpack UT-Zappos50K so that `<manual_dir>/zappos/<Category>/.../*.jpg`
+    exist (any depth, e.g. `zappos/Shoes/Oxfords/<brand>/<id>.jpg`), or
+    `<manual_dir>/zappos/<split>/<Category>/...` with split folders among
+    train, val, test. The pix2pix edges2shoes pairs work too (their photo
+    half is kept).
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "target": tfds.features.Image(shape=(None, None, 3)),
+                "name": tfds.features.Text(),
+            }),
+            homepage="https://vision.cs.utexas.edu/projects/finegrained/"
+                     "utzap50k/",
+        )
+
+    def _split_generators(self, dl_manager):
+        root = _zappos_root(pathlib.Path(dl_manager.manual_dir))
+        splits = [s for s in SPLITS if (root / s).is_dir()]
+        if splits:
+            return {split: self._generate_examples(root, root / split)
+                    for split in splits}
+        return {"train": self._generate_examples(root, root, "train"),
+                "val": self._generate_examples(root, root, "held_out")}
+
+    def _generate_examples(self, root: pathlib.Path, folder: pathlib.Path,
+                           keep: str = ""):
+        for path in files_lib.list_images(folder, recursive=True):
+            name = path.relative_to(root).as_posix()
+            if keep and hash_split(name) != keep:
+                continue
+            photo = _rgb(path)
+            height, width = photo.shape[:2]
+            if width == 2 * height:
+                photo = photo[:, width // 2:]
+            yield name, {"target": _pad_to_square(photo), "name": name}
+
+
 def prepare(name: str, manual_dir: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """Builds `name` (e.g. `pix2pix_pairs/facades`) from local files."""
+    """Builds `name` (e.g. `pix2pix_pairs/facades`, `zappos_pairs`) from
+    local files in `manual_dir` into the TFDS folder `data_dir`."""
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir))

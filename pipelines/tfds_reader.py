@@ -6,8 +6,9 @@ that is not prepared fails at once with what to put where. Images are read
 still encoded (`SkipDecoding`) so `build_dataset` shards before decoding,
 as for the file readers. Supported: datasets with an `image` (and usually
 a `label`) feature, such as mnist, fashion_mnist, cifar10, svhn_cropped,
-and the paired builders of `pipelines.tfds_builders` (`condition` and
-`target` images).
+and the builders of `pipelines.tfds_builders` (`condition` and `target`
+images, or only `target` photos for `zappos_pairs`, whose edge maps the
+pipeline computes).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from pipelines import source as readers
 from pipelines import tfds_builders  # noqa: F401  Registers our builders.
 
 Features = Dict[str, tf.Tensor]
+# Builders of `pipelines.tfds_builders`, prepared from local files.
+OUR_BUILDERS = ("pix2pix_pairs", "cufs_pairs", "zappos_pairs")
 
 
 def _not_prepared(builder, name: str, data_dir) -> FileNotFoundError:
     """Says what to put where; nothing is downloaded at run time."""
     root = data_dir or "<TFDS data_dir>"
-    if name.split("/")[0] in ("pix2pix_pairs", "cufs_pairs"):
+    if name.split("/")[0] in OUR_BUILDERS:
         instructions = " ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())
         how = (f"{instructions} Then run: python -m pipelines.prepare_tfds "
                f"--name {name} --manual_dir <that folder> --data_dir {root}")
@@ -56,7 +59,7 @@ def read_tfds(data: DataSpec, split: str) -> readers.Source:
         raise ValueError(
             f"Unknown TFDS dataset {name!r}: neither a TFDS builder nor one "
             "of ours (pix2pix_pairs/facades, pix2pix_pairs/edges2shoes, "
-            "pix2pix_pairs/edges2handbags, cufs_pairs). "
+            "pix2pix_pairs/edges2handbags, cufs_pairs, zappos_pairs). "
             f"Received: data.tfds_name={name!r}") from None
     features = builder.info.features
     image_keys = [k for k in ("image", "condition", "target")

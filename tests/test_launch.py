@@ -51,6 +51,15 @@ def test_missing_data_dir_names_the_path_and_writes_nothing(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
+    # No --download: the run stops before any work (the in-process checks,
+    # with the network blocked, are in test_public_data.py).
+    out = run_cli("--task=cifar10", f"--workdir={tmp_path / 'w'}")
+    assert out.returncode == 2
+    assert "--download" in out.stderr and "train/<class>/*.jpg" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("bad, message", [
     ("train.batch_size=many", "Cannot parse"),
     ("train.nonsense=1", "Unknown field"),

@@ -85,9 +85,11 @@ LAYERS = [
     # the trainer (Algorithm 1), the configs, the judge classifier
     ("cooperative_tf.trainer", "cooperative_tf.config",
      "cooperative_tf.config_io", "cooperative_tf.classifier"),
-    # registered tasks, quality metrics of a run, the planner at inference
-    ("cooperative_tf.tasks", "cooperative_tf.quality",
-     "cooperative_tf.inference", "cooperative_tf.sampling"),
+    # registered tasks and their public data, quality metrics of a run, the
+    # planner at inference
+    ("cooperative_tf.tasks", "cooperative_tf.public_data",
+     "cooperative_tf.quality", "cooperative_tf.inference",
+     "cooperative_tf.sampling"),
     # networks and trainer from a config; the files of a work directory
     ("cooperative_tf.factory", "cooperative_tf.workdir"),
     # evaluation, figures, serving

@@ -1,4 +1,8 @@
-"""The tfds reader and our offline TFDS builders, on tiny temp datasets."""
+"""The tfds reader and our offline TFDS builders, on tiny temp datasets
+and on the builders' checked-in dummy data (`pipelines/dummy_data`)."""
+
+import dataclasses
+import pathlib
 
 import numpy as np
 import pytest
@@ -73,6 +77,53 @@ def test_cufs_pairs_builder_with_palette_sketches(tmp_path):
     np.testing.assert_allclose(batch["target"], 200 / 127.5 - 1, atol=1e-6)
 
 
+def test_zappos_pairs_splits_pads_and_reads_as_the_zappos_reader(tmp_path):
+    # A tree without split folders: the builder holds out by the reader's
+    # hash (here 2, 3 and 4 of the six). PNG, so the two paths' pixels can
+    # match exactly.
+    root = tmp_path / "manual" / "zappos"
+    rng = np.random.RandomState(0)
+    for i in range(6):
+        folder = root / ("Shoes" if i % 2 else "Boots") / "Brand"
+        folder.mkdir(parents=True, exist_ok=True)
+        width = 16 if i % 3 else 32  # W = 2H: an edges2shoes pair.
+        photo = np.full([12 if i == 1 else 16, width, 3], 255, np.uint8)
+        top, left = rng.randint(1, 5, size=2)
+        photo[top:top + 6, width - 16 + left:width - 16 + left + 8] = \
+            rng.randint(0, 200, size=3)
+        Image.fromarray(photo).save(folder / f"{i}.png")
+    builder = tfds_builders.prepare("zappos_pairs", str(tmp_path / "manual"),
+                                    str(tmp_path / "tfds"))
+    # `masked`: a condition the pipeline makes from the photo, cheaper to
+    # build than edges.
+    reader = DataConfig(reader="zappos", data_dir=str(root),
+                        condition="masked", condition_channels=4,
+                        mask_size=8, image_size=16, load_size=16)
+    ours = dataclasses.replace(reader, reader="tfds",
+                               tfds_name="zappos_pairs",
+                               data_dir=str(tmp_path / "tfds"))
+    for split in ("train", "val"):
+        held = {r["file"].numpy().decode() for r in
+                pipelines.load_source(reader, split).records}
+        names = {e["name"].decode() for e in
+                 tfds.as_numpy(builder.as_dataset(split=split))}
+        assert names == {str(pathlib.Path(f).relative_to(root).as_posix())
+                         for f in held} and names
+        # The same photos: square, the photo half of a pair.
+        photos = [sorted(t.tobytes() for b in _all(pipelines.build_dataset(
+            data, split, 8, training=False)) for t in b["target"])
+            for data in (reader, ours)]
+        assert photos[0] == photos[1]
+    # The zappos task's condition: edge maps computed from the photos.
+    edges = dataclasses.replace(ours, condition="edges", condition_channels=1)
+    batch = _all(pipelines.build_dataset(edges, "val", 8, training=False))[0]
+    assert batch["condition"].shape == (3, 16, 16, 1)
+    padded = next(e["target"] for e in tfds.as_numpy(builder.as_dataset(
+        split="train").concatenate(builder.as_dataset(split="val")))
+        if e["name"] == b"Shoes/Brand/1.png")
+    assert padded.shape == (16, 16, 3) and (padded[:2] == 255).all()
+
+
 def test_tfds_mnist_reader_with_mock_data(tmp_path):
     data = DataConfig(reader="tfds", tfds_name="mnist",
                       data_dir=str(tmp_path), condition="label", channels=1,
@@ -98,6 +149,16 @@ def test_unprepared_dataset_fails_at_once_saying_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="No edges2shoes files"):
         tfds_builders.prepare("pix2pix_pairs/edges2shoes", str(tmp_path),
                               str(tmp_path / "tfds"))
+    shoes = DataConfig(reader="tfds", tfds_name="zappos_pairs",
+                       data_dir=str(tmp_path), condition="edges")
+    with pytest.raises(FileNotFoundError, match="zappos/<Category>.*"
+                                                "pipelines.prepare_tfds"):
+        pipelines.build_dataset(shoes, "train", 4, training=True)
+    # A manual_dir of other datasets is not read as a tree of shoes.
+    (tmp_path / "facades" / "train").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="No zappos files"):
+        tfds_builders.prepare("zappos_pairs", str(tmp_path),
+                              str(tmp_path / "tfds"))
 
 
 def test_unknown_or_missing_tfds_name(tmp_path):
@@ -108,3 +169,45 @@ def test_unknown_or_missing_tfds_name(tmp_path):
     with pytest.raises(ValueError, match="Received: data.tfds_name=''"):
         pipelines.build_dataset(DataConfig(reader="tfds"), "train", 4,
                                 training=True)
+
+
+# --- Each builder through TFDS's own builder test, on checked-in dummy data.
+# DatasetBuilderTestCase prepares the builder with `manual_dir` set to
+# EXAMPLE_DIR (a builder with MANUAL_DOWNLOAD_INSTRUCTIONS gets it there),
+# then checks registration, the split sizes, reloading and that no example
+# sits in two splits. Referred to as `tfds.testing.DatasetBuilderTestCase`,
+# not imported by name, so pytest does not collect the abstract base too.
+
+DUMMY_DATA = pathlib.Path(tfds_builders.__file__).parent / "dummy_data"
+
+
+class Pix2pixFacadesBuilderTest(tfds.testing.DatasetBuilderTestCase):
+    """facades, as released: train and test, no val."""
+
+    DATASET_CLASS = tfds_builders.Pix2pixPairs
+    EXAMPLE_DIR = str(DUMMY_DATA / "pix2pix_pairs")
+    BUILDER_CONFIG_NAMES_TO_TEST = ["facades"]
+    SPLITS = {"train": 2, "test": 1}
+
+
+class Pix2pixEdgesBuilderTest(tfds.testing.DatasetBuilderTestCase):
+    """edges2shoes and edges2handbags, as released: train and val."""
+
+    DATASET_CLASS = tfds_builders.Pix2pixPairs
+    EXAMPLE_DIR = str(DUMMY_DATA / "pix2pix_pairs")
+    BUILDER_CONFIG_NAMES_TO_TEST = ["edges2shoes", "edges2handbags"]
+    SPLITS = {"train": 2, "val": 1}
+
+
+class CufsBuilderTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = tfds_builders.CufsPairs
+    EXAMPLE_DIR = str(DUMMY_DATA / "cufs_pairs")
+    SPLITS = {"train": 2, "test": 1}
+
+
+class ZapposBuilderTest(tfds.testing.DatasetBuilderTestCase):
+    """Split folders; a 12x16 photo, a 16x16 one and an 8x16 pair."""
+
+    DATASET_CLASS = tfds_builders.ZapposPairs
+    EXAMPLE_DIR = str(DUMMY_DATA / "zappos_pairs")
+    SPLITS = {"train": 3, "val": 1}
