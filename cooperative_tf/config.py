@@ -171,6 +171,8 @@ class TrainConfig:
       label_loss_weight: Weight of the planner's classification term on
         observed answers (label tasks; `losses.label_loss`), added to the
         value shift. 0 is the paper's loss.
+      label_loss_start: The step from which that term is on (0: from the
+        first step); before it the planner learns by the value shift alone.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the
@@ -208,6 +210,7 @@ class TrainConfig:
     max_value: float = 1e12
     precision: str = "float32"
     label_loss_weight: float = 0.0
+    label_loss_start: int = 0
     mismatch_weight: float = 0.0
     reconstruction_weight: float = 0.0
     eval_every: int = 0
@@ -302,6 +305,9 @@ def validate(config: TaskConfig) -> None:
     if t.label_loss_weight and d.condition != "label":
         raise ValueError("train.label_loss_weight needs a label task. "
                          f"Received: {t.label_loss_weight}")
+    if t.label_loss_start < 0:
+        raise ValueError("train.label_loss_start must be a step >= 0. "
+                         f"Received: {t.label_loss_start}")
     for name in ("label_loss_weight", "reconstruction_weight",
                  "mismatch_weight"):
         value = getattr(t, name)

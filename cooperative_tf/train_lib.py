@@ -309,7 +309,8 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     t = config.train
     rollbacks, restored, failed = 0, None, set()
     while step_fn() < t.train_steps:
-        remaining = t.train_steps - step_fn()
+        end = _stage_label_loss(trainer, t, step_fn(), log)
+        remaining = end - step_fn()
         log(f"Training {config.name} for {remaining} steps (batch "
             f"{t.batch_size}, {trainer.langevin_steps} Langevin steps, "
             f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
@@ -355,6 +356,27 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
                                  "step_size": step_size / 2,
                                  "planner_lr": lr / 2})
         else:
-            break
+            if step_fn() < end:  # stopped early (a signal): not a stage end
+                break
     return rollbacks
+
+
+def _stage_label_loss(trainer, t, step: int, log) -> int:
+    """Sets the label loss for the stage holding `step` (off before
+    `train.label_loss_start`, on from it) and returns the stage's last step.
+
+    The weight is a Python number traced into the train step, so a change
+    retraces it: that costs once per run, while a term switched inside the
+    graph would compute the planner's values of every label at every step.
+    """
+    weight = t.label_loss_weight if step >= t.label_loss_start else 0.0
+    if trainer.label_loss_weight != weight:
+        trainer.label_loss_weight = weight
+        trainer.train_function = None
+        if weight:
+            log(f"From step {step} the planner also learns to classify "
+                f"(train.label_loss_weight={weight}).")
+    if weight or not t.label_loss_weight:
+        return t.train_steps
+    return min(t.label_loss_start, t.train_steps)
 

@@ -3,6 +3,7 @@
 The work directory's own checks (config, checkpoints): `test_workdir.py`.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -75,6 +76,7 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("langevin.reference_sigma=-1", "reference_sigma"),
     ("train.reconstruction_weight=-1", "reconstruction_weight"),
     ("train.label_loss_weight=1", "needs a label task"),
+    ("train.label_loss_start=-1", "label_loss_start"),
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("train.eval_every=-1", "eval_every"),
@@ -223,3 +225,19 @@ def test_config_file_applies_before_set_and_round_trips(tmp_path):
     json_file.write_text("{not json")
     with pytest.raises(ValueError, match="Cannot read config file"):
         tasks.resolve_config("zappos", config_file=str(json_file))
+
+
+def test_the_label_loss_starts_at_its_step_and_a_resume_keeps_it(tmp_path):
+    # Embedded digits; steps 1-2 by the value shift alone, 3-4 with the
+    # planner also classifying; a run resumed past the start keeps it on.
+    config = tasks.resolve_config(
+        "mnist", train_steps=3, overrides=tiny.LABEL + [
+            "train.label_loss_weight=1", "train.label_loss_start=2"])
+    train_lib.train(config, str(tmp_path), verbose=False)
+    train_lib.train(dataclasses.replace(
+        config, train=dataclasses.replace(config.train, train_steps=4)),
+        str(tmp_path), verbose=False)
+    rows = {r["step"]: r["label_loss"] for r in map(
+        json.loads, (tmp_path / "history.jsonl").read_text().splitlines())}
+    assert rows[1] == rows[2] == 0
+    assert rows[3] > 0 and rows[4] > 0
