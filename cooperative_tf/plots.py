@@ -68,9 +68,14 @@ def refinement_chart(rows: Sequence[dict], path: str,
                          f"they hold {sorted(rows[0])}.")
     plt = _pyplot()
     steps = [r["steps"] for r in rows]
-    fig, axes = plt.subplots(1, len(metrics),
-                             figsize=(4.2 * len(metrics), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], metrics):
+    cols = min(len(metrics), 3)
+    grid_rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(grid_rows, cols,
+                             figsize=(4.2 * cols, 3.2 * grid_rows),
+                             squeeze=False)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), metrics):
         ax.plot(steps, [r[f"{name}_refined"] for r in rows], marker="o",
                 label="refined")
         # The fast answer does not depend on the steps: a flat reference.
@@ -83,10 +88,13 @@ def refinement_chart(rows: Sequence[dict], path: str,
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
         if all("seconds" in r for r in rows):
-            top = ax.secondary_xaxis("top")
-            top.set_xticks(steps)
-            top.set_xticklabels([f"{r['seconds']:.0f}s" for r in rows],
-                                fontsize=6)
+            # What each point cost, beside it (an axis of its own crowds
+            # the small step counts).
+            for r in rows:
+                ax.annotate(f"{r['seconds']:.0f}s",
+                            (r["steps"], r[f"{name}_refined"]),
+                            textcoords="offset points", xytext=(3, 4),
+                            fontsize=6, color="0.35")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

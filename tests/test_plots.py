@@ -39,6 +39,14 @@ def test_chart_has_one_panel_per_metric(tmp_path):
     w1, h1 = Image.open(one).size
     w2, h2 = Image.open(two).size
     assert h1 == h2 and w2 == pytest.approx(2 * w1, rel=0.02)
+    five = plots.refinement_chart(
+        [dict(r, psnr_fast=1.0, psnr_refined=1.0, ssim_fast=1.0,
+              ssim_refined=1.0, l1_fast=1.0, l1_refined=1.0) for r in _rows()],
+        str(tmp_path / "five.png"), ["conditional_accuracy", "frechet", "psnr",
+                                     "ssim", "l1"])
+    w5, h5 = Image.open(five).size  # two rows of three panels
+    assert h5 == pytest.approx(2 * h1, rel=0.02)
+    assert w5 == pytest.approx(3 * w1, rel=0.02)
     pixels = np.asarray(Image.open(two).convert("L"))
     assert pixels.std() > 10  # lines and text, not a blank canvas
 
