@@ -87,7 +87,16 @@ def _label_task(name, reader, channels, data_dir=None, tfds_name="",
 
 @register_task("mnist", "class label -> 32x32 MNIST digit (paper §4.1.1)")
 def mnist() -> TaskConfig:
-    return _label_task("mnist", "mnist_csv", 1)
+    config = _label_task("mnist", "mnist_csv", 1)
+    # 6,000 steps of the paper's loss, then 1,000 with the planner also
+    # learning to classify (losses.label_loss): on the shared MNIST 5k the
+    # judge's conditional accuracy went 0.930 / 0.935 (fast / refined) ->
+    # 0.981 / 0.978, the worst label 0.87 -> 0.95, the planner read as a
+    # classifier 0.11 -> 0.84 (docs/quality.md). From the first step it is
+    # not measured yet.
+    return dataclasses.replace(config, train=dataclasses.replace(
+        config.train, train_steps=7000, label_loss_weight=1.0,
+        label_loss_start=6000))
 
 
 @register_task("fashion_mnist",
