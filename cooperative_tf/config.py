@@ -124,8 +124,9 @@ class LangevinConfig:
         authors' code; `None` drops the term (plain eq. 5).
       metropolis: Metropolis-Hastings accept/reject after each step.
       clip: Clip Y to the data range [-1, 1] after each step.
-      unroll: Unroll the loop in Python (fastest under XLA for short chains)
-        instead of a `tf.while_loop`.
+      unroll: Unroll the training-length chain in Python (fastest under
+        XLA) instead of a `tf.while_loop`; chains of other lengths (at
+        inference) always loop.
     """
 
     steps: int = 10

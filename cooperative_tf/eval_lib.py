@@ -22,6 +22,8 @@ from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
 
 # Readers that frame 28x28 digits in 32x32 (`pipelines.source.frame_digits`).
 _FRAMED_DIGIT_READERS = ("mnist_csv", "idx")
+# TFDS datasets of 28x28 digits, framed the same way by the tfds reader.
+_FRAMED_TFDS = ("mnist", "fashion_mnist")
 
 
 def evaluate(config: config_lib.TaskConfig, workdir: str,
@@ -90,8 +92,9 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
 
 def _parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     d = config.data
-    crop = 28 if (d.reader in _FRAMED_DIGIT_READERS
-                  and d.image_size == 32) else d.image_size
+    framed = (d.reader in _FRAMED_DIGIT_READERS
+              or (d.reader == "tfds" and d.tfds_name in _FRAMED_TFDS))
+    crop = 28 if framed and d.image_size == 32 else d.image_size
     edge = (d.image_size - crop) // 2
 
     def unit(images):  # [-1, 1] -> [0, 1], the original frame

@@ -17,16 +17,17 @@ are) unless `refine_steps=0`.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from cooperative_tf import images, inference, sampling
+from cooperative_tf import images, inference, plots, sampling
+from cooperative_tf.workdir import EVAL_FILE
 
-__all__ = ["write_figures", "held_out_batch"]
+__all__ = ["write_figures", "held_out_batch", "write_refinement_chart"]
 
 STYLE_TRANSFER = "style_transfer.png"
 LATENT_GRID = "latent_grid.png"
@@ -235,9 +236,6 @@ def write_refinement_chart(workdir: str, step: int, out_dir: str
     Returns:
       `(path, "")` when written, else `(None, why and what to run)`.
     """
-    from cooperative_tf import plots
-    from cooperative_tf.workdir import EVAL_FILE
-
     path = os.path.join(workdir, EVAL_FILE)
     ask = (f"run --mode=eval --workdir={workdir} "
            "--refine_steps=0,5,10,20,50,100 for the test-time compute chart")
@@ -249,12 +247,14 @@ def write_refinement_chart(workdir: str, step: int, out_dir: str
     if not rows:
         return None, f"{path} has no test-time compute rows: {ask}."
     if result.get("step") != step:
-        return None, (f"{path} is of step {result.get('step')}, the "
+        of = ("an unknown step" if result.get("step") is None
+              else f"step {result['step']:.0f}")
+        return None, (f"{path} is of {of}, the "
                       f"checkpoint of step {step}: {ask}.")
     try:
         chart = plots.refinement_chart(
             rows, os.path.join(out_dir, REFINEMENT_CHART),
             title=f"step {step}: quality against refinement at inference")
-    except ImportError as e:
+    except (ImportError, ValueError) as e:
         return None, str(e)
     return chart, ""

@@ -65,6 +65,8 @@ def use_tfds(config: TaskConfig, data_dir: Optional[str] = None) -> TaskConfig:
       dataset and `data.data_dir` the folder (`~` expanded, so the saved
       config names it).
     """
+    if data_dir is None and config.data.reader == "tfds":
+        data_dir = config.data.data_dir  # a run's saved folder
     folder = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
     data = dataclasses.replace(config.data, reader="tfds",
                                tfds_name=tfds_name(config), data_dir=folder)

@@ -13,7 +13,7 @@ import dataclasses
 import io
 import os
 import shutil
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
@@ -300,8 +300,11 @@ def _learning_rate(optimizer) -> float:
 
 def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
          step_fn, log, strategy) -> int:
-    """Fits to `train.train_steps`; on divergence stops with the last good
-    checkpoint named, or rolls back to it (`train.on_divergence`).
+    """Fits to `train.train_steps`, in stages (one `fit` each: before and
+    from `train.label_loss_start`); on divergence stops with the last good
+    checkpoint named, or rolls back to it (`train.on_divergence`). Each
+    `fit` starts the data stream over from `train.seed`, as a resumed run
+    does.
 
     Returns:
       The number of rollbacks.
@@ -356,12 +359,16 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
                                  "step_size": step_size / 2,
                                  "planner_lr": lr / 2})
         else:
-            if step_fn() < end:  # stopped early (a signal): not a stage end
+            # Stopped by a signal (Keras leaves the flag set after fit), or
+            # early: not a stage end to go on from.
+            if trainer.stop_training or step_fn() < end:
                 break
     return rollbacks
 
 
-def _stage_label_loss(trainer, t, step: int, log) -> int:
+def _stage_label_loss(trainer: CooperativeTrainer,
+                      t: config_lib.TrainConfig, step: int,
+                      log: Callable[[str], None]) -> int:
     """Sets the label loss for the stage holding `step` (off before
     `train.label_loss_start`, on from it) and returns the stage's last step.
 

@@ -327,8 +327,11 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         }
         for name, value in stats.items():
             self.trackers[name].update_state(value)
+        # Only the terms computed this step: a term that is off (the label
+        # loss before its start) is absent from the logs, not a mean of 0.
         return reducible_logs({name: tracker.result()
-                               for name, tracker in self.trackers.items()})
+                               for name, tracker in self.trackers.items()
+                               if name in stats})
 
     # -------------------------------------------------------------- inference
     def call(self, condition, training=False):

@@ -67,7 +67,7 @@ def test_figures_draw_the_chart_only_for_their_own_checkpoint(tmp_path):
     eval_json = tmp_path / "eval.json"
     eval_json.write_text(json.dumps({"step": 500.0, "versus_steps": _rows()}))
     path, why = figures.write_refinement_chart(str(tmp_path), 600, out)
-    assert path is None and "step 500" in why
+    assert path is None and "step 500," in why
     eval_json.write_text(json.dumps({"step": 600.0}))
     path, why = figures.write_refinement_chart(str(tmp_path), 600, out)
     assert path is None and "no test-time compute rows" in why

@@ -11,7 +11,8 @@ per run. Needs matplotlib (`pip install -e '.[plot]'`).
 With `--versus`, it draws instead the planner's test-time compute curve of
 an evaluation made with `--mode=eval --refine_steps=...` (its eval.json):
 each metric of the refined answer against the number of Langevin steps at
-inference, the fast answer as a dashed line, the seconds each took on top.
+inference, the fast answer as a dashed line, the seconds each took beside
+each point (`cooperative_tf.plots.refinement_chart`).
 
     python tools/plot_quality.py --versus --workdir=runs/mnist --out=x.png \
         --metrics=conditional_accuracy,frechet
