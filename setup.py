@@ -47,5 +47,6 @@ setup(
         "plot": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": [
-        "cooperative-tf=cooperative_tf.launch:run"]},
+        "cooperative-tf=cooperative_tf.launch:run",
+        "cooperative-tf-reproduce=cooperative_tf.reproduce:run"]},
 )

@@ -12,8 +12,8 @@ import os
 # users' logs; set TF_CPP_MIN_LOG_LEVEL=0 before importing to see it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
-                                   TaskConfig, TrainConfig)
+from cooperative_tf.config import (DataConfig, LangevinConfig, MethodConfig,
+                                   ModelConfig, TaskConfig, TrainConfig)
 from cooperative_tf.langevin import LangevinResult, langevin_dynamics
 from cooperative_tf.losses import mapping_shift_loss, value_shift_loss
 from cooperative_tf.models import DeconvStack, LabelPolicy, Planner, UNetPolicy
@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CooperativeTrainer", "DataConfig", "DeconvStack", "LabelPolicy",
-    "LangevinConfig", "LangevinResult", "ModelConfig", "Planner", "TaskConfig",
-    "TrainConfig", "UNetPolicy", "get_task", "langevin_dynamics", "list_tasks",
-    "mapping_shift_loss", "register_task", "value_shift_loss",
+    "LangevinConfig", "LangevinResult", "MethodConfig", "ModelConfig",
+    "Planner", "TaskConfig", "TrainConfig", "UNetPolicy", "get_task",
+    "langevin_dynamics", "list_tasks", "mapping_shift_loss",
+    "register_task", "value_shift_loss",
 ]

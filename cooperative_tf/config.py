@@ -220,6 +220,51 @@ class TrainConfig:
     max_rollbacks: int = 3
 
 
+# Methods that train on a task's data (`cooperative_tf.baselines`): which
+# kinds of condition each fits.
+METHODS = {
+    "cooperative": ("label", "image"),
+    "pix2pix": ("image",),
+    "regression": ("image",),
+    "cgan": ("label",),
+    "planner_only": ("label", "image"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Which method learns from the data: cooperative learning (the paper's
+    Algorithm 1) or a baseline built from the same networks and data, for
+    side-by-side comparison (`cooperative_tf.baselines`).
+
+    Attributes:
+      name: `cooperative`; `pix2pix` (the policy as generator against a
+        PatchGAN, GAN + `l1_weight` x L1; image conditions); `regression`
+        (the policy on L1 to the observed answer alone; image conditions);
+        `cgan` (the label policy against a projection discriminator,
+        non-saturating loss; label conditions); `planner_only` (the planner
+        sampled by Langevin from uniform noise, no policy).
+      l1_weight: pix2pix's weight of L1 against its GAN loss (Isola et al.:
+        100).
+      discriminator_lr: Adam learning rate of a baseline's discriminator
+        (pix2pix and DCGAN: 2e-4; beta_1 is `train.beta_1`).
+      discriminator_filters: Channels of the discriminator's convolutions;
+        empty: pix2pix's 70x70 PatchGAN (64, 128, 256, 512) for pix2pix,
+        the planner's `model.planner_filters` for cgan (the same capacity
+        as the planner it is compared with).
+      planner_only_steps: Langevin steps from noise per answer of
+        `planner_only`, in training and by default at inference.
+      planner_only_step_size: Their step size.
+    """
+
+    name: str = "cooperative"
+    l1_weight: float = 100.0
+    discriminator_lr: float = 2e-4
+    discriminator_filters: Tuple[int, ...] = ()
+    planner_only_steps: int = 60
+    planner_only_step_size: float = 0.01
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """One experiment: data, networks, solver and optimisation."""
@@ -229,6 +274,7 @@ class TaskConfig:
     model: ModelConfig = ModelConfig()
     langevin: LangevinConfig = LangevinConfig()
     train: TrainConfig = TrainConfig()
+    method: MethodConfig = MethodConfig()
 
 
 # Floats where infinity means "no limit"; everywhere else a float must be
@@ -238,7 +284,7 @@ _INFINITY_ALLOWED = {("train", "max_refinement"), ("train", "max_value")}
 
 
 def _check_numbers(config: TaskConfig) -> None:
-    for section in ("data", "model", "langevin", "train"):
+    for section in ("data", "model", "langevin", "train", "method"):
         for field in dataclasses.fields(getattr(config, section)):
             value = getattr(getattr(config, section), field.name)
             if not isinstance(value, float):
@@ -330,7 +376,36 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.max_refinement and train.max_value must be "
                          "> 0 (inf: no limit). Received: "
                          f"{t.max_refinement}, {t.max_value}")
+    _check_method(config)
     if t.max_rollbacks < 0:
         raise ValueError("train.max_rollbacks must be >= 0. Received: "
                          f"train.max_rollbacks={t.max_rollbacks}")
 
+
+
+def _check_method(config: TaskConfig) -> None:
+    m, reads = config.method, ("label" if config.data.condition == "label"
+                               else "image")
+    if m.name not in METHODS:
+        raise ValueError(f"method.name must be one of {tuple(METHODS)}. "
+                         f"Received: method.name={m.name!r}")
+    if reads not in METHODS[m.name]:
+        fits = [name for name, kinds in METHODS.items() if reads in kinds]
+        raise ValueError(
+            f"method.name={m.name!r} does not fit a task with {reads} "
+            f"conditions ({config.name}); methods that do: {fits}. "
+            f"Received: method.name={m.name!r}, "
+            f"data.condition={config.data.condition!r}")
+    if not (m.l1_weight >= 0 and m.discriminator_lr > 0
+            and m.planner_only_steps >= 1 and m.planner_only_step_size > 0):
+        raise ValueError(
+            "method.l1_weight must be >= 0, method.discriminator_lr and "
+            "method.planner_only_step_size > 0, method.planner_only_steps "
+            f">= 1. Received: l1_weight={m.l1_weight}, discriminator_lr="
+            f"{m.discriminator_lr}, planner_only_steps="
+            f"{m.planner_only_steps}, planner_only_step_size="
+            f"{m.planner_only_step_size}")
+    if any(f < 1 for f in m.discriminator_filters):
+        raise ValueError("method.discriminator_filters must be positive "
+                         "channel counts. Received: "
+                         f"{m.discriminator_filters}")

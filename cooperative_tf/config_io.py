@@ -14,8 +14,9 @@ import os
 import typing
 from typing import Any, Tuple
 
-from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
-                                   TaskConfig, TrainConfig, validate)
+from cooperative_tf.config import (DataConfig, LangevinConfig, MethodConfig,
+                                   ModelConfig, TaskConfig, TrainConfig,
+                                   validate)
 
 
 def _coerce(value: str, annotation: Any, key: str) -> Any:
@@ -128,6 +129,8 @@ def from_json(text: str) -> TaskConfig:
         model=build(ModelConfig, raw["model"]),
         langevin=build(LangevinConfig, raw["langevin"]),
         train=build(TrainConfig, raw["train"]),
+        # Runs written before baselines existed were cooperative.
+        method=build(MethodConfig, raw.get("method", {})),
     )
 
 

@@ -81,7 +81,7 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))
     if label_task and parzen_samples > 0:
-        result.update(_parzen_scores(trainer, config, dataset,
+        result.update(parzen_scores(trainer, config, dataset,
                                      parzen_samples))
     if refine_steps:
         result["versus_steps"] = quality.versus_steps(
@@ -90,7 +90,15 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     return result
 
 
-def _parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
+def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
+    """The Parzen-window log-likelihood of the paper's Table 1 (see
+    `evaluate`) for each of the method's answers and for as many real
+    training images, on the evaluation `dataset` (label tasks).
+
+    Returns:
+      `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`
+      for each answer kind and `real`, and `parzen_real_samples`.
+    """
     d = config.data
     framed = (d.reader in _FRAMED_DIGIT_READERS
               or (d.reader == "tfds" and d.tfds_name in _FRAMED_TFDS))
@@ -108,7 +116,7 @@ def _parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
                          f"Received: {len(real)} in split {d.eval_split!r}")
     half = len(real) // 2
     batch = config.train.batch_size
-    answers = {"fast": [], "refined": []}
+    answers = {kind: [] for kind in quality.answer_kinds(trainer)}
     for i, start in enumerate(range(0, num_samples, batch)):
         labels = np.arange(start, min(start + batch, num_samples)) \
             % d.num_classes

@@ -1,57 +1,76 @@
-"""Builds the networks and the compiled trainer a config describes.
+"""Builds the networks and the compiled model a config describes.
 
-One table, `POLICIES`, maps each `model.policy` name to the builder of its
-policy and planner; `config.validate` checks the same names (kept in
-`cooperative_tf.models.POLICY_CONDITIONS`, below the config).
+Two tables: `POLICIES` maps each `model.policy` name to the builder of its
+policy and planner (`config.validate` checks the same names, kept in
+`cooperative_tf.models.POLICY_CONDITIONS` below the config), and `METHODS`
+maps each `method.name` to the builder of the compiled model that trains
+them: cooperative learning or a baseline (`cooperative_tf.baselines`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
+from cooperative_tf import baselines
 from cooperative_tf import config as config_lib
 from cooperative_tf.distribute import needs_distributed_input
 from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
 from cooperative_tf.trainer import CooperativeTrainer
 
 
+def _label_policy(config: config_lib.TaskConfig):
+    """A deconv-stack policy for one-hot conditions."""
+    d, m = config.data, config.model
+    return LabelPolicy(image_size=d.image_size, channels=d.channels,
+                       num_classes=d.num_classes, latent_dim=m.latent_dim,
+                       filters=m.policy_filters,
+                       sync_batch_norm=m.sync_batch_norm, name="policy")
+
+
+def _label_planner(config: config_lib.TaskConfig):
+    """A planner valuing an image under a one-hot label."""
+    d, m = config.data, config.model
+    return Planner(image_size=d.image_size, channels=d.channels,
+                   condition="label", num_classes=d.num_classes,
+                   filters=m.planner_filters, kernel_size=m.planner_kernel,
+                   units=m.planner_units, template_filters=m.template_filters,
+                   conv_form=m.planner_conv_form,
+                   label_conditioning=m.planner_label,
+                   template_activation=m.template_activation, name="planner")
+
+
+def _unet_policy(config: config_lib.TaskConfig):
+    """A U-Net policy for image conditions."""
+    d, m = config.data, config.model
+    return UNetPolicy(image_size=d.image_size, channels=d.channels,
+                      condition_channels=d.condition_channels,
+                      latent_dim=m.latent_dim, filters=m.policy_filters,
+                      norm=m.policy_norm, sync_batch_norm=m.sync_batch_norm,
+                      output_layer=m.policy_output, name="policy")
+
+
+def _image_planner(config: config_lib.TaskConfig):
+    """A planner valuing an image under an image condition."""
+    d, m = config.data, config.model
+    return Planner(image_size=d.image_size, channels=d.channels,
+                   condition="image", condition_channels=d.condition_channels,
+                   filters=m.planner_filters, kernel_size=m.planner_kernel,
+                   units=m.planner_units, conv_form=m.planner_conv_form,
+                   name="planner")
+
+
 def _label_models(config: config_lib.TaskConfig):
     """A deconv-stack policy and a label planner, for one-hot conditions."""
-    d, m = config.data, config.model
-    policy = LabelPolicy(image_size=d.image_size, channels=d.channels,
-                         num_classes=d.num_classes, latent_dim=m.latent_dim,
-                         filters=m.policy_filters,
-                         sync_batch_norm=m.sync_batch_norm, name="policy")
-    planner = Planner(image_size=d.image_size, channels=d.channels,
-                      condition="label", num_classes=d.num_classes,
-                      filters=m.planner_filters, kernel_size=m.planner_kernel,
-                      units=m.planner_units,
-                      template_filters=m.template_filters,
-                      conv_form=m.planner_conv_form,
-                      label_conditioning=m.planner_label,
-                      template_activation=m.template_activation,
-                      name="planner")
-    return policy, planner
+    return _label_policy(config), _label_planner(config)
 
 
 def _unet_models(config: config_lib.TaskConfig):
     """A U-Net policy and an image planner, for image conditions."""
-    d, m = config.data, config.model
-    policy = UNetPolicy(image_size=d.image_size, channels=d.channels,
-                        condition_channels=d.condition_channels,
-                        latent_dim=m.latent_dim, filters=m.policy_filters,
-                        norm=m.policy_norm, sync_batch_norm=m.sync_batch_norm,
-                        output_layer=m.policy_output, name="policy")
-    planner = Planner(image_size=d.image_size, channels=d.channels,
-                      condition="image",
-                      condition_channels=d.condition_channels,
-                      filters=m.planner_filters, kernel_size=m.planner_kernel,
-                      units=m.planner_units, conv_form=m.planner_conv_form,
-                      name="planner")
-    return policy, planner
+    return _unet_policy(config), _image_planner(config)
 
 
 # `model.policy` name -> builder of the (policy, planner) pair; the names
@@ -81,42 +100,124 @@ def target_shape(config: config_lib.TaskConfig, batch=None):
     return (batch, d.image_size, d.image_size, d.channels)
 
 
-def build_trainer(config: config_lib.TaskConfig,
-                  strategy: Optional[tf.distribute.Strategy] = None
-                  ) -> CooperativeTrainer:
-    """Creates, compiles and builds the trainer inside `strategy.scope()`."""
-    strategy = strategy or tf.distribute.get_strategy()
+@contextlib.contextmanager
+def _network_dtype(config: config_lib.TaskConfig):
+    """Networks created inside take `train.precision` as their dtype
+    policy (layers read the global policy when they are created); the
+    method's own model and metrics stay float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.train.precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _adam(rate, t: config_lib.TrainConfig):
+    return keras.optimizers.Adam(rate, beta_1=t.beta_1)
+
+
+def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
     l, t = config.langevin, config.train
+    with _network_dtype(config):
+        policy, planner = build_models(config)
+    trainer = CooperativeTrainer(
+        policy, planner, latent_dim=config.model.latent_dim,
+        langevin_steps=l.steps, step_size=l.step_size, noise=l.noise,
+        reference_sigma=l.reference_sigma, metropolis=l.metropolis,
+        clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
+        seed=t.seed, label_loss_weight=t.label_loss_weight,
+        reconstruction_weight=t.reconstruction_weight,
+        mismatch_weight=t.mismatch_weight, name="cooperative")
+    trainer.compile(policy_optimizer=_adam(t.policy_lr, t),
+                    planner_optimizer=_adam(t.planner_lr, t),
+                    langevin_jit_compile=t.jit_compile, **compile_kwargs)
+    return trainer
+
+
+def _pix2pix(config: config_lib.TaskConfig, compile_kwargs: dict):
+    m, t = config.method, config.train
+    with _network_dtype(config):
+        policy = _unet_policy(config)
+        discriminator = baselines.PatchDiscriminator(
+            filters=m.discriminator_filters or (64, 128, 256, 512),
+            name="discriminator")
+    model = baselines.Pix2Pix(policy, discriminator,
+                              latent_dim=config.model.latent_dim,
+                              l1_weight=m.l1_weight, seed=t.seed,
+                              name="pix2pix")
+    model.compile(policy_optimizer=_adam(t.policy_lr, t),
+                  discriminator_optimizer=_adam(m.discriminator_lr, t),
+                  **compile_kwargs)
+    return model
+
+
+def _regression(config: config_lib.TaskConfig, compile_kwargs: dict):
+    t = config.train
+    with _network_dtype(config):
+        policy = _unet_policy(config)
+    model = baselines.Regression(policy,
+                                 latent_dim=config.model.latent_dim,
+                                 seed=t.seed, name="regression")
+    model.compile(policy_optimizer=_adam(t.policy_lr, t), **compile_kwargs)
+    return model
+
+
+def _cgan(config: config_lib.TaskConfig, compile_kwargs: dict):
+    m, t = config.method, config.train
+    with _network_dtype(config):
+        policy = _label_policy(config)
+        discriminator = baselines.ProjectionDiscriminator(
+            filters=m.discriminator_filters or config.model.planner_filters,
+            name="discriminator")
+    model = baselines.ConditionalGAN(policy, discriminator,
+                                     latent_dim=config.model.latent_dim,
+                                     seed=t.seed, name="cgan")
+    model.compile(policy_optimizer=_adam(t.policy_lr, t),
+                  discriminator_optimizer=_adam(m.discriminator_lr, t),
+                  **compile_kwargs)
+    return model
+
+
+def _planner_only(config: config_lib.TaskConfig, compile_kwargs: dict):
+    m, l, t = config.method, config.langevin, config.train
+    with _network_dtype(config):
+        planner = (_label_planner(config) if config.data.condition == "label"
+                   else _image_planner(config))
+    model = baselines.PlannerOnly(
+        planner, langevin_steps=m.planner_only_steps,
+        step_size=m.planner_only_step_size, noise=l.noise,
+        reference_sigma=l.reference_sigma, clip=True, seed=t.seed,
+        name="planner_only")
+    model.compile(planner_optimizer=_adam(t.planner_lr, t), **compile_kwargs)
+    return model
+
+
+# `method.name` -> builder of the compiled model of that method; the names
+# are those of `config.METHODS`.
+METHODS: Dict[str, Callable] = {
+    "cooperative": _cooperative,
+    "pix2pix": _pix2pix,
+    "regression": _regression,
+    "cgan": _cgan,
+    "planner_only": _planner_only,
+}
+
+
+def build_trainer(config: config_lib.TaskConfig,
+                  strategy: Optional[tf.distribute.Strategy] = None):
+    """Creates, compiles and builds the model of `config.method` (the
+    cooperative trainer or a baseline) inside `strategy.scope()`."""
+    strategy = strategy or tf.distribute.get_strategy()
     # Same seed, same initial weights: runs are reproducible and every worker
     # of a cluster starts from the same point.
-    keras.utils.set_random_seed(t.seed)
+    keras.utils.set_random_seed(config.train.seed)
+    # XLA for the whole step is fastest on one device, but fails under
+    # replication (a replica would read a variable held on another device),
+    # so replicas compile solve-slow only.
+    compile_kwargs = {"jit_compile": config.train.jit_compile
+                      and not needs_distributed_input(strategy)}
     with strategy.scope():
-        # Layers read the global dtype policy when they are created.
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(t.precision)
-        try:
-            policy, planner = build_models(config)
-        finally:
-            keras.config.set_dtype_policy(previous)
-        trainer = CooperativeTrainer(
-            policy, planner, latent_dim=config.model.latent_dim,
-            langevin_steps=l.steps, step_size=l.step_size, noise=l.noise,
-            reference_sigma=l.reference_sigma, metropolis=l.metropolis,
-            clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
-            seed=t.seed, label_loss_weight=t.label_loss_weight,
-            reconstruction_weight=t.reconstruction_weight,
-            mismatch_weight=t.mismatch_weight,
-            name="cooperative")
-        trainer.compile(
-            policy_optimizer=keras.optimizers.Adam(t.policy_lr,
-                                                   beta_1=t.beta_1),
-            planner_optimizer=keras.optimizers.Adam(t.planner_lr,
-                                                    beta_1=t.beta_1),
-            langevin_jit_compile=t.jit_compile,
-            # XLA for the whole step is fastest on one device, but fails
-            # under replication (a replica would read a variable held on
-            # another device), so replicas compile solve-slow only.
-            jit_compile=t.jit_compile and not needs_distributed_input(
-                strategy))
+        trainer = METHODS[config.method.name](config, compile_kwargs)
         trainer.build_for(condition_shape(config), target_shape(config))
     return trainer

@@ -54,6 +54,12 @@ flags.DEFINE_bool("download", False,
                   "the public dataset through TFDS into --data_dir (default "
                   "~/tensorflow_datasets) and read it from there. Without "
                   "it nothing is downloaded.")
+flags.DEFINE_enum("method", None, ["cooperative", "pix2pix", "regression",
+                                    "cgan", "planner_only"],
+                  "Override method.name: cooperative learning (the task's "
+                  "default) or a baseline trained from the same networks "
+                  "and data (pix2pix and regression for image conditions, "
+                  "cgan for labels, planner_only for both).")
 flags.DEFINE_integer("train_steps", None, "Override train.train_steps.")
 flags.DEFINE_integer("batch_size", None,
                      "Override train.batch_size (global batch).")
@@ -102,13 +108,19 @@ def _config_for_mode(workdir):
             raise FileNotFoundError(
                 f"{saved} does not exist: pass --task, or a --workdir that a "
                 f"training run wrote. Received: workdir={workdir!r}")
+        method = [f"method.name={FLAGS.method}"] if FLAGS.method else []
         return tasks.resolve_config(FLAGS.task, FLAGS.data_dir,
                                     FLAGS.train_steps, FLAGS.batch_size,
-                                    FLAGS.set, config_file=FLAGS.config)
+                                    method + list(FLAGS.set),
+                                    config_file=FLAGS.config)
     config = workdir_lib.load_config(workdir)
     if FLAGS.task and FLAGS.task != config.name:
         raise ValueError(f"{workdir} holds a {config.name!r} run, not "
                          f"{FLAGS.task!r}. Received: task={FLAGS.task!r}")
+    if FLAGS.method and FLAGS.method != config.method.name:
+        raise ValueError(f"{workdir} holds a run of method "
+                         f"{config.method.name!r}, not {FLAGS.method!r}. "
+                         f"Received: method={FLAGS.method!r}")
     extra = list(FLAGS.set)
     if FLAGS.data_dir:
         extra.append(f"data.data_dir={FLAGS.data_dir}")
@@ -150,8 +162,17 @@ def main(argv):
         if not FLAGS.workdir and not name:
             raise ValueError(f"{FLAGS.config} names no task: pass --task. "
                              f"Received: --config={FLAGS.config!r}")
-        workdir = FLAGS.workdir or os.path.join("runs", name)
+        default = name if FLAGS.method in (None, "cooperative") else (
+            f"{name}_{FLAGS.method}")
+        workdir = FLAGS.workdir or os.path.join("runs", default)
         config = _config_for_mode(workdir)
+        if (FLAGS.mode in ("figures", "inference", "export")
+                and config.method.name != "cooperative"):
+            raise ValueError(
+                f"--mode={FLAGS.mode} reads a cooperative model (policy and "
+                f"planner); {workdir} holds a {config.method.name} baseline,"
+                " whose answers --mode=eval and --mode=sample give. "
+                f"Received: mode={FLAGS.mode!r}")
         if FLAGS.mode != "export":  # Export reads no data.
             from cooperative_tf import public_data
             config = public_data.prepare(config, FLAGS.download,
@@ -170,7 +191,10 @@ def main(argv):
             from cooperative_tf import distribute
             chief = distribute.is_chief(strategy)
             try:
-                if FLAGS.export and result.checkpoint and chief:
+                if config.method.name != "cooperative":
+                    print(f"Not exported: the {config.method.name} baseline "
+                          "is for comparison (--mode=eval scores it).")
+                elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
                     path = serving.export_trainer(
                         result.trainer, config,

@@ -102,3 +102,50 @@ def refinement_chart(rows: Sequence[dict], path: str,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def minutes_chart(curves: dict, path: str, title: str = "") -> str:
+    """Quality against training minutes, per method: one panel per task
+    and metric (what `cooperative_tf.reproduce` plots).
+
+    Args:
+      curves: `{panel title: {line label: [(minutes, value), ...]}}`, e.g.
+        `{"mnist: conditional_accuracy": {"cgan": [(1.5, 0.4), ...]}}`.
+      path: PNG to write (its folder is created).
+      title: Figure title.
+
+    Returns:
+      `path`.
+
+    Raises:
+      ValueError: No curves.
+      ImportError: matplotlib is not installed (says how to get it).
+    """
+    panels = [(name, lines) for name, lines in curves.items() if lines]
+    if not panels:
+        raise ValueError("No curves to draw: no run has evaluated yet.")
+    plt = _pyplot()
+    cols = min(len(panels), 3)
+    grid_rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(grid_rows, cols,
+                             figsize=(4.2 * cols, 3.2 * grid_rows),
+                             squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, (name, lines) in zip(axes.ravel(), panels):
+        for label, points in sorted(lines.items()):
+            points = sorted(points)
+            ax.plot([p[0] for p in points], [p[1] for p in points],
+                    marker="o", markersize=3, label=label)
+        ax.set_xlabel("training minutes", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -74,6 +74,13 @@ def label_judge(data, workdir: Optional[str], verbose: bool = False,
                       metrics.frechet_distance(train_features, features))
 
 
+def answer_kinds(trainer) -> tuple:
+    """The answers a method gives: fast and refined for cooperative
+    learning, `fast` for a generator trained without a planner, `refined`
+    for the planner sampled from noise."""
+    return tuple(getattr(trainer, "answers", ANSWERS))
+
+
 def _balanced_labels(num_samples: int, num_classes: int) -> np.ndarray:
     return np.arange(num_samples) % num_classes
 
@@ -86,7 +93,7 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
     """Scores `num_samples` answers (labels balanced) of a label task.
 
     Args:
-      trainer: A `CooperativeTrainer`.
+      trainer: A `CooperativeTrainer` or a baseline's model.
       judge: From `label_judge`.
       num_classes: Labels of the task.
       num_samples: Generated answers (>= 2 * num_classes).
@@ -102,19 +109,21 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
     """
     labels = _balanced_labels(num_samples, num_classes)
     eye = np.eye(num_classes, dtype=np.float32)
-    answers = {kind: [] for kind in ANSWERS}
+    kinds = answer_kinds(trainer)
+    answers = {kind: [] for kind in kinds}
     for i, start in enumerate(range(0, num_samples, batch_size)):
         out = trainer.generate(eye[labels[start:start + batch_size]],
                                langevin_steps=langevin_steps,
                                step_size=step_size, seed=seed + i)
-        for kind in ANSWERS:
+        for kind in kinds:
             answers[kind].append(out[kind].numpy())
     result = {"classifier_real_accuracy": judge.real_accuracy,
-              "frechet_real": judge.frechet_real,
-              "planner_accuracy": planner_accuracy(trainer.planner,
-                                                   judge.images,
-                                                   judge.labels)}
-    for kind in ANSWERS:
+              "frechet_real": judge.frechet_real}
+    planner = trainer.networks.get("planner")
+    if planner is not None:
+        result["planner_accuracy"] = planner_accuracy(planner, judge.images,
+                                                      judge.labels)
+    for kind in kinds:
         predicted, features = classifier_lib.predict(
             judge.classifier, np.concatenate(answers[kind]))
         per_class = np.array([np.mean(predicted[labels == c] == c)
@@ -155,7 +164,7 @@ def image_quality(trainer, dataset, condition: str,
     is scored against the target, all of them give the diversity.
 
     Args:
-      trainer: A `CooperativeTrainer`.
+      trainer: A `CooperativeTrainer` or a baseline's model.
       dataset: Batches `{"condition", "target"}` of the evaluation split.
       condition: The task's `data.condition` (`masked` scores the hole).
       max_examples: Stop after this many examples (default: all).
@@ -170,10 +179,11 @@ def image_quality(trainer, dataset, condition: str,
       `examples`.
     """
     k = diversity_samples
+    kinds = answer_kinds(trainer)
     scores = {f"{m}_{kind}": [] for m in ("psnr", "ssim", "l1",
                                            "colour_error", "diversity",
                                            "checkerboard")
-              for kind in ANSWERS}
+              for kind in kinds}
     seen = 0
     for i, batch in enumerate(dataset):
         cond, target = batch["condition"], batch["target"]
@@ -189,7 +199,7 @@ def image_quality(trainer, dataset, condition: str,
         out = trainer.generate(cond, num_samples=k, seed=seed + i,
                                langevin_steps=langevin_steps,
                                step_size=step_size)
-        for kind in ANSWERS:
+        for kind in kinds:
             answers = tf.reshape(out[kind], [n, k] + target.shape[1:])
             first = answers[:, 0]
             scores[f"psnr_{kind}"].append(metrics.psnr(first, target, mask))

@@ -10,9 +10,16 @@ from cooperative_tf.seeds import num_replicas, replica_id
 
 
 class BuiltUpFront:
-    """Mixin for a `keras.Model` holding a `policy` and a `planner` trained by
-    a `policy_optimizer` and a `planner_optimizer`: `build_for` creates every
-    variable before `fit`, as distribution strategies require."""
+    """Mixin for the `keras.Model` of a training method (cooperative
+    learning or a baseline): `build_for` creates every variable before
+    `fit`, as distribution strategies require.
+
+    The model names what it trains in two dicts with the same keys:
+    `networks` (name -> network) and `optimizers` (name -> the optimizer
+    of that network). A network named `policy` is built on noise
+    `[batch, latent_dim]` and a condition; every other one (planner,
+    discriminator) on an answer `[batch, H, W, C]` and a condition.
+    """
 
     def build_for(self, condition_shape, target_shape):
         """Creates all variables (networks and optimizer slots) up front.
@@ -25,18 +32,19 @@ class BuiltUpFront:
           target_shape: Shape of a target batch.
         """
         batch = condition_shape[0]
-        # Networks built already (e.g. by `from_config`) keep their weights.
-        if not self.policy.built:
-            self.policy.build((batch, self.latent_dim),
+        for name, network in self.networks.items():
+            # Networks built already (e.g. by `from_config`) keep weights.
+            if network.built:
+                continue
+            if name == "policy":
+                network.build((batch, self.latent_dim),
                               tuple(condition_shape))
-        if not self.planner.built:
-            self.planner.build(tuple(target_shape), tuple(condition_shape))
-        for optimizer, model in ((getattr(self, "policy_optimizer", None),
-                                  self.policy),
-                                 (getattr(self, "planner_optimizer", None),
-                                  self.planner)):
+            else:
+                network.build(tuple(target_shape), tuple(condition_shape))
+        optimizers = getattr(self, "optimizers", None) or {}
+        for name, optimizer in optimizers.items():
             if optimizer is not None and not optimizer.built:
-                optimizer.build(model.trainable_variables)
+                optimizer.build(self.networks[name].trainable_variables)
         self.built = True
 
     # Keras 3.15 under MultiWorkerMirroredStrategy (keras-team/keras#20585):

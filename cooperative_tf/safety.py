@@ -50,11 +50,11 @@ class CheckpointError(ValueError):
 
 # ------------------------------------------------------------ finite states
 def state_variables(trainer) -> List[tf.Variable]:
-    """The floating-point variables a checkpoint holds: both networks (batch-
-    norm statistics included) and both optimizers' slots."""
+    """The floating-point variables a checkpoint holds: the method's
+    networks (batch-norm statistics included) and their optimizers' slots."""
     seen, result = set(), []
-    for owner in (trainer.policy, trainer.planner, trainer.policy_optimizer,
-                  trainer.planner_optimizer):
+    for owner in (*trainer.networks.values(),
+                  *trainer.optimizers.values()):
         for v in owner.variables:
             if id(v) not in seen and tf.as_dtype(v.dtype).is_floating:
                 seen.add(id(v))

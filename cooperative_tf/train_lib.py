@@ -28,7 +28,6 @@ from cooperative_tf.distribute import is_chief, needs_distributed_input
 from cooperative_tf.eval_lib import brief_quality
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.summaries import Summaries
-from cooperative_tf.trainer import CooperativeTrainer
 from cooperative_tf.workdir import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE,
                                     QUALITY_FILE, ROLLBACK_FILE, SAMPLE_DIR,
                                     append_jsonl,
@@ -47,7 +46,7 @@ class TrainResult:
     (`train.on_divergence=rollback`).
     """
 
-    trainer: CooperativeTrainer
+    trainer: keras.Model  # a CooperativeTrainer or a baseline's model
     step: int
     seconds_per_step: float
     checkpoint: Optional[str]
@@ -93,9 +92,10 @@ def sample_batch(config: config_lib.TaskConfig, rows: int = 8):
                      f"data_dir={d.data_dir!r}")
 
 
-def write_samples(trainer: CooperativeTrainer, batch: dict, path: str,
+def write_samples(trainer, batch: dict, path: str,
                   samples_per_label: int = 4, seed: int = 0) -> str:
-    """Writes a PNG grid of fast and refined answers.
+    """Writes a PNG grid of the method's answers (fast and refined for
+    cooperative learning, the one answer of a baseline).
 
     Image conditions: columns condition | fast | refined | ground truth.
     Labels: a row per class, `samples_per_label` fast answers, then the same
@@ -106,14 +106,13 @@ def write_samples(trainer: CooperativeTrainer, batch: dict, path: str,
         out = trainer.generate(condition, num_samples=samples_per_label,
                                seed=seed)
         k = samples_per_label
-        fast = np.asarray(out["fast"])
-        refined = np.asarray(out["refined"])
-        columns = [fast[j::k] for j in range(k)] + [refined[j::k]
-                                                    for j in range(k)]
+        columns = [np.asarray(out[name])[j::k] for name in trainer.answers
+                   for j in range(k)]
     else:
         out = trainer.generate(condition, num_samples=1, seed=seed)
-        columns = [condition, np.asarray(out["fast"]),
-                   np.asarray(out["refined"]), batch["target"]]
+        columns = [condition, *(np.asarray(out[name])
+                                for name in trainer.answers),
+                   batch["target"]]
     images.write_png(path, images.grid(columns))
     return path
 
@@ -205,7 +204,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                                      max_to_keep=3)
 
     def step_fn():
-        return int(trainer.planner_optimizer.iterations.numpy())
+        return int(trainer.step_counter.numpy())
 
     last = {"sample": None}
     preemption = safety.Preemption()
@@ -234,8 +233,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                 **values,
                 "examples_per_second": (t.batch_size / seconds
                                         if seconds else float("nan")),
-                "policy_lr": _learning_rate(trainer.policy_optimizer),
-                "planner_lr": _learning_rate(trainer.planner_optimizer)})
+                **{f"{name}_lr": _learning_rate(optimizer)
+                   for name, optimizer in trainer.optimizers.items()}})
 
     logger = ProgressLogger(t.log_every, t.train_steps, step_fn,
                             stream=None if verbose else io.StringIO(),
@@ -314,9 +313,12 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     while step_fn() < t.train_steps:
         end = _stage_label_loss(trainer, t, step_fn(), log)
         remaining = end - step_fn()
-        log(f"Training {config.name} for {remaining} steps (batch "
-            f"{t.batch_size}, {trainer.langevin_steps} Langevin steps, "
-            f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
+        method = ("" if config.method.name == "cooperative"
+                  else f" by {config.method.name}")
+        log(f"Training {config.name}{method} for {remaining} steps (batch "
+            f"{t.batch_size}, {getattr(trainer, 'langevin_steps', 0)} "
+            f"Langevin steps, {strategy.num_replicas_in_sync} replica(s)) "
+            f"in {workdir}")
         try:
             trainer.fit(dataset, epochs=1, steps_per_epoch=remaining,
                         callbacks=callbacks, verbose=0, shuffle=False)
@@ -339,25 +341,25 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             restored = usable[-1]
             diverged_at = step_fn()
             # Halve the rates in use (the checkpoint may hold an older one).
-            step_size, lr = trainer.step_size, float(
-                trainer.planner_optimizer.learning_rate.numpy())
+            halve = _rates_to_halve(trainer)
+            before = {name: get() for name, (get, _) in halve.items()}
             keeper.checkpoint.restore(
                 restored).assert_existing_objects_matched()
-            trainer.step_size = step_size / 2
-            trainer.planner_optimizer.learning_rate = lr / 2
+            for name, (_, put) in halve.items():
+                put(before[name] / 2)
             trainer.train_function = None  # retrace with the new step size
             log(f"Rollback {rollbacks}/{t.max_rollbacks}: "
-                f"{str(e).split('. ')[0]}. Restored {restored}; "
-                f"langevin.step_size {step_size:.3g} -> {step_size / 2:.3g}, "
-                f"train.planner_lr {lr:.3g} -> {lr / 2:.3g}.")
+                f"{str(e).split('. ')[0]}. Restored {restored}; " + ", ".join(
+                    f"{name} {before[name]:.3g} -> {before[name] / 2:.3g}"
+                    for name in halve) + ".")
             if is_chief(strategy):
                 append_jsonl(os.path.join(workdir, ROLLBACK_FILE),
                              diverged_at, {
                                  "rollback": rollbacks,
                                  "restored_step":
                                      safety.checkpoint_step(restored),
-                                 "step_size": step_size / 2,
-                                 "planner_lr": lr / 2})
+                                 **{name.split(".")[-1]: before[name] / 2
+                                    for name in halve}})
         else:
             # Stopped by a signal (Keras leaves the flag set after fit), or
             # early: not a stage end to go on from.
@@ -366,7 +368,33 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     return rollbacks
 
 
-def _stage_label_loss(trainer: CooperativeTrainer,
+def _rates_to_halve(trainer) -> dict:
+    """What a rollback halves, by config name -> (get, set): the Langevin
+    step size and the planner's learning rate of a model with a planner
+    (whose values ran away), every learning rate of one without."""
+    def rate(optimizer):
+        def put(value):
+            optimizer.learning_rate = value
+        return (lambda: float(optimizer.learning_rate.numpy()), put)
+
+    rates = {}
+    if hasattr(trainer, "step_size"):
+        # The planner-only ablation's chain has its own step size.
+        key = ("langevin.step_size" if "policy" in trainer.networks
+               else "method.planner_only_step_size")
+        rates[key] = (
+            lambda: float(trainer.step_size),
+            lambda value: setattr(trainer, "step_size", value))
+    optimizers = trainer.optimizers
+    names = ["planner"] if "planner" in optimizers else list(optimizers)
+    for name in names:
+        key = {"policy": "train.policy_lr", "planner": "train.planner_lr"
+               }.get(name, f"method.{name}_lr")
+        rates[key] = rate(optimizers[name])
+    return rates
+
+
+def _stage_label_loss(trainer,
                       t: config_lib.TrainConfig, step: int,
                       log: Callable[[str], None]) -> int:
     """Sets the label loss for the stage holding `step` (off before
@@ -376,6 +404,8 @@ def _stage_label_loss(trainer: CooperativeTrainer,
     retraces it: that costs once per run, while a term switched inside the
     graph would compute the planner's values of every label at every step.
     """
+    if not hasattr(trainer, "label_loss_weight"):  # a baseline
+        return t.train_steps
     weight = t.label_loss_weight if step >= t.label_loss_start else 0.0
     if trainer.label_loss_weight != weight:
         trainer.label_loss_weight = weight

@@ -129,6 +129,28 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    # ------------------------------------------------ what a method exposes
+    # (`replicated.BuiltUpFront`, `train_lib`, `quality`, `workdir`).
+    answers = ("fast", "refined")
+
+    @property
+    def networks(self):
+        """The trained networks by name."""
+        return {"policy": self.policy, "planner": self.planner}
+
+    @property
+    def optimizers(self):
+        """Each network's optimizer, by the network's name (`None` before
+        `compile`)."""
+        return {"policy": getattr(self, "policy_optimizer", None),
+                "planner": getattr(self, "planner_optimizer", None)}
+
+    @property
+    def step_counter(self):
+        """The variable counting training steps (it seeds X and the
+        Langevin noise)."""
+        return self.planner_optimizer.iterations
+
     # ------------------------------------------------------------- the maths
     @property
     def answer_dtype(self):

@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from cooperative_tf import config as config_lib
 from cooperative_tf import config_io, safety
-from cooperative_tf.trainer import CooperativeTrainer
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -57,19 +56,23 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
 
     Raises:
       ValueError: When `workdir/config.json` exists and its model or data
-        section differs from `config`'s (other than where the data lives or
-        `model.planner_conv_form`, which leaves the weights as they are).
+        section or its method differs from `config`'s (other than where
+        the data lives or `model.planner_conv_form`, which leaves the
+        weights as they are).
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return
     with open(path) as f:
         saved = config_io.from_json(f.read())
-    for section in ("model", "data"):
+    for section in ("model", "data", "method"):
         old, new = getattr(saved, section), getattr(config, section)
         if section == "data":  # where the data lives may move
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
             new = dataclasses.replace(new, data_dir=None, on_error="raise")
+        elif section == "method":  # other networks, other checkpoints
+            old = config_lib.MethodConfig(name=old.name)
+            new = config_lib.MethodConfig(name=new.name)
         else:  # the same weights either way
             old = dataclasses.replace(old, planner_conv_form="auto")
             new = dataclasses.replace(new, planner_conv_form="auto")
@@ -95,21 +98,29 @@ def load_config(workdir: str) -> config_lib.TaskConfig:
         return config_io.from_json(f.read())
 
 
-def make_checkpoint(trainer: CooperativeTrainer) -> tf.train.Checkpoint:
-    """A checkpoint of both networks and both optimizers.
+def make_checkpoint(trainer) -> tf.train.Checkpoint:
+    """A checkpoint of a method's networks and their optimizers.
 
-    Every network variable, trainable or not (batch-norm statistics), is
-    listed by its Keras path: Keras 3 layers are not TensorFlow trackables
-    all the way down, so a checkpoint of the model objects alone reaches
-    only some of them (it saved one planner kernel and no batch-norm
-    statistics; the trainable ones came back only through the optimizers).
+    Each network is kept under its name (`policy`, `planner`,
+    `discriminator`), its optimizer under `<name>_optimizer`. Every network
+    variable, trainable or not (batch-norm statistics), is also listed by
+    its Keras path under `<name>_variables`: Keras 3 layers are not
+    TensorFlow trackables all the way down, so a checkpoint of the model
+    objects alone reaches only some of them (it saved one planner kernel
+    and no batch-norm statistics; the trainable ones came back only through
+    the optimizers).
+
+    Args:
+      trainer: A compiled method model (`CooperativeTrainer` or a
+        baseline) exposing `networks` and `optimizers`.
     """
-    return tf.train.Checkpoint(
-        policy=trainer.policy, planner=trainer.planner,
-        policy_variables=_variables_by_path(trainer.policy),
-        planner_variables=_variables_by_path(trainer.planner),
-        policy_optimizer=trainer.policy_optimizer,
-        planner_optimizer=trainer.planner_optimizer)
+    parts = {}
+    for name, network in trainer.networks.items():
+        parts[name] = network
+        parts[f"{name}_variables"] = _variables_by_path(network)
+    for name, optimizer in trainer.optimizers.items():
+        parts[f"{name}_optimizer"] = optimizer
+    return tf.train.Checkpoint(**parts)
 
 
 def _variables_by_path(model) -> dict:
@@ -121,7 +132,7 @@ def _variables_by_path(model) -> dict:
     return variables
 
 
-def restore(trainer: CooperativeTrainer, workdir: str,
+def restore(trainer, workdir: str,
             required: bool = False) -> Optional[str]:
     """Restores the newest usable checkpoint in `workdir`; returns its path.
 

@@ -1,0 +1,217 @@
+"""The policy alone, regressed on the observed answer: no planner."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from cooperative_tf.baselines.losses import l1_loss
+from cooperative_tf.replicated import (BuiltUpFront, reducible_logs,
+                                       replica_rows)
+from cooperative_tf.seeds import generation_seeds, num_replicas, step_seed
+
+
+class PolicyAnswers:
+    """What a method whose answer is its policy's g(X, C) exposes (the
+    protocol of `CooperativeTrainer`): X, the answer, `generate`, `call`.
+
+    Mixed into `Regression`, `Pix2Pix` and `ConditionalGAN`, which hold a
+    `policy`, a `latent_dim` and a `policy_optimizer` stepped once per
+    training step.
+    """
+
+    # The generator's answer, named like the cooperative policy's.
+    answers = ("fast",)
+
+    @property
+    def step_counter(self):
+        """The variable counting training steps (it seeds X)."""
+        return self.policy_optimizer.iterations
+
+    @property
+    def answer_dtype(self):
+        """Dtype of the answers: the policy's variable dtype, so float32
+        under a mixed-precision policy."""
+        return self.policy.variable_dtype
+
+    def sample_latent(self, batch_size, seed):
+        """X ~ N(0, I), `[batch, latent_dim]`, from a stateless seed."""
+        return tf.random.stateless_normal(
+            tf.stack([batch_size, self.latent_dim]), seed=seed,
+            dtype=self.policy.compute_dtype, alg="philox")
+
+    def replica_latent(self, batch_size, seed):
+        """This replica's rows of X drawn for the global batch
+        (`replicated.replica_rows`)."""
+        return replica_rows(lambda rows: self.sample_latent(rows, seed),
+                            batch_size)
+
+    def answer(self, noise, condition, training=False):
+        """Y = g(X, C) `[batch, H, W, C]` in [-1, 1], in `answer_dtype`."""
+        return tf.cast(self.policy(noise, condition, training=training),
+                       self.answer_dtype)
+
+    def solve_fast(self, noise, condition):
+        """`answer` in inference mode, compiled (eagerly, op by op, it costs
+        more than the policy's arithmetic)."""
+        if getattr(self, "_solve_fast_fn", None) is None:
+            self._solve_fast_fn = tf.function(
+                lambda x, c: self.answer(x, c, training=False),
+                reduce_retracing=True)
+        return self._solve_fast_fn(noise, condition)
+
+    def call(self, condition, training=False):
+        """The answer g(X, C) for fresh X ~ N(0, I)."""
+        batch = tf.shape(condition)[0]
+        x = tf.random.normal(tf.stack([batch, self.latent_dim]),
+                             dtype=self.policy.compute_dtype)
+        return self.policy(x, condition, training=training)
+
+    def generate(self, condition, num_samples: int = 1,
+                 langevin_steps: Optional[int] = None,
+                 step_size: Optional[float] = None, seed: int = 0,
+                 noise: Optional[tf.Tensor] = None):
+        """Answers for a batch of conditions.
+
+        Args:
+          condition: `[batch, classes]` one-hot or `[batch, H, W, C_c]` in
+            [-1, 1].
+          num_samples: Answers per condition (different X).
+          langevin_steps: Ignored (no planner); accepted so that every
+            method is called alike.
+          step_size: Ignored.
+          seed: Seed of X.
+          noise: Optional X `[batch * num_samples, latent_dim]` to use
+            instead of sampling.
+
+        Returns:
+          A dict with `noise` X `[batch * num_samples, latent_dim]` and
+          `fast` `[batch * num_samples, H, W, C]` in [-1, 1], float32;
+          condition i's samples are rows `i * num_samples ...`.
+        """
+        del langevin_steps, step_size
+        condition = tf.repeat(tf.convert_to_tensor(condition), num_samples,
+                              axis=0)
+        if noise is None:
+            noise = self.sample_latent(tf.shape(condition)[0],
+                                       generation_seeds(seed)[0])
+        return {"noise": noise, "fast": self.solve_fast(noise, condition)}
+
+    def _log(self, stats):
+        """Updates the trackers named in `stats`; returns their means."""
+        for name, value in stats.items():
+            self.trackers[name].update_state(value)
+        return reducible_logs({name: self.trackers[name].result()
+                               for name in stats})
+
+
+@keras.saving.register_keras_serializable(package="cooperative_tf")
+class Regression(BuiltUpFront, PolicyAnswers, keras.Model):
+    """The policy trained on L1 to the observed answer alone, no planner.
+
+    The ablation that says what the planner adds: the same g(X, C) as
+    cooperative learning, learning from Y_obs directly instead of from the
+    planner's refined answers. Since the loss does not reward diversity, it
+    learns to ignore X and answer a median of the observed answers.
+
+    Args:
+      policy: A policy model called as `policy(noise, condition, training=)`
+        returning images `[batch, H, W, C]` in [-1, 1] (e.g. `UNetPolicy`,
+        `LabelPolicy`).
+      latent_dim: Dimension of X.
+      seed: Base seed of X.
+
+    Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
+    one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1]
+    and Y_obs `[batch, H, W, C]` in [-1, 1].
+
+    Logs: `l1_loss` (mean |Y - Y_obs|, in [0, 2]) and `fast_mse`.
+
+    Example:
+    >>> method = Regression(policy, latent_dim=64)
+    >>> method.compile(policy_optimizer=keras.optimizers.Adam(2e-4, 0.5))
+    >>> method.build_for((None, 64, 64, 1), (None, 64, 64, 3))
+    >>> method.fit(dataset, steps_per_epoch=100)
+
+    Reference:
+      Isola et al. 2017 ("L1 alone", Table 1 of pix2pix).
+    """
+
+    def __init__(self, policy, latent_dim, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.policy = policy
+        self.latent_dim = latent_dim
+        self.seed = seed
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("l1_loss", "fast_mse")}
+        self._solve_fast_fn = None
+
+    def compile(self, policy_optimizer, **kwargs):
+        """Configures training.
+
+        Args:
+          policy_optimizer: Optimizer of the policy.
+          **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        super().compile(**kwargs)
+        self.policy_optimizer = policy_optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def networks(self):
+        """The trained networks by name."""
+        return {"policy": self.policy}
+
+    @property
+    def optimizers(self):
+        """Each network's optimizer (`None` before `compile`)."""
+        return {"policy": getattr(self, "policy_optimizer", None)}
+
+    def train_step(self, data):
+        condition, target = data["condition"], data["target"]
+        target = tf.cast(target, self.answer_dtype)
+        batch = tf.shape(target)[0]
+        global_batch = batch * num_replicas()
+        step = self.step_counter
+
+        # 1. The policy answers Y = g(X, C).
+        x = self.replica_latent(batch, step_seed(self.seed, step, 0))
+        with tf.GradientTape() as tape:
+            y = self.answer(x, condition, training=True)
+            # 2. It learns by L1 to the observed answer.
+            loss = l1_loss(y, target, global_batch)
+            scaled = self.policy_optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.policy.trainable_variables)
+        self.policy_optimizer.apply(grads, self.policy.trainable_variables)
+
+        replicas = tf.cast(num_replicas(), loss.dtype)
+        return self._log({"l1_loss": loss * replicas,
+                          "fast_mse": tf.reduce_mean(tf.square(y - target))})
+
+    def test_step(self, data):
+        condition, target = data["condition"], data["target"]
+        target = tf.cast(target, self.answer_dtype)
+        x = self.replica_latent(tf.shape(target)[0], step_seed(
+            self.seed + 1, self.step_counter, 0))
+        y = self.answer(x, condition, training=False)
+        return self._log({"l1_loss": l1_loss(y, target),
+                          "fast_mse": tf.reduce_mean(tf.square(y - target))})
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            policy=keras.saving.serialize_keras_object(self.policy),
+            latent_dim=self.latent_dim, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["policy"] = keras.saving.deserialize_keras_object(
+            config["policy"])
+        return cls(**config)

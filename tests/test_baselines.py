@@ -1,0 +1,267 @@
+"""The baselines: their losses by hand, their discriminators' shapes and
+reach, a few dozen steps on a toy, and the protocol every method follows."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from cooperative_tf.baselines import (ConditionalGAN, PatchDiscriminator,
+                                      Pix2Pix, PlannerOnly,
+                                      ProjectionDiscriminator, Regression)
+from cooperative_tf.baselines.losses import (discriminator_loss,
+                                             generator_loss, l1_loss,
+                                             mean_score)
+from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
+from cooperative_tf.seeds import replica_seed, step_seed
+
+SIZE, LATENT, CLASSES = 8, 4, 2
+LOG2 = np.log(2.0)
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+# ---- losses against hand-computed numbers ----------------------------------
+def test_discriminator_loss_is_softplus_of_minus_real_plus_fake():
+    real = tf.constant([0.0, 1.0, -1.0, 2.0])
+    fake = tf.constant([0.0, -1.0, 1.0, -2.0])
+    # softplus(-real) and softplus(fake) are the same four numbers here.
+    per_example = 2 * np.array([LOG2, softplus(-1.0), softplus(1.0),
+                                softplus(-2.0)])
+    assert float(discriminator_loss(real, fake)) == pytest.approx(
+        per_example.mean(), rel=1e-6)
+    # pix2pix halves it; a replica holding 4 of 8 examples: sum / 8.
+    assert float(discriminator_loss(real, fake, scale=0.5)) == pytest.approx(
+        per_example.mean() / 2, rel=1e-6)
+    assert float(discriminator_loss(real, fake, 8)) == pytest.approx(
+        per_example.sum() / 8, rel=1e-6)
+    # A discriminator that cannot tell: 2 log 2.
+    assert float(discriminator_loss(tf.zeros([4]), tf.zeros([4]))) == \
+        pytest.approx(2 * LOG2, rel=1e-6)
+
+
+def test_generator_loss_is_softplus_of_minus_fake_per_patch_map():
+    # Two examples of 1 x 2 patch logits: their means, then the batch's.
+    fake = tf.reshape(tf.constant([0.0, 2.0, -1.0, 1.0]), [2, 1, 2, 1])
+    per_example = np.array([(LOG2 + softplus(-2.0)) / 2,
+                            (softplus(1.0) + softplus(-1.0)) / 2])
+    assert float(generator_loss(fake)) == pytest.approx(per_example.mean(),
+                                                        rel=1e-6)
+    assert float(generator_loss(fake, 4)) == pytest.approx(
+        per_example.sum() / 4, rel=1e-6)
+    assert float(mean_score(fake)) == pytest.approx(
+        np.mean(1 / (1 + np.exp(-np.array([0.0, 2.0, -1.0, 1.0])))))
+
+
+def test_l1_loss_is_the_per_example_mean_absolute_error():
+    answer = tf.constant([[1.0, 1.0], [0.0, 0.0]])
+    observed = tf.constant([[0.0, 1.0], [0.0, -2.0]])
+    # Per-example means 0.5 and 1.0.
+    assert float(l1_loss(answer, observed)) == pytest.approx(0.75)
+    assert float(l1_loss(answer, observed, 4)) == pytest.approx(1.5 / 4)
+
+
+# ---- discriminators ---------------------------------------------------------
+@pytest.mark.parametrize("size, side", [(8, 2), (16, 6), (32, 14)])
+def test_patch_discriminator_logit_map_shape(size, side):
+    d = PatchDiscriminator(filters=(4, 8))
+    logits = d(tf.zeros([2, size, size, 3]), tf.zeros([2, size, size, 1]))
+    # One stride-2 layer, then two stride-1 ones each losing a pixel.
+    assert tuple(logits.shape) == (2, side, side, 1)
+    assert logits.dtype == tf.float32
+
+
+def test_patch_discriminator_logit_sees_a_70x70_patch():
+    assert PatchDiscriminator().receptive_field == 70
+    # The default depth (three stride-2 layers, one stride-1), thin; without
+    # the normalisation, whose statistics span the whole image.
+    d = PatchDiscriminator(filters=(4, 4, 4, 4), norm=None)
+    answer = tf.random.uniform([1, 96, 96, 1], -1, 1, seed=1)
+    condition = tf.random.uniform([1, 96, 96, 1], -1, 1, seed=2)
+    with tf.GradientTape() as tape:
+        tape.watch(answer)
+        logits = d(answer, condition)
+        centre = logits[0, 5, 5, 0]
+    assert tuple(logits.shape) == (1, 10, 10, 1)  # 96 / 8 - 2
+    reach = np.abs(tape.gradient(centre, answer).numpy()[0, ..., 0]) > 0
+    rows, cols = np.nonzero(reach.any(1))[0], np.nonzero(reach.any(0))[0]
+    assert rows[-1] - rows[0] + 1 == 70 and cols[-1] - cols[0] + 1 == 70
+    assert 0 < rows[0] and rows[-1] < 95  # inside: not cut by the border
+
+
+def test_projection_discriminator_gives_one_logit_that_reads_the_label():
+    d = ProjectionDiscriminator(filters=(4, 8))
+    answer = tf.random.uniform([3, SIZE, SIZE, 1], -1, 1, seed=3)
+    logits = d(answer, tf.one_hot([0, 0, 0], CLASSES))
+    other = d(answer, tf.one_hot([1, 1, 1], CLASSES))
+    assert tuple(logits.shape) == (3,) and logits.dtype == tf.float32
+    assert np.abs(logits.numpy() - other.numpy()).min() > 1e-6
+
+
+# ---- tiny methods on a toy: two conditions, each with one fixed answer ------
+def toy_batch(label=False):
+    """Conditions a, b, a, b; answers two fixed 8x8 patterns (stripes)."""
+    stripes = np.tile(np.array([0.8, -0.8] * 4, np.float32), (SIZE, 1))
+    answers = np.stack([stripes, stripes.T])[..., None]   # [2, 8, 8, 1]
+    target = np.concatenate([answers, answers])
+    if label:
+        condition = tf.one_hot([0, 1, 0, 1], CLASSES)
+    else:
+        checker = np.indices((SIZE, SIZE)).sum(0) % 2 * 2.0 - 1.0
+        condition = np.stack([checker, -checker, checker, -checker])
+        condition = tf.constant(condition[..., None], tf.float32)
+    return {"condition": condition, "target": tf.constant(target)}
+
+
+def adam(lr=2e-3):
+    return keras.optimizers.Adam(lr, beta_1=0.5)
+
+
+def unet():
+    return UNetPolicy(image_size=SIZE, channels=1, condition_channels=1,
+                      latent_dim=LATENT, filters=(4, 8), noise_channels=2)
+
+
+def make(kind):
+    """A compiled method of tiny networks, built for the toy."""
+    if kind == "pix2pix":
+        # A lighter L1 than pix2pix's 100, so that in a few dozen steps the
+        # adversarial term is not drowned out.
+        method = Pix2Pix(unet(), PatchDiscriminator(filters=(4, 8)),
+                         latent_dim=LATENT, l1_weight=10.0, seed=1)
+        method.compile(policy_optimizer=adam(),
+                       discriminator_optimizer=adam())
+    elif kind == "regression":
+        method = Regression(unet(), latent_dim=LATENT, seed=1)
+        method.compile(policy_optimizer=adam(5e-3))
+    elif kind == "conditional_gan":
+        method = ConditionalGAN(
+            LabelPolicy(image_size=SIZE, channels=1, num_classes=CLASSES,
+                        latent_dim=LATENT, filters=(8,)),
+            ProjectionDiscriminator(filters=(4, 8)), latent_dim=LATENT,
+            seed=1)
+        method.compile(policy_optimizer=adam(),
+                       discriminator_optimizer=adam())
+    else:
+        method = PlannerOnly(
+            Planner(image_size=SIZE, channels=1, condition="image",
+                    condition_channels=1, filters=(4, 8), units=3),
+            langevin_steps=5, step_size=0.1, seed=1)
+        method.compile(planner_optimizer=adam(1e-2))
+    batch = toy_batch(label=kind == "conditional_gan")
+    method.build_for((None,) + tuple(batch["condition"].shape[1:]),
+                     (None,) + tuple(batch["target"].shape[1:]))
+    return method, batch
+
+
+def fit_logs(method, batch, steps):
+    """Each step's logs (one step per epoch, so the means are the step's)."""
+    data = tf.data.Dataset.from_tensors(batch).repeat()
+    history = method.fit(data, steps_per_epoch=1, epochs=steps, verbose=0)
+    return {k: np.array(v) for k, v in history.history.items()}
+
+
+def test_pix2pix_discriminator_learns_and_l1_falls():
+    method, batch = make("pix2pix")
+    logs = fit_logs(method, batch, 30)
+    assert all(np.isfinite(v).all() for v in logs.values())
+    assert logs["l1_loss"][-5:].mean() < 0.5 * logs["l1_loss"][0]
+    # The discriminator's loss falls below its start and it tells the
+    # observed answers from generated ones at some point.
+    assert logs["discriminator_loss"].min() < logs["discriminator_loss"][0]
+    assert (logs["real_score"] > logs["fake_score"] + 0.01).any()
+    assert int(method.step_counter) == 30
+
+
+def test_regression_l1_falls():
+    method, batch = make("regression")
+    logs = fit_logs(method, batch, 25)
+    assert logs["l1_loss"][-3:].mean() < 0.4 * logs["l1_loss"][0]
+    assert logs["fast_mse"][-1] < logs["fast_mse"][0]
+
+
+def test_conditional_gan_trains_and_discriminator_separates_early():
+    method, batch = make("conditional_gan")
+    logs = fit_logs(method, batch, 15)
+    assert all(np.isfinite(v).all() for v in logs.values())
+    assert logs["discriminator_loss"][-1] < logs["discriminator_loss"][0]
+    assert (logs["real_score"][:8] > logs["fake_score"][:8] + 0.01).any()
+
+
+def test_planner_only_value_shift_raises_observed_over_refined():
+    method, batch = make("planner_only")
+    # Y1 exactly as the first train_step computes it.
+    step = method.step_counter
+    y_init = method.sample_initial(4, step_seed(method.seed, step, 0))
+    y1 = method.solve_slow(y_init, batch["condition"],
+                           replica_seed(method.seed, step, 1))
+
+    def gap():
+        f = method.planner
+        return float(tf.reduce_mean(f(batch["target"], batch["condition"])
+                                    - f(y1, batch["condition"])))
+
+    before = gap()
+    logs = method.train_step(batch)
+    assert float(logs["value_gap"]) == pytest.approx(before, abs=1e-5)
+    assert gap() > before + 1e-3
+
+
+def test_planner_only_generates_its_initial_noise_after_zero_steps():
+    method, batch = make("planner_only")
+    out = method.generate(batch["condition"][:2], num_samples=2,
+                          langevin_steps=0, seed=4)
+    np.testing.assert_array_equal(out["refined"].numpy(),
+                                  out["noise"].numpy())
+    assert out["noise"].numpy().min() >= -1 and out["noise"].numpy().max() < 1
+    longer = method.generate(batch["condition"][:2], num_samples=2,
+                             langevin_steps=3, seed=4)
+    np.testing.assert_array_equal(longer["noise"].numpy(),
+                                  out["noise"].numpy())
+    assert np.abs(longer["refined"].numpy() - out["noise"].numpy()).max() > 0
+
+
+# ---- the protocol, for every method -----------------------------------------
+KINDS = ["pix2pix", "regression", "conditional_gan", "planner_only"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_protocol(kind):
+    method, batch = make(kind)
+    # build_for made every network's variables and optimizer slots.
+    assert set(method.optimizers) == set(method.networks)
+    for name, optimizer in method.optimizers.items():
+        assert optimizer.built and method.networks[name].built, name
+    assert int(method.step_counter) == 0
+
+    condition = batch["condition"][:2]
+    out = method.generate(condition, num_samples=3, seed=5)
+    assert set(out) == {"noise", *method.answers}
+    for name in method.answers:
+        answer = out[name].numpy()
+        assert answer.shape == (6, SIZE, SIZE, 1) and answer.dtype == \
+            np.float32, name
+        assert -1 <= answer.min() and answer.max() <= 1
+    again = method.generate(condition, num_samples=3, seed=5)
+    other = method.generate(condition, num_samples=3, seed=6)
+    for name in method.answers:
+        np.testing.assert_allclose(again[name].numpy(), out[name].numpy(),
+                                   atol=1e-6)
+        assert np.abs(other[name].numpy() - out[name].numpy()).max() > 0
+    assert tuple(method(condition).shape) == (2, SIZE, SIZE, 1)
+
+    config = method.get_config()
+    clone = type(method).from_config(config)
+    assert clone.get_config() == config
+    assert all(network.built for network in clone.networks.values())
+
+    # evaluate reports the training metrics without changing a weight.
+    weights = [w.numpy().copy() for w in method.trainable_weights]
+    logs = method.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0,
+                           return_dict=True)
+    assert {m.name for m in method.metrics} <= set(logs)
+    assert all(np.isfinite(v) for v in logs.values())
+    for a, b in zip(method.trainable_weights, weights):
+        np.testing.assert_array_equal(a.numpy(), b)

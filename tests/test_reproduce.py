@@ -1,0 +1,140 @@
+"""The reproduction command: every method of every task, resumable."""
+
+import csv
+import json
+import os
+import pathlib
+
+import pytest
+
+from cooperative_tf import reproduce
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DUMMY_FACADES = REPO / "pipelines" / "dummy_data" / "pix2pix_pairs" / "facades"
+
+
+def _settings(tmp_path, budget_minutes=0.35, points=2):
+    # Facades from the TFDS dummy pairs; mnist and zappos from the samples
+    # the package ships: no shared data needed.
+    data_root = tmp_path / "data"
+    data_root.mkdir(exist_ok=True)
+    if not (data_root / "facades").exists():
+        (data_root / "facades").symlink_to(DUMMY_FACADES)
+    return reproduce.Settings(
+        root=str(tmp_path / "repro"), data_root=str(data_root),
+        budget_minutes=budget_minutes, points=points, label_samples=20,
+        image_examples=2, parzen_samples=20, quick=True)
+
+
+def _mtimes(run_dir):
+    return {p.name: p.stat().st_mtime_ns
+            for p in pathlib.Path(run_dir, "checkpoints").iterdir()}
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_method_of_every_task_and_resumes(tmp_path):
+    settings = _settings(tmp_path)
+    lines = []
+    out = reproduce.reproduce(settings, list(reproduce.TASKS),
+                              log=lines.append)
+    root = pathlib.Path(settings.root)
+    with open(root / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    got = {(r["task"], r["method"]) for r in rows}
+    for name, spec in reproduce.TASKS.items():
+        for method in spec.methods:
+            answers = ("cooperative (fast)", "cooperative (refined)") if (
+                method == "cooperative") else (method,)
+            for label in answers:
+                assert (name, label) in got, (name, label, sorted(got))
+            assert (root / "grids" / f"{name}_{method}.png").stat().st_size
+    by = {(r["task"], r["method"]): r for r in rows}
+    # The main metrics are there, as numbers, for every row of a task.
+    for (task, _), row in by.items():
+        for metric in reproduce.TASKS[task].metrics[:2]:
+            float(row[metric])
+    assert float(by[("mnist", "cgan")]["parzen_ll"]) == pytest.approx(
+        float(by[("mnist", "cgan")]["parzen_ll"]))
+    # Each run trained about its share of the budget, not a step count.
+    share = settings.budget_minutes * reproduce.TRAIN_SHARE / len(got)
+    for result in out["results"]:
+        assert result["train_minutes"] >= share * 0.5
+        assert result["steps"] >= 1
+    text = (root / "results.md").read_text()
+    for name in reproduce.TASKS:
+        assert f"## {name}" in text
+    assert "20.47" in text and "226 ± 2.1" in text  # the paper's numbers
+    assert (root / "quality_vs_minutes.png").stat().st_size > 0
+    # The curve has one row per point, minutes increasing.
+    curve = [json.loads(l) for l in open(
+        root / "zappos" / "pix2pix" / reproduce.CURVE_FILE)]
+    assert len(curve) == settings.points
+    assert curve[0]["minutes"] < curve[1]["minutes"]
+
+    # A rerun keeps the finished runs and trains only what is missing (as
+    # if the command had been stopped before zappos/regression).
+    kept = {run: _mtimes(root / run) for run in (
+        "mnist/cooperative", "facades_inpaint/pix2pix", "zappos/pix2pix")}
+    import shutil
+    shutil.rmtree(root / "zappos" / "regression")
+    os.remove(root / "results.md")
+    lines = []
+    reproduce.reproduce(settings, list(reproduce.TASKS), log=lines.append)
+    for run, before in kept.items():
+        assert _mtimes(root / run) == before
+        assert any(f"{run}: finished before" in l for l in lines)
+    trained = [l for l in lines if ": training for" in l]
+    assert len(trained) == 1 and "zappos/regression" in trained[0]
+    assert (root / "zappos" / "regression" / reproduce.RESULT_FILE).exists()
+    assert "regression" in (root / "results.md").read_text()
+
+
+def test_curve_rows_after_the_restored_step_are_dropped(tmp_path):
+    from cooperative_tf.workdir import append_jsonl
+    for step in (10, 20, 30):
+        append_jsonl(str(tmp_path / reproduce.CURVE_FILE), step,
+                     {"minutes": step / 10})
+    kept = reproduce.keep_until(str(tmp_path), reproduce.CURVE_FILE, 20)
+    assert [r["step"] for r in kept] == [10, 20]
+    assert [r["step"] for r in reproduce._read(
+        str(tmp_path), reproduce.CURVE_FILE)] == [10, 20]
+
+
+def test_the_clock_resumes_at_the_restored_step(tmp_path):
+    from cooperative_tf.workdir import append_jsonl
+    for step, seconds in ((100, 50.0), (200, 101.0), (300, 149.0)):
+        append_jsonl(str(tmp_path / reproduce.CLOCK_FILE), step,
+                     {"train_seconds": seconds})
+    clock = reproduce.BudgetClock(300.0, 3, str(tmp_path), 100,
+                                  lambda *a: None)
+    assert clock.elapsed_at(0) == 0.0
+    assert clock.elapsed_at(250) == 101.0
+    assert clock.elapsed_at(300) == 149.0
+    assert clock.marks == [100.0, 200.0, 300.0]
+
+
+def test_missing_data_without_a_sample_is_skipped_and_said(tmp_path):
+    settings = reproduce.Settings(
+        root=str(tmp_path / "r"), data_root=str(tmp_path / "nowhere"),
+        budget_minutes=1, points=1, label_samples=20, image_examples=2,
+        parzen_samples=0, quick=True)
+    config, why = reproduce.task_config("facades_inpaint", "pix2pix",
+                                        settings)
+    assert config is None and "facades does not exist" in why
+    # Tasks that ship a sample fall back to it.
+    config, why = reproduce.task_config("zappos", "regression", settings)
+    assert why is None and config.data.data_dir is None
+    assert config.method.name == "regression"
+    md = reproduce.results_markdown(
+        [{"task": "facades_inpaint", "method": "pix2pix", "skipped": why or
+          "no data: x"}], settings, 1.0, "test machine")
+    assert "pix2pix: skipped, no data" in md
+
+
+def test_bad_flags_are_named():
+    import subprocess
+    import sys
+    got = subprocess.run(
+        [sys.executable, "-m", "cooperative_tf.reproduce", "--tasks=cifar"],
+        capture_output=True, text=True, cwd=REPO)
+    assert got.returncode == 2 and "--tasks takes some of" in got.stderr
