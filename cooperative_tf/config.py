@@ -249,9 +249,9 @@ class MethodConfig:
       discriminator_lr: Adam learning rate of a baseline's discriminator
         (pix2pix and DCGAN: 2e-4; beta_1 is `train.beta_1`).
       discriminator_filters: Channels of the discriminator's convolutions;
-        empty: pix2pix's 70x70 PatchGAN (64, 128, 256, 512) for pix2pix,
-        the planner's `model.planner_filters` for cgan (the same capacity
-        as the planner it is compared with).
+        empty: the planner's `model.planner_filters`, the same capacity as
+        the planner it is compared with (pix2pix's own 70x70 PatchGAN is
+        64:128:256:512; four layers give a 70x70 patch either way).
       planner_only_steps: Langevin steps from noise per answer of
         `planner_only`, in training and by default at inference.
       planner_only_step_size: Their step size.
@@ -409,3 +409,16 @@ def _check_method(config: TaskConfig) -> None:
         raise ValueError("method.discriminator_filters must be positive "
                          "channel counts. Received: "
                          f"{m.discriminator_filters}")
+    if m.name == "pix2pix":
+        # The PatchGAN halves the image len - 1 times, then loses a pixel
+        # in each of its two stride-1 convolutions: its logit map would be
+        # empty below this side.
+        filters = m.discriminator_filters or config.model.planner_filters
+        smallest = 3 * 2 ** (len(filters) - 1)
+        if config.data.image_size < smallest:
+            raise ValueError(
+                f"pix2pix's PatchGAN with {len(filters)} layers needs "
+                f"images of at least {smallest} pixels; use fewer "
+                "method.discriminator_filters (or model.planner_filters). "
+                f"Received: data.image_size={config.data.image_size}, "
+                f"filters={tuple(filters)}")

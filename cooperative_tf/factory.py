@@ -140,7 +140,7 @@ def _pix2pix(config: config_lib.TaskConfig, compile_kwargs: dict):
     with _network_dtype(config):
         policy = _unet_policy(config)
         discriminator = baselines.PatchDiscriminator(
-            filters=m.discriminator_filters or (64, 128, 256, 512),
+            filters=m.discriminator_filters or config.model.planner_filters,
             name="discriminator")
     model = baselines.Pix2Pix(policy, discriminator,
                               latent_dim=config.model.latent_dim,

@@ -201,6 +201,9 @@ class BudgetClock:
             def on_train_batch_end(cb, batch, logs=None):
                 self._batch_end(cb.model)
 
+            def on_train_end(cb, logs=None):
+                self._end(cb.model)
+
         self.callback = _Callback()
         self.seconds = seconds
         self.marks = [seconds * (i + 1) / points for i in range(points)]
@@ -219,7 +222,9 @@ class BudgetClock:
     def _begin(self, model):
         step = int(model.step_counter.numpy())
         self._base = self.elapsed_at(step)
-        self._start = time.perf_counter()
+        # Set after the first step: tracing and compiling it is not
+        # training (it would count against the method that compiles most).
+        self._start = None
         self._paused = 0.0
         # The points evaluated up to the restored step hold; any after it
         # were of weights the checkpoint lost, so they are evaluated again.
@@ -227,11 +232,23 @@ class BudgetClock:
                          len(self.marks) - 1)
 
     def _elapsed(self):
+        if self._start is None:
+            return self._base
         return self._base + time.perf_counter() - self._start - self._paused
+
+    def _end(self, model):
+        # Where a signal stopped the run, which saves a checkpoint there.
+        from cooperative_tf.workdir import append_jsonl
+        if not self.done:
+            append_jsonl(os.path.join(self.run_dir, CLOCK_FILE),
+                         int(model.step_counter.numpy()),
+                         {"train_seconds": self._elapsed()})
 
     def _batch_end(self, model):
         from cooperative_tf.workdir import append_jsonl
         step = int(model.step_counter.numpy())
+        if self._start is None:
+            self._start = time.perf_counter()
         elapsed = self._elapsed()
         if step % self.every == 0:
             append_jsonl(os.path.join(self.run_dir, CLOCK_FILE), step,
@@ -248,6 +265,32 @@ class BudgetClock:
             model.stop_training = True
         else:
             self._next += 1
+
+
+TERMS_FILE = "terms.json"
+
+
+def _check_terms(run_dir: str, terms: dict) -> None:
+    """Keeps what a run was started with (its training seconds, points,
+    sample sizes, data) and refuses to continue it under other terms,
+    which would mix incomparable numbers in one table."""
+    from cooperative_tf.workdir import write_text_atomic
+    path = os.path.join(run_dir, TERMS_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        diff = {k: (saved.get(k), v) for k, v in terms.items()
+                if saved.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{run_dir} was run under other terms (saved vs now: "
+                f"{diff}); its numbers would not compare. Use another "
+                "--workdir, or the same flags (--budget_minutes, --tasks, "
+                "--points, sample sizes, --data_root, --quick). Received: "
+                f"workdir={os.path.dirname(os.path.dirname(run_dir))!r}")
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    write_text_atomic(path, json.dumps(terms, indent=2, sort_keys=True))
 
 
 def keep_until(run_dir: str, name: str, step: int) -> list:
@@ -272,19 +315,25 @@ def run_method(name: str, method: str, settings: Settings,
     """Trains and scores one method on one task (or reads its finished
     result); `None` when a signal stopped it (it resumes on the next run).
     """
-    from cooperative_tf import eval_lib, factory, quality, train_lib
+    from cooperative_tf import eval_lib, factory, quality, safety, train_lib
     from cooperative_tf.workdir import (append_jsonl, restore,
                                         write_text_atomic)
 
     run_dir = os.path.join(settings.root, name, method)
+    config, why = task_config(name, method, settings)
+    if config is None:
+        return {"task": name, "method": method, "skipped": why}
+    _check_terms(run_dir, {
+        "train_seconds": round(train_seconds, 3), "points": settings.points,
+        "quick": settings.quick, "label_samples": settings.label_samples,
+        "image_examples": settings.image_examples,
+        "parzen_samples": settings.parzen_samples,
+        "data_dir": config.data.data_dir})
     done = os.path.join(run_dir, RESULT_FILE)
     if os.path.exists(done):
         with open(done) as f:
             log(f"{name}/{method}: finished before, kept ({done}).")
             return json.load(f)
-    config, why = task_config(name, method, settings)
-    if config is None:
-        return {"task": name, "method": method, "skipped": why}
     label_task = config.data.condition == "label"
     # One judge per task, shared by its methods.
     evaluator = quality.RunEvaluator(config, os.path.join(settings.root,
@@ -300,11 +349,18 @@ def run_method(name: str, method: str, settings: Settings,
         log(f"{name}/{method} at {minutes:.1f} training minutes (step "
             f"{step}): {eval_lib.brief_quality(row)}")
 
-    if len(_read(run_dir, CURVE_FILE)) >= settings.points:
-        # Trained and evaluated; stopped before its result was written.
+    trainer = None
+    curve = _read(run_dir, CURVE_FILE)
+    if len(curve) >= settings.points:
+        # Trained and evaluated, stopped before its result was written:
+        # the final weights, if their checkpoint was saved.
         trainer = factory.build_trainer(config)
-        restore(trainer, run_dir, required=True)
-    else:
+        saved = safety.checkpoint_step(restore(trainer, run_dir,
+                                               required=True))
+        if saved < curve[-1]["step"]:
+            keep_until(run_dir, CURVE_FILE, saved)
+            trainer = None
+    if trainer is None:
         clock = BudgetClock(train_seconds, settings.points, run_dir,
                             config.train.checkpoint_every, evaluate)
         log(f"{name}/{method}: training for {train_seconds / 60:.1f} "
@@ -390,14 +446,19 @@ def _cell(row: dict, metric: str, best) -> str:
 
 
 def _best(rows: Sequence[dict], metric: str):
-    values = [r[metric] for r in rows if r.get(metric) is not None]
+    # Diversity has no best: noise is the most diverse answer of all.
+    if metric == "diversity":
+        return None
+    values = [r[metric] for r in rows if r.get(metric) is not None
+              and r[metric] == r[metric]]
     if len(values) < 2:
         return None
     return (max if metric in _HIGHER else min)(values)
 
 
 def results_markdown(results: Sequence[dict], settings: Settings,
-                     wall_minutes: float, machine: str) -> str:
+                     wall_minutes: float, machine: str,
+                     chart: bool = True) -> str:
     """The text of `results.md`."""
     rows = _rows(results)
     lines = ["# Reproduction at CPU scale", "",
@@ -443,8 +504,9 @@ def results_markdown(results: Sequence[dict], settings: Settings,
                           f"samples give {real:.1f} nats (the ceiling of "
                           "this estimate at this sample size)."]
         lines.append("")
-    lines += ["![quality against training minutes](quality_vs_minutes.png)",
-              ""]
+    if chart:
+        lines += ["![quality against training minutes]"
+                  "(quality_vs_minutes.png)", ""]
     return "\n".join(lines)
 
 
@@ -500,7 +562,11 @@ def reproduce(settings: Settings, names: Sequence[str],
     started = time.perf_counter()
     runs = [(name, method) for name in names
             for method in TASKS[name].methods]
-    train_seconds = settings.budget_minutes * 60 * TRAIN_SHARE / len(runs)
+    # The budget is shared by the runs that have data to train on.
+    trainable = [run for run in runs
+                 if task_config(*run, settings)[0] is not None]
+    train_seconds = (settings.budget_minutes * 60 * TRAIN_SHARE
+                     / max(len(trainable), 1))
     os.makedirs(settings.root, exist_ok=True)
     results = []
     for name, method in runs:
@@ -513,12 +579,17 @@ def reproduce(settings: Settings, names: Sequence[str],
     wall = (time.perf_counter() - started) / 60
     paths = {"csv": write_csv(results,
                               os.path.join(settings.root, "results.csv"))}
-    paths["chart"] = write_chart(
-        settings, os.path.join(settings.root, "quality_vs_minutes.png"))
+    try:
+        paths["chart"] = write_chart(
+            settings, os.path.join(settings.root, "quality_vs_minutes.png"))
+    except ImportError as e:  # matplotlib is an extra
+        log(f"note: no chart: {e}")
+        paths["chart"] = None
     from cooperative_tf.workdir import write_text_atomic
     paths["markdown"] = os.path.join(settings.root, "results.md")
     write_text_atomic(paths["markdown"], results_markdown(
-        results, settings, wall, machine_name()))
+        results, settings, wall, machine_name(),
+        chart=paths["chart"] is not None))
     return {"results": results, "paths": paths}
 
 

@@ -71,8 +71,10 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
             new = dataclasses.replace(new, data_dir=None, on_error="raise")
         elif section == "method":  # other networks, other checkpoints
-            old = config_lib.MethodConfig(name=old.name)
-            new = config_lib.MethodConfig(name=new.name)
+            old = config_lib.MethodConfig(
+                name=old.name, discriminator_filters=old.discriminator_filters)
+            new = config_lib.MethodConfig(
+                name=new.name, discriminator_filters=new.discriminator_filters)
         else:  # the same weights either way
             old = dataclasses.replace(old, planner_conv_form="auto")
             new = dataclasses.replace(new, planner_conv_form="auto")

@@ -35,6 +35,11 @@ def test_a_method_that_does_not_fit_the_task_is_refused_by_name():
         assert str(fits) in str(e.value)
     with pytest.raises(ValueError, match="method.name must be one of"):
         tasks.resolve_config("mnist", overrides=["method.name=vae"])
+    # A PatchGAN whose logit map would be empty at this image size.
+    with pytest.raises(ValueError, match="at least 24 pixels"):
+        tasks.resolve_config("zappos", overrides=[
+            "method.name=pix2pix", "data.image_size=16",
+            "data.load_size=16"])
 
 
 def test_configs_written_before_baselines_read_as_cooperative():

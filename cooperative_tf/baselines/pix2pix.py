@@ -8,7 +8,7 @@ import tensorflow as tf
 from cooperative_tf.baselines.losses import (discriminator_loss,
                                              generator_loss, l1_loss,
                                              mean_score)
-from cooperative_tf.baselines.regression import PolicyAnswers
+from cooperative_tf.baselines.policy_answers import PolicyAnswers
 from cooperative_tf.replicated import BuiltUpFront
 from cooperative_tf.seeds import num_replicas, step_seed
 
