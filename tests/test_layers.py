@@ -82,9 +82,11 @@ LAYERS = [
      "cooperative_tf.workdir_lock", "cooperative_tf.seeds",
      "cooperative_tf.summaries", "cooperative_tf.replicated",
      "cooperative_tf.plots"),
-    # the trainer (Algorithm 1), the configs, the judge classifier
-    ("cooperative_tf.trainer", "cooperative_tf.config",
-     "cooperative_tf.config_io", "cooperative_tf.classifier"),
+    # the trainer (Algorithm 1) and the baselines, the configs, the judge
+    # classifier
+    ("cooperative_tf.trainer", "cooperative_tf.baselines",
+     "cooperative_tf.config", "cooperative_tf.config_io",
+     "cooperative_tf.classifier"),
     # registered tasks and their public data, quality metrics of a run, the
     # planner at inference
     ("cooperative_tf.tasks", "cooperative_tf.public_data",
@@ -97,8 +99,8 @@ LAYERS = [
      "cooperative_tf.inference_report", "cooperative_tf.serving"),
     # training
     ("cooperative_tf.train_lib",),
-    # the command line
-    ("cooperative_tf.launch",),
+    # the command line: one run, the reproduction
+    ("cooperative_tf.launch", "cooperative_tf.reproduce"),
 ]
 
 

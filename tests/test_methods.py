@@ -139,6 +139,3 @@ def test_launcher_takes_a_method_and_refuses_what_reads_a_planner(tmp_path):
                       cwd=tmp_path)
         assert got.returncode == 2
         assert "holds a regression baseline" in got.stderr
-    got = _launch("--mode=eval", f"--workdir={tmp_path}/run",
-                  "--method=pix2pix", cwd=tmp_path)
-    assert got.returncode == 2 and "not 'pix2pix'" in got.stderr

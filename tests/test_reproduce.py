@@ -14,7 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DUMMY_FACADES = REPO / "pipelines" / "dummy_data" / "pix2pix_pairs" / "facades"
 
 
-def _settings(tmp_path, budget_minutes=0.35, points=2):
+def _settings(tmp_path, budget_minutes=0.25, points=1):
     # Facades from the TFDS dummy pairs; mnist and zappos from the samples
     # the package ships: no shared data needed.
     data_root = tmp_path / "data"
@@ -33,7 +33,13 @@ def _mtimes(run_dir):
 
 
 @pytest.mark.slow
-def test_quick_run_writes_every_method_of_every_task_and_resumes(tmp_path):
+def test_quick_run_writes_every_method_of_every_task_and_resumes(
+        tmp_path, monkeypatch):
+    from cooperative_tf import classifier
+    # The mnist judge's 12 epochs are not what this test checks.
+    train = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier",
+                        lambda data, **kw: train(data, epochs=2, **kw))
     settings = _settings(tmp_path)
     lines = []
     out = reproduce.reproduce(settings, list(reproduce.TASKS),
@@ -71,11 +77,10 @@ def test_quick_run_writes_every_method_of_every_task_and_resumes(tmp_path):
         assert f"## {name}" in text
     assert "20.47" in text and "226 ± 2.1" in text  # the paper's numbers
     assert (root / "quality_vs_minutes.png").stat().st_size > 0
-    # The curve has one row per point, minutes increasing.
+    # The curve has a row per point (the clock's own test drives several).
     curve = [json.loads(l) for l in open(
         root / "zappos" / "pix2pix" / reproduce.CURVE_FILE)]
     assert len(curve) == settings.points
-    assert curve[0]["minutes"] < curve[1]["minutes"]
 
     # A rerun keeps the finished runs and trains only what is missing (as
     # if the command had been stopped before zappos/regression).
