@@ -124,7 +124,7 @@ def unet():
                       latent_dim=LATENT, filters=(4, 8), noise_channels=2)
 
 
-def make(kind):
+def make(kind, policy_lr=2e-3, discriminator_lr=2e-3):
     """A compiled method of tiny networks, built for the toy."""
     if kind == "pix2pix":
         # A lighter L1 than pix2pix's 100, so that in a few dozen steps the
@@ -142,8 +142,8 @@ def make(kind):
                         latent_dim=LATENT, filters=(8,)),
             ProjectionDiscriminator(filters=(4, 8)), latent_dim=LATENT,
             seed=1)
-        method.compile(policy_optimizer=adam(),
-                       discriminator_optimizer=adam())
+        method.compile(policy_optimizer=adam(policy_lr),
+                       discriminator_optimizer=adam(discriminator_lr))
     else:
         method = PlannerOnly(
             Planner(image_size=SIZE, channels=1, condition="image",
@@ -182,12 +182,29 @@ def test_regression_l1_falls():
     assert logs["fast_mse"][-1] < logs["fast_mse"][0]
 
 
-def test_conditional_gan_trains_and_discriminator_separates_early():
+def test_conditional_gan_trains_and_its_logs_are_finite():
     method, batch = make("conditional_gan")
-    logs = fit_logs(method, batch, 15)
+    logs = fit_logs(method, batch, 10)
     assert all(np.isfinite(v).all() for v in logs.values())
-    assert logs["discriminator_loss"][-1] < logs["discriminator_loss"][0]
-    assert (logs["real_score"][:8] > logs["fake_score"][:8] + 0.01).any()
+    assert int(method.step_counter) == 10
+
+
+# Both players learning at once need not lower either loss in a few steps
+# (it depends on the CPU's rounding); each against a fixed other must.
+def test_conditional_gan_discriminator_separates_a_fixed_generator():
+    method, batch = make("conditional_gan", policy_lr=0.0)
+    logs = fit_logs(method, batch, 20)
+    assert logs["discriminator_loss"][-3:].mean() < \
+        0.7 * logs["discriminator_loss"][0]
+    assert (logs["real_score"][-3:] > logs["fake_score"][-3:] + 0.2).all()
+
+
+def test_conditional_gan_generator_fools_a_fixed_discriminator():
+    method, batch = make("conditional_gan", policy_lr=5e-3,
+                         discriminator_lr=0.0)
+    logs = fit_logs(method, batch, 30)
+    assert logs["policy_loss"][-3:].mean() < 0.7 * logs["policy_loss"][0]
+    assert logs["fake_score"][-3:].mean() > logs["fake_score"][0] + 0.1
 
 
 def test_planner_only_value_shift_raises_observed_over_refined():
