@@ -97,7 +97,10 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
 
     Returns:
       `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`
-      for each answer kind and `real`, and `parzen_real_samples`.
+      and `parzen_validation_ll_<kind>` (the mean on the half that chose
+      sigma) for each answer kind and `real`, and `parzen_real_samples`.
+      Both halves and the real reference are drawn in a fixed random order,
+      so a file sorted by class gives every class to each.
     """
     d = config.data
     framed = (d.reader in _FRAMED_DIGIT_READERS
@@ -109,7 +112,11 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
         images = np.asarray(images, np.float32)
         return (images[:, edge:edge + crop, edge:edge + crop] + 1.0) / 2.0
 
-    real = unit(np.concatenate([b["target"].numpy() for b in dataset]))
+    # Files are often sorted by class (the shared and shipped digits are):
+    # without a shuffle, sigma would be chosen on some classes and the score
+    # taken on others, and the real reference would hold the first classes.
+    real = _shuffled(unit(np.concatenate([b["target"].numpy()
+                                          for b in dataset])), seed=0)
     if len(real) < 2:
         raise ValueError("The Parzen window needs at least 2 evaluation "
                          f"examples (half to choose sigma, half to score). "
@@ -128,8 +135,8 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     # of them if the split is smaller), scored the same way.
     training = pipelines.build_dataset(d, d.train_split, 500, training=False,
                                        repeat=False)
-    train_real = unit(np.concatenate([b["target"].numpy()
-                                      for b in training]))[:num_samples]
+    train_real = _shuffled(unit(np.concatenate([
+        b["target"].numpy() for b in training])), seed=1)[:num_samples]
     answers["real"] = [train_real]
     scores = {"parzen_real_samples": float(len(train_real))}
     for name, parts in answers.items():
@@ -138,7 +145,13 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
         scores[f"parzen_ll_{name}"] = got["ll"]
         scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
         scores[f"parzen_sigma_{name}"] = got["sigma"]
+        scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
     return scores
+
+
+def _shuffled(images: np.ndarray, seed: int) -> np.ndarray:
+    """`images` in a fixed random order (the same on every run)."""
+    return images[np.random.default_rng(seed).permutation(len(images))]
 
 
 # The few numbers a progress line shows; the JSON lines keep them all.

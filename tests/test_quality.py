@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import tiny
 
+import pipelines
 from cooperative_tf import eval_lib, quality, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
 
@@ -149,3 +150,25 @@ def test_a_line_cut_short_is_skipped(tmp_path):
     with open(tmp_path / "quality.jsonl", "a") as f:
         f.write('{"step": 6, "a"')  # killed mid-write
     assert workdir_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]
+
+
+def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
+    # The shipped digits are sorted by class. Answers that replay real
+    # training digits of every label must score like the real reference,
+    # and each half of the held-out digits like the other: before the
+    # shuffle the reference was the first classes only and sigma was chosen
+    # on digits 0-4 to score 5-9.
+    d = MNIST_SAMPLE.data
+    train = next(iter(pipelines.build_dataset(d, d.train_split, 900,
+                                              training=False)))
+    trainer = ReplayTrainer(train["target"].numpy(),
+                            np.argmax(train["condition"].numpy(), -1))
+    trainer.answers = ("fast",)
+    held_out = pipelines.build_dataset(d, d.eval_split, 100, training=False)
+    got = eval_lib.parzen_scores(trainer, MNIST_SAMPLE, held_out, 300)
+    for kind in ("fast", "real"):
+        spread = 4 * got[f"parzen_ll_stderr_{kind}"] + 20
+        assert abs(got[f"parzen_ll_{kind}"]
+                   - got[f"parzen_validation_ll_{kind}"]) < spread, got
+    assert abs(got["parzen_ll_real"] - got["parzen_ll_fast"]) < \
+        4 * (got["parzen_ll_stderr_real"] + got["parzen_ll_stderr_fast"]), got
