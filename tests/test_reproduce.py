@@ -67,9 +67,11 @@ def test_quick_run_writes_every_method_of_every_task_and_resumes(
         assert float(row["parzen_ll_real"]) > float(row["parzen_ll"]) - 1e3
     # Each run trained its share of the budget (time, not steps): at least
     # the share, and at most a few steps more.
-    runs = sum(len(spec.methods) for spec in reproduce.TASKS.values())
-    share = settings.budget_minutes * reproduce.TRAIN_SHARE / runs
+    weights = sum(len(spec.methods) * spec.budget_weight
+                  for spec in reproduce.TASKS.values())
     for result in out["results"]:
+        share = (settings.budget_minutes * reproduce.TRAIN_SHARE / weights
+                 * reproduce.TASKS[result["task"]].budget_weight)
         assert share <= result["train_minutes"] <= share + 0.05, result
         assert result["steps"] >= 1
     text = (root / "results.md").read_text()
