@@ -30,17 +30,22 @@ class DivergenceGuard(keras.callbacks.Callback):
         logged (means since the last progress line, so a one-step spike
         counts diluted): values growing without bound are caught before
         they overflow.
+      remedy: What the message advises, naming the settings of the method
+        being trained (a GAN baseline has no Langevin step size).
     """
 
     # Metrics on the planner's value scale.
     VALUE_METRICS = ("value_gap", "planner_loss")
 
     def __init__(self, max_refinement: float, step_fn: Callable[[], int],
-                 max_value: float = float("inf")):
+                 max_value: float = float("inf"),
+                 remedy: str = ("Lower langevin.step_size or train.planner_lr"
+                                ", or set langevin.clip=true")):
         super().__init__()
         self.max_refinement = max_refinement
         self.step_fn = step_fn
         self.max_value = max_value
+        self.remedy = remedy
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -49,16 +54,14 @@ class DivergenceGuard(keras.callbacks.Callback):
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"Training diverged at step {self.step_fn()}: {name} is "
-                    f"{value}. Lower langevin.step_size or "
-                    "train.planner_lr, or set langevin.clip=true, then resume "
-                    f"(--set ...). Received: {name}={value}")
+                    f"{value}. {self.remedy}, then resume (--set ...). "
+                    f"Received: {name}={value}")
         refinement = float(logs.get("refinement", 0.0))
         if refinement > self.max_refinement:
             raise DivergenceError(
                 f"Langevin refinement diverged at step {self.step_fn()}: mean "
                 f"|Y1 - Y0| = {refinement:.3g} > train.max_refinement="
-                f"{self.max_refinement}. Lower langevin.step_size or "
-                "train.planner_lr, or set langevin.clip=true. Received: "
+                f"{self.max_refinement}. {self.remedy}. Received: "
                 f"refinement={refinement}")
         for name in self.VALUE_METRICS:
             value = abs(float(logs.get(name, 0.0)))
@@ -66,10 +69,9 @@ class DivergenceGuard(keras.callbacks.Callback):
                 raise DivergenceError(
                     f"The planner's values ran away at step {self.step_fn()}:"
                     f" |{name}| = {value:.3g} > train.max_value="
-                    f"{self.max_value:g}, on the way to overflow. Lower "
-                    "train.planner_lr or langevin.step_size, or raise "
-                    "train.max_value if this scale is expected. Received: "
-                    f"{name}={logs[name]}")
+                    f"{self.max_value:g}, on the way to overflow. "
+                    f"{self.remedy}, or raise train.max_value if this scale "
+                    f"is expected. Received: {name}={logs[name]}")
 
 
 def _duration(seconds: float) -> str:

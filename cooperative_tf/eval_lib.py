@@ -44,9 +44,9 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     split. For label tasks it also reports the Parzen-window log-likelihood
     of the paper's Table 1 (`cooperative_tf.parzen`) for the fast and the
     refined answers and, as the reference, for as many real training images
-    used as the window's samples (`parzen_ll_real`): sigma chosen on the
-    first half of the evaluation split, the mean log-likelihood (nats) of
-    the second half reported. Framed MNIST-style digits are scored on their
+    used as the window's samples (`parzen_ll_real`): sigma chosen on one
+    half of the evaluation split (drawn in a fixed random order), the mean
+    log-likelihood (nats) of the other half reported. Framed MNIST-style digits are scored on their
     original centre 28x28, as in the paper.
 
     Args:
@@ -136,7 +136,7 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     training = pipelines.build_dataset(d, d.train_split, 500, training=False,
                                        repeat=False)
     train_real = _shuffled(unit(np.concatenate([
-        b["target"].numpy() for b in training])), seed=1)[:num_samples]
+        b["target"].numpy() for b in training])), seed=1, count=num_samples)
     answers["real"] = [train_real]
     scores = {"parzen_real_samples": float(len(train_real))}
     for name, parts in answers.items():
@@ -149,9 +149,12 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     return scores
 
 
-def _shuffled(images: np.ndarray, seed: int) -> np.ndarray:
-    """`images` in a fixed random order (the same on every run)."""
-    return images[np.random.default_rng(seed).permutation(len(images))]
+def _shuffled(images: np.ndarray, seed: int,
+              count: Optional[int] = None) -> np.ndarray:
+    """The first `count` (default all) of `images` in a fixed random order
+    (the same on every run)."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[order[:count]]
 
 
 # The few numbers a progress line shows; the JSON lines keep them all.

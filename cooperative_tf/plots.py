@@ -66,16 +66,9 @@ def refinement_chart(rows: Sequence[dict], path: str,
     if missing or not metrics:
         raise ValueError(f"The rows have no metric {missing or metrics}; "
                          f"they hold {sorted(rows[0])}.")
-    plt = _pyplot()
+    plt, fig, axes = _panels(len(metrics))
     steps = [r["steps"] for r in rows]
-    cols = min(len(metrics), 3)
-    grid_rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(grid_rows, cols,
-                             figsize=(4.2 * cols, 3.2 * grid_rows),
-                             squeeze=False)
-    for ax in axes.ravel()[len(metrics):]:
-        ax.axis("off")
-    for ax, name in zip(axes.ravel(), metrics):
+    for ax, name in zip(axes, metrics):
         ax.plot(steps, [r[f"{name}_refined"] for r in rows], marker="o",
                 label="refined")
         # The fast answer does not depend on the steps: a flat reference.
@@ -95,13 +88,7 @@ def refinement_chart(rows: Sequence[dict], path: str,
                             (r["steps"], r[f"{name}_refined"]),
                             textcoords="offset points", xytext=(3, 4),
                             fontsize=6, color="0.35")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def minutes_chart(curves: dict, path: str, title: str = "") -> str:
@@ -124,15 +111,8 @@ def minutes_chart(curves: dict, path: str, title: str = "") -> str:
     panels = [(name, lines) for name, lines in curves.items() if lines]
     if not panels:
         raise ValueError("No curves to draw: no run has evaluated yet.")
-    plt = _pyplot()
-    cols = min(len(panels), 3)
-    grid_rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(grid_rows, cols,
-                             figsize=(4.2 * cols, 3.2 * grid_rows),
-                             squeeze=False)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    for ax, (name, lines) in zip(axes.ravel(), panels):
+    plt, fig, axes = _panels(len(panels))
+    for ax, (name, lines) in zip(axes, panels):
         for label, points in sorted(lines.items()):
             points = sorted(points)
             ax.plot([p[0] for p in points], [p[1] for p in points],
@@ -142,6 +122,24 @@ def minutes_chart(curves: dict, path: str, title: str = "") -> str:
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
+    return _save(plt, fig, path, title)
+
+
+def _panels(count: int):
+    """pyplot, a figure and its first `count` axes, three to a row (the
+    rest of the last row hidden)."""
+    plt = _pyplot()
+    cols = min(count, 3)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows),
+                             squeeze=False)
+    for ax in axes.ravel()[count:]:
+        ax.axis("off")
+    return plt, fig, list(axes.ravel()[:count])
+
+
+def _save(plt, fig, path: str, title: str) -> str:
+    """Writes `fig` to `path` (creating its folder) and closes it."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

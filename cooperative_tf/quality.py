@@ -119,11 +119,8 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
             answers[kind].append(out[kind].numpy())
     result = {"classifier_real_accuracy": judge.real_accuracy,
               "frechet_real": judge.frechet_real}
-    # A method's networks (a baseline may have no planner); a trainer-like
-    # object without the protocol, by its attribute.
-    networks = getattr(trainer, "networks", None)
-    planner = (networks.get("planner") if networks is not None
-               else getattr(trainer, "planner", None))
+    # A baseline may have no planner.
+    planner = trainer.networks.get("planner")
     if planner is not None:
         result["planner_accuracy"] = planner_accuracy(planner, judge.images,
                                                       judge.labels)

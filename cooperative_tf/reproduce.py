@@ -21,8 +21,9 @@ for the same wall-clock training time, is scored by the same metrics at
 
 The budget: `--budget_minutes` is meant for the whole command; 70% of it is
 training time, the rest goes to compiling and evaluating. Every method of a
-task trains for the same time; mnist's runs get twice an image task's
-(`ReproTask.budget_weight`). `--quick` is the tests' smoke run (tiny networks, seconds).
+task trains for the same time; tasks share it by `ReproTask.budget_weight`
+(mnist's runs get twice an image task's). `--quick` is the tests' smoke
+run (tiny networks, seconds).
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ class BudgetClock:
 
     The training time reached is written every `every` steps (the steps
     at which the run saves a checkpoint) to `clock.jsonl`, so a resumed
-    run continues the clock from its restored checkpoint.
+    run continues the clock from its restored checkpoint. A divergence
+    rollback (`train.on_divergence=rollback`) in the same process gives no
+    time back: the steps it undoes were spent, as a user's would be.
 
     Args:
       seconds: Training seconds of the run.
@@ -218,6 +221,9 @@ class BudgetClock:
         self.every = max(int(every), 1)
         self.evaluate = evaluate
         self.done = False
+        # Training seconds this process has reached: a fit that ends by an
+        # error (a divergence, before a rollback) does not call `_end`.
+        self._spent = None
 
     def elapsed_at(self, step: int) -> float:
         """Training seconds the run had used at `step` (from the clock)."""
@@ -229,6 +235,8 @@ class BudgetClock:
     def _begin(self, model):
         step = int(model.step_counter.numpy())
         self._base = self.elapsed_at(step)
+        if self._spent is not None:  # a rollback or the next stage
+            self._base = max(self._base, self._spent)
         # Set after the first step: tracing and compiling it is not
         # training (it would count against the method that compiles most).
         self._start = None
@@ -246,17 +254,18 @@ class BudgetClock:
     def _end(self, model):
         # Where a signal stopped the run, which saves a checkpoint there.
         from cooperative_tf.workdir import append_jsonl
+        self._spent = self._elapsed()
         if not self.done:
             append_jsonl(os.path.join(self.run_dir, CLOCK_FILE),
                          int(model.step_counter.numpy()),
-                         {"train_seconds": self._elapsed()})
+                         {"train_seconds": self._spent})
 
     def _batch_end(self, model):
         from cooperative_tf.workdir import append_jsonl
         step = int(model.step_counter.numpy())
         if self._start is None:
             self._start = time.perf_counter()
-        elapsed = self._elapsed()
+        elapsed = self._spent = self._elapsed()
         if step % self.every == 0:
             append_jsonl(os.path.join(self.run_dir, CLOCK_FILE), step,
                          {"train_seconds": elapsed})
@@ -316,18 +325,19 @@ def _read(run_dir: str, name: str) -> list:
     return read_jsonl(run_dir, name)
 
 
-def run_method(name: str, method: str, settings: Settings,
+def run_method(name: str, method: str, settings: Settings, resolved: tuple,
                train_seconds: float, log: Callable[[str], None]
                ) -> Optional[dict]:
     """Trains and scores one method on one task (or reads its finished
     result); `None` when a signal stopped it (it resumes on the next run).
+    `resolved` is its `task_config`.
     """
     from cooperative_tf import eval_lib, factory, quality, safety, train_lib
     from cooperative_tf.workdir import (append_jsonl, restore,
                                         write_text_atomic)
 
     run_dir = os.path.join(settings.root, name, method)
-    config, why = task_config(name, method, settings)
+    config, why = resolved
     if config is None:
         return {"task": name, "method": method, "skipped": why}
     _check_terms(run_dir, {
@@ -471,8 +481,8 @@ def results_markdown(results: Sequence[dict], settings: Settings,
     lines = ["# Reproduction at CPU scale", "",
              f"Budget {settings.budget_minutes:g} minutes for the whole "
              f"command ({TRAIN_SHARE:.0%} of it training; every method of a "
-             f"task trains for the same time, mnist's runs twice as long as "
-             f"an image task's); this run took {wall_minutes:.1f} minutes on "
+             f"task trains for the same time, {_weights_text()}); this run "
+             f"took {wall_minutes:.1f} minutes on "
              f"{machine}. Every run is seed 0; one run per method.", ""]
     for name in TASKS:
         spec = TASKS[name]
@@ -559,11 +569,20 @@ def machine_name() -> str:
             f"{' '.join(sorted(flags_seen)) or 'none'}")
 
 
-def train_shares(runs: Sequence[tuple], settings: Settings) -> dict:
-    """Training seconds of each `(task, method)` run that has data: the
-    command's training time shared by weight (`ReproTask.budget_weight`)."""
-    trainable = [run for run in runs
-                 if task_config(*run, settings)[0] is not None]
+def _weights_text() -> str:
+    """How the tasks share the training time, in words."""
+    heavier = [f"{name}'s runs get {spec.budget_weight:g}x"
+               for name, spec in TASKS.items() if spec.budget_weight != 1]
+    return (" and ".join(heavier) + " the time of another task's"
+            if heavier else "every run the same")
+
+
+def train_shares(configs: dict, settings: Settings) -> dict:
+    """Training seconds of each `(task, method)` run of `configs` (their
+    `task_config`) that has data: the command's training time shared by
+    weight (`ReproTask.budget_weight`)."""
+    trainable = [run for run, (config, _) in configs.items()
+                 if config is not None]
     total = sum(TASKS[name].budget_weight for name, _ in trainable)
     seconds = settings.budget_minutes * 60 * TRAIN_SHARE
     return {run: seconds * TASKS[run[0]].budget_weight / total
@@ -581,11 +600,12 @@ def reproduce(settings: Settings, names: Sequence[str],
     started = time.perf_counter()
     runs = [(name, method) for name in names
             for method in TASKS[name].methods]
-    shares = train_shares(runs, settings)
+    configs = {run: task_config(*run, settings) for run in runs}
+    shares = train_shares(configs, settings)
     os.makedirs(settings.root, exist_ok=True)
     results = []
     for name, method in runs:
-        out = run_method(name, method, settings,
+        out = run_method(name, method, settings, configs[name, method],
                          shares.get((name, method), 0.0), log)
         if out is None:
             log(f"Stopped during {name}/{method}; run the same command to "
@@ -622,7 +642,7 @@ def _define_flags():
     flags.DEFINE_float("budget_minutes", 90.0,
                        "Minutes for the whole command; 70% of it is "
                        "training time, the same for every method of a task "
-                       "(mnist's runs get twice an image task's).")
+                       f"({_weights_text()}).")
     flags.DEFINE_string("data_root", os.environ.get("COOPERATIVE_TF_DATA",
                                                     "../shared/data"),
                         "Folder holding mnist/, facades/, edges2shoes/ "

@@ -169,14 +169,19 @@ class CheckpointKeeper:
       directory: Where the checkpoints go.
       variables: The variables that must be finite (`state_variables`).
       max_to_keep: Checkpoints kept; older ones are deleted.
+      remedy: What the divergence message advises, naming the settings of
+        the method being trained.
     """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str,
-                 variables: List[tf.Variable], max_to_keep: int = 3):
+                 variables: List[tf.Variable], max_to_keep: int = 3,
+                 remedy: str = ("Lower langevin.step_size or "
+                                "train.planner_lr, set langevin.clip=true")):
         self.checkpoint = checkpoint
         self.directory = directory
         self.finite = FiniteCheck(variables)
         self.max_to_keep = max(int(max_to_keep), 1)
+        self.remedy = remedy
 
     @property
     def checkpoints(self) -> List[str]:
@@ -200,9 +205,8 @@ class CheckpointKeeper:
                 f"Training diverged by step {step}: the weights or optimizer "
                 f"state hold NaN or Inf ({', '.join(bad[:3])}"
                 f"{', ...' if len(bad) > 3 else ''}), so no checkpoint was "
-                f"written. {good_checkpoint_message(self.directory)} Lower "
-                "langevin.step_size or train.planner_lr, set "
-                "langevin.clip=true, or set train.on_divergence=rollback. "
+                f"written. {good_checkpoint_message(self.directory)} "
+                f"{self.remedy}, or set train.on_divergence=rollback. "
                 f"Received: step={step}")
         os.makedirs(self.directory, exist_ok=True)
         # `write` saves what exists; the save counter, created on first

@@ -200,8 +200,9 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
         # is kept, the others write to a scratch folder removed at the end.
         save_dir = os.path.join(workdir, "tmp_worker_checkpoints",
                                 str(strategy.cluster_resolver.task_id))
+    remedy = divergence_remedy(trainer)
     keeper = safety.CheckpointKeeper(checkpoint, save_dir, variables,
-                                     max_to_keep=3)
+                                     max_to_keep=3, remedy=remedy)
 
     def step_fn():
         return int(trainer.step_counter.numpy())
@@ -242,7 +243,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     # The guard reads the step's metrics; the keeper checks the weights the
     # step left, before saving them.
     callbacks = extra_callbacks + [
-        DivergenceGuard(t.max_refinement, step_fn, t.max_value), logger,
+        DivergenceGuard(t.max_refinement, step_fn, t.max_value, remedy),
+        logger,
         preemption,
         PeriodicCallback(t.checkpoint_every, save, step_fn),
         PeriodicCallback(t.sample_every, sample, step_fn)]
@@ -392,6 +394,15 @@ def _rates_to_halve(trainer) -> dict:
                }.get(name, f"method.{name}_lr")
         rates[key] = rate(optimizers[name])
     return rates
+
+
+def divergence_remedy(trainer) -> str:
+    """What a divergence message advises for `trainer`'s method: lower the
+    rates a rollback would halve; clip the chain of a method with one."""
+    text = "Lower " + " or ".join(_rates_to_halve(trainer))
+    if "planner" in trainer.networks and "policy" in trainer.networks:
+        text += ", or set langevin.clip=true"
+    return text
 
 
 def _stage_label_loss(trainer,

@@ -126,6 +126,7 @@ def unet():
 
 def make(kind, policy_lr=2e-3, discriminator_lr=2e-3):
     """A compiled method of tiny networks, built for the toy."""
+    keras.utils.set_random_seed(0)  # the same initial weights every run
     if kind == "pix2pix":
         # A lighter L1 than pix2pix's 100, so that in a few dozen steps the
         # adversarial term is not drowned out.

@@ -110,6 +110,29 @@ def test_training_loop_runs_a_baseline_and_resumes_it(tmp_path):
     assert workdir.load_config(str(tmp_path)).method.name == "pix2pix"
 
 
+def test_divergence_advice_names_the_methods_own_settings():
+    from cooperative_tf.callbacks import DivergenceError, DivergenceGuard
+
+    expected = {"pix2pix": ("train.policy_lr", "method.discriminator_lr"),
+                "regression": ("train.policy_lr",),
+                "cgan": ("train.policy_lr", "method.discriminator_lr"),
+                "planner_only": ("method.planner_only_step_size",
+                                 "train.planner_lr")}
+    for method, task, overrides in CASES[:4]:
+        remedy = train_lib.divergence_remedy(
+            factory.build_trainer(_config(method, task, overrides)))
+        assert all(name in remedy for name in expected[method]), remedy
+        assert "langevin." not in remedy, remedy
+        guard = DivergenceGuard(1.0, lambda: 7, remedy=remedy)
+        with pytest.raises(DivergenceError, match="step 7.*" + expected[
+                method][0]):
+            guard.on_train_batch_end(0, {"policy_loss": float("nan")})
+    remedy = train_lib.divergence_remedy(factory.build_trainer(
+        tasks.resolve_config("mnist", overrides=tiny.LABEL)))
+    for name in ("langevin.step_size", "train.planner_lr", "langevin.clip"):
+        assert name in remedy, remedy
+
+
 def test_a_baseline_is_scored_on_its_own_answers(tmp_path):
     from cooperative_tf import quality
 

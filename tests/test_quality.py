@@ -29,10 +29,13 @@ class ReplayTrainer:
     """Stands in for a trainer: answers label c with real images of label
     c + `offset` (mod 10), fast and refined alike."""
 
+    answers = ("fast", "refined")
+
     def __init__(self, images, labels, offset=0):
         self.by_label = {c: images[labels == c] for c in range(10)}
         self.offset = offset
-        self.planner = object()  # no class_values: planner_accuracy is NaN
+        # No class_values: planner_accuracy is NaN.
+        self.networks = {"planner": object()}
 
     def generate(self, condition, langevin_steps=None, step_size=None,
                  seed=0, num_samples=1):

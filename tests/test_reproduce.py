@@ -187,6 +187,34 @@ def test_the_clock_evaluates_on_time_and_resumes_where_it_stopped(
         str(tmp_path), reproduce.CURVE_FILE)] == [7, 12]
 
 
+def test_a_rollback_gives_no_training_time_back(tmp_path, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(reproduce.time, "perf_counter", lambda: now[0])
+    seen = []
+    clock = reproduce.BudgetClock(
+        10.0, 2, str(tmp_path), 4,
+        lambda model, step, minutes: seen.append((step, minutes)))
+    cb, model = clock.callback, _Model()
+    cb.set_model(model)
+    cb.on_train_begin()
+    for _ in range(7):  # step 1 starts the clock; 2..7 train 6 s
+        model.step_counter.value += 1
+        now[0] += 1.0
+        cb.on_train_batch_end(0)
+    # Diverged: Keras ends fit by the error, without on_train_end; the
+    # rollback restores step 4 and fits again with the same clock.
+    model.step_counter.value = 4
+    cb.on_train_begin()
+    while not model.stop_training:
+        model.step_counter.value += 1
+        now[0] += 1.0
+        cb.on_train_batch_end(0)
+    # 6 s were spent before the rollback: the budget's 10 s end 4 s later,
+    # at step 9 (a resume from step 4 would have had 3 s and gone on to 11).
+    assert [s for s, _ in seen] == [6, 5, 9]
+    assert seen[-1][1] == pytest.approx(10.0 / 60)
+
+
 def test_missing_data_without_a_sample_is_skipped_and_said(tmp_path):
     settings = reproduce.Settings(
         root=str(tmp_path / "r"), data_root=str(tmp_path / "nowhere"),
