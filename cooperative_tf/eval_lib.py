@@ -20,12 +20,6 @@ from cooperative_tf.safety import checkpoint_step
 from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
                                     write_text_atomic)
 
-# Readers that frame 28x28 digits in 32x32 (`pipelines.source.frame_digits`).
-_FRAMED_DIGIT_READERS = ("mnist_csv", "idx")
-# TFDS datasets of 28x28 digits, framed the same way by the tfds reader.
-_FRAMED_TFDS = ("mnist", "fashion_mnist")
-
-
 def evaluate(config: config_lib.TaskConfig, workdir: str,
              steps: Optional[int] = None,
              parzen_samples: int = 10000,
@@ -103,9 +97,11 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       so a file sorted by class gives every class to each.
     """
     d = config.data
-    framed = (d.reader in _FRAMED_DIGIT_READERS
-              or (d.reader == "tfds" and d.tfds_name in _FRAMED_TFDS))
-    crop = 28 if framed and d.image_size == 32 else d.image_size
+    held_out = np.concatenate([b["target"].numpy() for b in dataset])
+    # 28x28 digits framed in 32x32 by the readers (`pipelines.source.
+    # frame_digits`), whatever their reader, are scored in their frame.
+    crop = 28 if d.image_size == 32 and _digit_framed(held_out) \
+        else d.image_size
     edge = (d.image_size - crop) // 2
 
     def unit(images):  # [-1, 1] -> [0, 1], the original frame
@@ -115,8 +111,7 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     # Files are often sorted by class (the shared and shipped digits are):
     # without a shuffle, sigma would be chosen on some classes and the score
     # taken on others, and the real reference would hold the first classes.
-    real = _shuffled(unit(np.concatenate([b["target"].numpy()
-                                          for b in dataset])), seed=0)
+    real = _shuffled(unit(held_out), seed=0)
     if len(real) < 2:
         raise ValueError("The Parzen window needs at least 2 evaluation "
                          f"examples (half to choose sigma, half to score). "
@@ -147,6 +142,14 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
         scores[f"parzen_sigma_{name}"] = got["sigma"]
         scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
     return scores
+
+
+def _digit_framed(images: np.ndarray) -> bool:
+    """Whether every `[N, 32, 32, C]` image in [-1, 1] has the 2-pixel black
+    border of 28x28 digits padded to 32x32."""
+    border = np.ones(images.shape[1:3], bool)
+    border[2:-2, 2:-2] = False
+    return bool(len(images)) and bool(np.all(images[:, border] <= -1 + 1e-6))
 
 
 def _shuffled(images: np.ndarray, seed: int,

@@ -175,3 +175,15 @@ def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
                    - got[f"parzen_validation_ll_{kind}"]) < spread, got
     assert abs(got["parzen_ll_real"] - got["parzen_ll_fast"]) < \
         4 * (got["parzen_ll_stderr_real"] + got["parzen_ll_stderr_fast"]), got
+
+
+def test_digits_framed_by_any_reader_are_told_by_their_border():
+    # What every digit reader makes of 28x28 digits (pipelines.source.
+    # frame_digits): a 2-pixel black border in 32x32; Parzen scores the 28x28.
+    digits = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 1))
+    framed = np.pad(digits, ((0, 0), (2, 2), (2, 2), (0, 0)),
+                    constant_values=-1.0)
+    assert eval_lib._digit_framed(framed)
+    framed[1, 31, 7, 0] = -0.5  # one lit border pixel: not a framed set
+    assert not eval_lib._digit_framed(framed)
+    assert not eval_lib._digit_framed(framed[:0])
