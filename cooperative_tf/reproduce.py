@@ -178,7 +178,10 @@ def task_config(name: str, method: str, settings: Settings):
         "train.train_steps=100000000",
         # The reproduction evaluates on its own clock, not every n steps.
         "train.eval_every=0", "train.sample_every=0",
-        "train.checkpoint_every=100"]
+        "train.checkpoint_every=100",
+        # A divergence goes back to the last checkpoint with halved rates
+        # (the time spent stays spent); one that persists is a result.
+        "train.on_divergence=rollback"]
     return config_io.override(config, assignments), None
 
 
@@ -333,6 +336,7 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
     `resolved` is its `task_config`.
     """
     from cooperative_tf import eval_lib, factory, quality, safety, train_lib
+    from cooperative_tf.callbacks import DivergenceError
     from cooperative_tf.workdir import (append_jsonl, restore,
                                         write_text_atomic)
 
@@ -382,8 +386,14 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
                             config.train.checkpoint_every, evaluate)
         log(f"{name}/{method}: training for {train_seconds / 60:.1f} "
             f"minutes in {run_dir}")
-        result = train_lib.train(config, run_dir, verbose=not settings.quick,
-                                 callbacks=[clock.callback])
+        try:
+            result = train_lib.train(config, run_dir,
+                                     verbose=not settings.quick,
+                                     callbacks=[clock.callback])
+        except DivergenceError as e:
+            # Diverged again after `train.max_rollbacks` rollbacks: a
+            # result too. Its row is its last evaluation before that.
+            return _diverged(name, method, config, run_dir, str(e), log)
         if result.interrupted:
             return None
         if not clock.done:
@@ -414,15 +424,47 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
     return out
 
 
+def _diverged(name: str, method: str, config, run_dir: str, why: str,
+              log: Callable[[str], None]) -> dict:
+    """The result of a run that diverged for good (kept like a finished
+    one): the step and training time it reached, its last evaluation."""
+    from cooperative_tf import factory, quality
+    from cooperative_tf.workdir import read_jsonl, write_text_atomic
+
+    clock = read_jsonl(run_dir, CLOCK_FILE)
+    steps = int(clock[-1]["step"]) if clock else 0
+    minutes = clock[-1]["train_seconds"] / 60 if clock else 0.0
+    curve = _read(run_dir, CURVE_FILE)
+    metrics = dict(curve[-1]) if curve else {}
+    evaluated = (int(metrics.pop("step")), float(metrics.pop("minutes"))) \
+        if curve else None
+    why = why.split(". ")[0]
+    log(f"{name}/{method}: {why}; kept as diverged.")
+    out = {"task": name, "method": method, "diverged": why,
+           "steps": steps, "train_minutes": minutes,
+           "seconds_per_step": 60.0 * minutes / max(steps, 1),
+           "evaluated": evaluated,
+           "answers": list(quality.answer_kinds(
+               factory.build_trainer(config))),
+           "metrics": metrics}
+    write_text_atomic(os.path.join(run_dir, RESULT_FILE),
+                      json.dumps(out, indent=2, sort_keys=True))
+    return out
+
+
 def _rows(results: Sequence[dict]) -> List[dict]:
     """One row per (task, method, answer) with that answer's metrics."""
     rows = []
     for r in results:
         if r.get("skipped"):
             continue
+        if r.get("diverged") and not r.get("evaluated"):
+            continue
         for kind in r["answers"]:
             label = r["method"] if len(r["answers"]) == 1 else (
                 f"{r['method']} ({kind})")
+            if r.get("diverged"):
+                label += " †"
             metrics = {k[:-len(kind) - 1]: v for k, v in r["metrics"].items()
                        if k.endswith("_" + kind)}
             for k, v in r["metrics"].items():
@@ -495,6 +537,19 @@ def results_markdown(results: Sequence[dict], settings: Settings,
         skipped = [r for r in task_results if r.get("skipped")]
         for r in skipped:
             lines.append(f"- {r['method']}: skipped, {r['skipped']}")
+        for r in task_results:
+            if r.get("diverged"):
+                seen = (f"its row († below) is its last evaluation, at step "
+                        f"{r['evaluated'][0]} ({r['evaluated'][1]:.1f} "
+                        "training minutes)" if r.get("evaluated")
+                        else "it was never evaluated")
+                lines.append(
+                    f"- {r['method']}: diverged at step {r['steps']} "
+                    f"({r['train_minutes']:.1f} training minutes) after "
+                    f"`train.max_rollbacks` rollbacks: {r['diverged']}; "
+                    f"{seen}.")
+        if any(r.get("skipped") or r.get("diverged") for r in task_results):
+            lines.append("")
         task_rows = [r for r in rows if r["task"] == name]
         columns = [m for m in spec.metrics
                    if any(m in r for r in task_rows)]

@@ -215,6 +215,43 @@ def test_a_rollback_gives_no_training_time_back(tmp_path, monkeypatch):
     assert seen[-1][1] == pytest.approx(10.0 / 60)
 
 
+def test_a_run_that_keeps_diverging_is_kept_as_a_result(tmp_path,
+                                                        monkeypatch):
+    from cooperative_tf import train_lib
+    from cooperative_tf.callbacks import DivergenceError
+    from cooperative_tf.workdir import append_jsonl
+
+    def diverge(config, run_dir, **kwargs):
+        assert config.train.on_divergence == "rollback"
+        append_jsonl(os.path.join(run_dir, reproduce.CLOCK_FILE), 7,
+                     {"train_seconds": 3.0})
+        append_jsonl(os.path.join(run_dir, reproduce.CURVE_FILE), 5,
+                     {"minutes": 0.04, "psnr_fast": 9.5, "l1_fast": 0.4})
+        raise DivergenceError("The planner's values ran away at step 8: "
+                              "|value_gap| = 2e+12. The last good checkpoint "
+                              "is ckpt-5 (after 3 rollback(s))")
+
+    settings = _settings(tmp_path)
+    resolved = reproduce.task_config("zappos", "regression", settings)
+    monkeypatch.setattr(train_lib, "train", diverge)
+    out = reproduce.run_method("zappos", "regression", settings, resolved,
+                               1.0, print)
+    assert out["diverged"] == ("The planner's values ran away at step 8: "
+                               "|value_gap| = 2e+12")
+    assert out["steps"] == 7 and out["train_minutes"] == pytest.approx(0.05)
+    assert tuple(out["evaluated"]) == (5, 0.04)
+    text = reproduce.results_markdown([out], settings, 1.0, "a CPU")
+    assert "| regression † | 7 | 0.1 |" in text
+    assert "regression: diverged at step 7" in text and "at step 5" in text
+    # Kept like a finished run: the command goes on, a rerun does not
+    # train it again.
+    monkeypatch.setattr(train_lib, "train",
+                        lambda *a, **k: pytest.fail("trained again"))
+    again = reproduce.run_method("zappos", "regression", settings, resolved,
+                                 1.0, print)
+    assert again["diverged"] == out["diverged"]
+
+
 def test_missing_data_without_a_sample_is_skipped_and_said(tmp_path):
     settings = reproduce.Settings(
         root=str(tmp_path / "r"), data_root=str(tmp_path / "nowhere"),
