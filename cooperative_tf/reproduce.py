@@ -99,7 +99,11 @@ TASKS: Dict[str, ReproTask] = {
                    "data.mask_size=32", "train.batch_size=16",
                    "model.policy_filters=32:64:128:256",
                    "model.planner_filters=32:64:128:256",
-                   "model.latent_dim=64", "langevin.steps=10"),
+                   "model.latent_dim=64", "langevin.steps=10",
+                   # As the zappos default at this scale (README, Quality):
+                   # without it the planner's values ran away (4e9 by step
+                   # 450) and the refined answers left the image range.
+                   "train.reconstruction_weight=1.0"),
         methods=("cooperative", "pix2pix", "regression", "planner_only"),
         metrics=("psnr", "ssim", "l1", "colour_error", "diversity"),
         scale=("64x64 photos with a centred 32x32 hole (the paper: 256x256, "
