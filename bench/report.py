@@ -10,7 +10,8 @@ from typing import List, Optional
 
 from bench.workloads import Variant
 
-# The library's single-device default: whole-step XLA, unrolled Langevin.
+# The library's path where nothing is timed (`execution.by_rule`): whole-step
+# XLA, unrolled Langevin. A run's default (`auto`) is marked in each block.
 DEFAULT = Variant("xla", True)
 
 
@@ -27,16 +28,21 @@ def _find(rows: List[dict], variant: str) -> Optional[dict]:
     return next((r for r in rows if r.get("variant") == variant), None)
 
 
-def fastest_variants(results: dict) -> dict:
-    """Per workload and part, the fastest variant and its speed-up over the
-    slowest."""
+def _blocks(results: dict) -> dict:
+    """The variant blocks by workload name: mnist and zappos@size."""
     blocks = {}
     if "mnist" in results:
         blocks["mnist"] = results["mnist"]
     for size, block in results.get("image", {}).items():
         blocks[f"zappos@{size}"] = block
+    return blocks
+
+
+def fastest_variants(results: dict) -> dict:
+    """Per workload and part, the fastest variant and its speed-up over the
+    slowest."""
     out = {}
-    for name, block in blocks.items():
+    for name, block in _blocks(results).items():
         rows = [r for r in block["variants"] if "error" not in r]
         for part in ("step", "solver", "fast", "refined"):
             best = _best(rows, part)
@@ -64,7 +70,8 @@ def headline(results: dict) -> dict:
     out = {}
     versus = results.get("authors", {})
     rows = results.get("mnist", {}).get("variants", [])
-    default = _find(rows, DEFAULT.name)
+    default = _find(rows, results.get("mnist", {}).get("auto", {}).get(
+        "variant", DEFAULT.name))
     if "ours" in versus:
         ours, source = versus["ours"], "authors (interleaved)"
     elif default and "median_s" in default.get("step", {}):
@@ -89,6 +96,18 @@ def headline(results: dict) -> dict:
     if best and best is not default:
         out["fastest_mnist_step"] = {"variant": best["variant"],
                                      "value": best["step"]["median_s"]}
+    for name, block in _blocks(results).items():
+        auto = block.get("auto", {})
+        if "over_fastest" in auto:
+            out[f"auto_over_fastest@{name}"] = {
+                "value": auto["over_fastest"], "variant": auto["variant"],
+                "fastest": auto["fastest"]}
+    stage = results.get("mnist", {}).get("label_stage", [])
+    if len(stage) == 2 and all("median_s" in r.get("step", {})
+                               for r in stage):
+        out["label_term_step_over_paper_step"] = {
+            "value": stage[1]["step"]["median_s"]
+            / stage[0]["step"]["median_s"]}
     return out
 
 
@@ -119,6 +138,14 @@ def print_row(label: str, row: dict):
 def format_table(results: dict) -> str:
     """The results as a Markdown table (also what docs/benchmark.md shows)."""
     lines = []
+    machine = results.get("meta", {}).get("machine")
+    if machine:
+        lines += [f"machine: {machine['cpu']}, {results['meta']['cpus']} "
+                  f"cores, flags {' '.join(machine['cpu_flags']) or '-'}"
+                  + (f", GPUs {', '.join(machine['gpus'])}"
+                     if machine["gpus"] else "")
+                  + f"; TensorFlow {machine['tensorflow']}, Keras "
+                  f"{machine['keras']}", ""]
     peak = _peak(results)
     if peak:
         bf16 = results["peak"]["bfloat16"]["gflops_per_s"]
@@ -146,11 +173,12 @@ def format_table(results: dict) -> str:
                          f"{err[:120]} ||||||||")
             return
         step, solver = row.get("step", {}), row.get("solver", {})
+        variant = row["variant"] + (" **(auto)**" if row.get("auto") else "")
         solver_txt = _fmt(solver) + (
             f" ({solver['pct_of_matmul_peak']:.0f}%)"
             if "pct_of_matmul_peak" in solver else "")
         lines.append(
-            f"| {name} | {row['variant']} | {row.get('batch', '')} | "
+            f"| {name} | {variant} | {row.get('batch', '')} | "
             f"{_fmt(step)} | {step.get('images_per_s', 0):.1f} | {pct(step)}"
             f" | {solver_txt} | {_fmt(row.get('fast', {}))} | "
             f"{_fmt(row.get('refined', {}))} | {_fmt(step, 'first_s')} | "
@@ -163,6 +191,8 @@ def format_table(results: dict) -> str:
     if "mnist" in results:
         for row in results["mnist"]["variants"]:
             add("mnist@32", row)
+    for row in results.get("mnist", {}).get("label_stage", []):
+        add(f"mnist@32 {row['stage']}", row)
     for row in results.get("batch", {}).get("rows", []):
         add("mnist@32", row)
     versus = results.get("authors", {})

@@ -9,6 +9,7 @@ times the variants of one config side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -18,6 +19,8 @@ import tensorflow as tf
 
 from bench import flops as bench_flops
 from bench import op_profile as bench_profile
+from cooperative_tf import autotune
+from cooperative_tf.execution import ExecutionPath
 from cooperative_tf.models import space_to_depth
 from bench.report import print_row
 from bench.workloads import (OtherLoad, Variant, Workload,
@@ -145,10 +148,56 @@ def section_peak(settings, workloads, results):
                                                 dtype=tf.bfloat16)}
 
 
-def _config_block(task, overrides, settings, workloads, variants, batch):
-    """All variants of one config, timed side by side."""
+def _auto_variants(config, settings, candidate_precision=None):
+    """What `train.jit_compile=auto` picks for `config` here (timed afresh,
+    no cache) and the variants it chose among (`autotune.candidates`, with
+    the precision `candidate_precision` when given, so that bfloat16 shows
+    where the hardware has it)."""
+    choice = autotune.choose(config, write=False, cache=False,
+                             log=lambda line: print("  " + line, flush=True))
+    probe = config
+    if candidate_precision:
+        probe = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, precision=candidate_precision))
+    return choice, [Variant.from_path(p)
+                    for p in autotune.candidates(probe)]
+
+
+def _mark_auto(block, choice):
+    """Marks the row of the variant `auto` picked, and how it compares with
+    the fastest variant of the same interleaved rounds."""
+    name = Variant.from_path(choice.path).name
+    timed = [r for r in block["variants"]
+             if "median_s" in r.get("step", {})]
+    picked = next((r for r in timed if r["variant"] == name), None)
+    if picked is None or not timed:
+        block["auto"] = {"variant": name, "error": "not timed"}
+        return
+    picked["auto"] = True
+    best = min(timed, key=lambda r: r["step"]["median_s"])
+    block["auto"] = {
+        "variant": name, "source": choice.source,
+        "choose_s": choice.seconds,
+        "choose_step_s": {k: v.get("median_s")
+                          for k, v in choice.timings.items()},
+        "path": choice.path.to_json(), "fastest": best["variant"],
+        "over_fastest": (picked["step"]["median_s"]
+                         / best["step"]["median_s"])}
+    print(f"  auto picked {name}: {block['auto']['over_fastest']:.3f}x the "
+          f"fastest variant's step ({best['variant']})", flush=True)
+
+
+def _config_block(task, overrides, settings, workloads, variants, batch,
+                  candidate_precision=None):
+    """All variants of one config, timed side by side; with `settings.auto`
+    also the candidates `auto` chooses among, its pick marked."""
     overrides = tuple(overrides) + (f"train.batch_size={batch}",)
     config = resolve(task, overrides)
+    choice = None
+    if settings.auto:
+        choice, candidates = _auto_variants(config, settings,
+                                            candidate_precision)
+        variants = tuple(dict.fromkeys(tuple(candidates) + tuple(variants)))
     works, failed = [], []
     for variant in variants:
         try:
@@ -162,17 +211,52 @@ def _config_block(task, overrides, settings, workloads, variants, batch):
         row["build_s"] = workloads.build_s[(task, overrides, work.variant)]
         print_row(f"{task}@{config.data.image_size}", row)
     rows += failed
-    return {"task": task, "overrides": list(overrides),
-            "image_size": config.data.image_size, "batch": batch,
-            "langevin_steps": config.langevin.steps, "flops_g": flops,
-            "variants": rows}
+    block = {"task": task, "overrides": list(overrides),
+             "image_size": config.data.image_size, "batch": batch,
+             "langevin_steps": config.langevin.steps, "flops_g": flops,
+             "variants": rows}
+    if choice is not None:
+        _mark_auto(block, choice)
+    return block
+
+
+def default_variant(settings, results) -> Variant:
+    """The mnist variant a default run uses here: `auto`'s pick when the
+    `mnist` section ran with it, else the first of `settings.mnist_variants`."""
+    picked = results.get("mnist", {}).get("auto", {})
+    if "path" in picked:
+        return Variant.from_path(ExecutionPath.from_json(picked["path"]))
+    return settings.mnist_variants[0]
 
 
 def section_mnist(settings, workloads, results):
     """The `mnist` task (32x32, batch 64, 10 Langevin steps) per variant."""
-    return _config_block("mnist", settings.mnist_overrides, settings,
-                         workloads, settings.mnist_variants,
-                         settings.mnist_batch)
+    block = _config_block("mnist", settings.mnist_overrides, settings,
+                          workloads, settings.mnist_variants,
+                          settings.mnist_batch,
+                          candidate_precision=settings.candidate_precision)
+    if settings.label_stage and "path" in block.get("auto", {}):
+        block["label_stage"] = _label_stage(settings, workloads, block)
+    return block
+
+
+def _label_stage(settings, workloads, block):
+    """The picked variant's step with the planner's label term on (the
+    last 1,000 of the default run's 7,000 steps), beside the same variant
+    without it, in the same rounds."""
+    variant = Variant.from_path(ExecutionPath.from_json(
+        block["auto"]["path"]))
+    base = tuple(block["overrides"])
+    with_term = tuple(o for o in base
+                      if not o.startswith("train.label_loss_weight="))
+    with_term += ("train.label_loss_weight=1.0",)
+    works = [workloads.get("mnist", base, variant),
+             workloads.get("mnist", with_term, variant)]
+    rows = measure_variants(works, settings, parts=("step",))
+    for row, name in zip(rows, ("paper loss", "label term")):
+        row["stage"] = name
+        print_row(f"mnist {name}", row)
+    return rows
 
 
 def section_batch(settings, workloads, results):
@@ -209,7 +293,8 @@ def section_authors(settings, workloads, results):
         configs.append((settings.authors_unrolled_size, True))
     overrides = tuple(settings.mnist_overrides) + (
         f"train.batch_size={settings.mnist_batch}",)
-    ours = workloads.get("mnist", overrides, settings.mnist_variants[0])
+    ours = workloads.get("mnist", overrides,
+                         default_variant(settings, results))
     ours_flops = ours.flops()
     matmul = bench_flops.matmul_fn(settings.matmul_size)
     fns = {"matmul": matmul, "ours/step": ours.train_step,
@@ -460,7 +545,8 @@ def section_memory(settings, workloads, results):
     """RSS after N and after 2N train steps of the first `mnist` variant."""
     overrides = tuple(settings.mnist_overrides) + (
         f"train.batch_size={settings.mnist_batch}",)
-    work = workloads.get("mnist", overrides, settings.mnist_variants[0])
+    work = workloads.get("mnist", overrides,
+                         default_variant(settings, results))
     n = settings.memory_steps
     work.train_step()
     rss0 = current_rss()
@@ -488,7 +574,7 @@ def section_profile(settings, workloads, results):
     overrides = tuple(settings.mnist_overrides) + (
         f"train.batch_size={settings.mnist_batch}",)
     out = {}
-    default = settings.mnist_variants[0]
+    default = default_variant(settings, results)
     for name, variant, part in (
             (f"step/{default.name}", default, "train_step"),
             (f"solver/{default.name}", default, "solve_slow"),

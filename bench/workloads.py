@@ -69,6 +69,13 @@ class Variant:
             raise ValueError(f"Variant.jit must be one of {JIT_CHOICES}. "
                              f"Received: jit={self.jit!r}")
 
+    @classmethod
+    def from_path(cls, path) -> "Variant":
+        """The variant running a `cooperative_tf.execution.ExecutionPath`
+        (what `train.jit_compile=auto` chooses among)."""
+        return cls("xla" if path.jit_compile else "graph", path.unroll,
+                   path.precision, path.conv_form)
+
     @property
     def name(self) -> str:
         loop = "unrolled" if self.unroll else "while_loop"

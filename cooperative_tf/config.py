@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from cooperative_tf.models import POLICY_CONDITIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
@@ -60,6 +60,9 @@ class DataConfig(data_spec.DataSpec):
 # No mixed_float16: float16 needs loss scaling, whose skipped steps would
 # desynchronise the step counter that seeds X and the Langevin noise.
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Settings that choose how the same maths runs, never what it computes:
+# `auto` times the choices on the run's machine (`cooperative_tf.autotune`).
+AUTO = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +129,9 @@ class LangevinConfig:
       clip: Clip Y to the data range [-1, 1] after each step.
       unroll: Unroll the training-length chain in Python (fastest under
         XLA) instead of a `tf.while_loop`; chains of other lengths (at
-        inference) always loop.
+        inference) always loop. `auto`: timed with `train.jit_compile`
+        (`cooperative_tf.autotune`); where nothing is timed, unrolled
+        exactly when XLA compiles the chain.
     """
 
     steps: int = 10
@@ -135,7 +140,7 @@ class LangevinConfig:
     reference_sigma: Optional[float] = 0.016
     metropolis: bool = False
     clip: bool = False
-    unroll: bool = True
+    unroll: Union[bool, str] = AUTO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +157,14 @@ class TrainConfig:
         shift loss is |Y1 - g(X, C)|^2 / (2 sigma^2).
       jit_compile: Use XLA: the whole train step on one device, the Langevin
         solver alone under replication (where whole-step XLA fails).
+        `auto` (the default): at the start of a run, time a few steps of
+        each way to run this model here (XLA or the plain graph, with the
+        other `auto` settings: `langevin.unroll`,
+        `model.planner_conv_form`, `train.precision`) and train with the
+        fastest; the choice is cached per machine, TensorFlow version and
+        shapes and written to the work directory (`autotune.json`).
+        Which is fastest depends on the CPU: XLA on AVX2, the plain graph
+        (oneDNN) on AVX-512 (docs/benchmark.md).
       seed: Seed for data order, noise X and Langevin noise.
       log_every: Steps between progress lines.
       sample_every: Steps between PNG sample grids (0: only at the end).
@@ -168,7 +181,9 @@ class TrainConfig:
         scaling). Answers, values, losses and the Langevin state stay
         float32. On CPUs without bfloat16 units it is slower (see
         docs/benchmark.md); it is meant for TPUs and recent GPUs. Exports
-        are float32 either way.
+        are float32 either way. `auto`: timed against float32 where the
+        hardware has bfloat16 arithmetic (`avx512_bf16` or AMX on a CPU, a
+        GPU or TPU), float32 elsewhere (`cooperative_tf.autotune`).
       label_loss_weight: Weight of the planner's classification term on
         observed answers (label tasks; `losses.label_loss`), added to the
         value shift. 0 is the paper's loss.
@@ -202,7 +217,7 @@ class TrainConfig:
     planner_lr: float = 3e-3
     beta_1: float = 0.5
     policy_sigma: float = 0.3
-    jit_compile: bool = True
+    jit_compile: Union[bool, str] = AUTO
     seed: int = 0
     log_every: int = 50
     sample_every: int = 0
@@ -309,9 +324,15 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.batch_size must be >= 1 and train.train_steps "
                          f">= 0. Received: batch_size={t.batch_size}, "
                          f"train_steps={t.train_steps}")
-    if t.precision not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {PRECISIONS}. "
-                         f"Received: train.precision={t.precision!r}")
+    if t.precision not in PRECISIONS + (AUTO,):
+        raise ValueError(f"train.precision must be one of {PRECISIONS} or "
+                         f"{AUTO!r}. Received: "
+                         f"train.precision={t.precision!r}")
+    for name, value in (("train.jit_compile", t.jit_compile),
+                        ("langevin.unroll", l.unroll)):
+        if not (isinstance(value, bool) or value == AUTO):
+            raise ValueError(f"{name} must be true, false or {AUTO!r}. "
+                             f"Received: {name}={value!r}")
     for name in ("policy_lr", "planner_lr", "policy_sigma"):
         if getattr(t, name) <= 0:
             raise ValueError(f"train.{name} must be > 0. Received: "

@@ -29,6 +29,13 @@ def _coerce(value: str, annotation: Any, key: str) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
         origin = typing.get_origin(hint)
+    if origin is typing.Union and set(args) == {bool, str}:
+        # true / false, or a word such as `auto` (`config.validate` checks
+        # which words the field takes).
+        try:
+            return _coerce(value, bool, key)
+        except ValueError:
+            return value
     try:
         if hint is bool:
             lowered = value.lower()
@@ -139,9 +146,13 @@ def _typed(value: Any, annotation: Any, key: str) -> Any:
     declared type (an int is accepted where a float is declared)."""
     hint = annotation
     if typing.get_origin(hint) is typing.Union:
-        if value is None:
-            return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        args = typing.get_args(hint)
+        if set(args) == {bool, str}:
+            hint = type(value) if isinstance(value, (bool, str)) else bool
+        else:
+            if value is None:
+                return None
+            hint = next(a for a in args if a is not type(None))
     ok = False
     if hint is bool:
         ok = isinstance(value, bool)

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from cooperative_tf import baselines
 from cooperative_tf import config as config_lib
+from cooperative_tf import execution
 from cooperative_tf.distribute import needs_distributed_input
 from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
 from cooperative_tf.trainer import CooperativeTrainer
@@ -209,6 +210,9 @@ def build_trainer(config: config_lib.TaskConfig,
     """Creates, compiles and builds the model of `config.method` (the
     cooperative trainer or a baseline) inside `strategy.scope()`."""
     strategy = strategy or tf.distribute.get_strategy()
+    # `auto` settings that no one timed (`train_lib` times them for a run)
+    # take the rule's path.
+    config = execution.concrete(config)
     # Same seed, same initial weights: runs are reproducible and every worker
     # of a cluster starts from the same point.
     keras.utils.set_random_seed(config.train.seed)

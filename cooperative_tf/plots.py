@@ -91,7 +91,8 @@ def refinement_chart(rows: Sequence[dict], path: str,
     return _save(plt, fig, path, title)
 
 
-def minutes_chart(curves: dict, path: str, title: str = "") -> str:
+def minutes_chart(curves: dict, path: str, title: str = "",
+                  xlabel: str = "training minutes") -> str:
     """Quality against training minutes, per method: one panel per task
     and metric (what `cooperative_tf.reproduce` plots).
 
@@ -100,6 +101,7 @@ def minutes_chart(curves: dict, path: str, title: str = "") -> str:
         `{"mnist: conditional_accuracy": {"cgan": [(1.5, 0.4), ...]}}`.
       path: PNG to write (its folder is created).
       title: Figure title.
+      xlabel: What the first number of each point is (e.g. `step`).
 
     Returns:
       `path`.
@@ -117,7 +119,7 @@ def minutes_chart(curves: dict, path: str, title: str = "") -> str:
             points = sorted(points)
             ax.plot([p[0] for p in points], [p[1] for p in points],
                     marker="o", markersize=3, label=label)
-        ax.set_xlabel("training minutes", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)

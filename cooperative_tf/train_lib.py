@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import images, quality, safety, workdir_lock
+from cooperative_tf import autotune, images, quality, safety, workdir_lock
 from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
                                       PeriodicCallback, ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -183,6 +183,11 @@ def _printer(verbose):
 def _train(config, workdir, strategy, dataset, samples, log, verbose,
            extra_callbacks) -> TrainResult:
     chief = is_chief(strategy)
+    # `auto` execution settings: the fastest path on this machine, timed
+    # once and remembered (`cooperative_tf.autotune`).
+    choice = autotune.choose(config, strategy, workdir, log, write=chief)
+    log(choice.describe())
+    config = choice.config
     t = config.train
     trainer = build_trainer(config, strategy)
     checkpoint = make_checkpoint(trainer)

@@ -3,6 +3,8 @@
 A work directory holds:
 
     config.json      the resolved config (written before training starts)
+    autotune.json    the execution path a run with `auto` settings chose,
+                     with the timings it chose by (`cooperative_tf.autotune`)
     checkpoints/     tf.train checkpoints of both networks and optimizers
     samples/         PNG grids: condition | fast | refined | ground truth
     history.jsonl    the progress lines, one JSON object a line
@@ -33,6 +35,7 @@ HISTORY_FILE = "history.jsonl"
 EVAL_FILE = "eval.json"
 INFERENCE_FILE = "inference.json"
 ROLLBACK_FILE = "rollbacks.jsonl"
+AUTOTUNE_FILE = "autotune.json"
 
 
 def write_text_atomic(path: str, text: str) -> None:

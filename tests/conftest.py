@@ -5,6 +5,9 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# No test reads or writes this user's autotune cache (tests of the cache
+# point it at a temporary folder).
+os.environ["COOPERATIVE_TF_CACHE"] = "off"
 
 import pytest  # noqa: E402
 

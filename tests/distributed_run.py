@@ -39,6 +39,9 @@ def parse():
                         choices=["instance", "batch"])
     parser.add_argument("--sync_bn", action="store_true")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--autotune", action="store_true",
+                        help="First time the graph paths `auto` chooses "
+                        "among under this strategy (reported as timings).")
     parser.add_argument("--real_size", action="store_true",
                         help="Use the zappos task's 64x64 networks (timing).")
     parser.add_argument("--refinements", default="",
@@ -88,6 +91,12 @@ def main():
         f"train.jit_compile={args.jit}", f"train.batch_size={GLOBAL_BATCH}",
         "train.planner_lr=1e-3", "train.policy_lr=1e-3"]
     config = tasks.resolve_config("zappos", overrides=overrides)
+    timings = {}
+    if args.autotune:
+        from cooperative_tf import autotune, execution
+        paths = [execution.ExecutionPath(False, unroll) for unroll in
+                 (False, True)]
+        timings = autotune.measure(config, paths, strategy, steps=1)
     trainer = factory.build_trainer(config, strategy)
     replicas = strategy.num_replicas_in_sync
 
@@ -144,7 +153,8 @@ def main():
     # The first step includes tracing and compilation.
     step_time = float(np.median(times[1:])) if len(times) > 1 else None
     print(json.dumps({"replicas": replicas, "logs": logs,
-                      "seconds_per_step": step_time}))
+                      "seconds_per_step": step_time,
+                      "autotune": timings}))
 
 
 if __name__ == "__main__":

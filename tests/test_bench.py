@@ -105,10 +105,14 @@ def test_authors_baseline_runs_one_iteration():
 def _tiny_settings():
     quick = bench.Settings.quick()
     graph = (Variant("graph", True), Variant("graph", False))
+    # `auto` chooses between the two graph variants only: no XLA compile.
+    no_xla = ("train.jit_compile=false",)
     return dataclasses.replace(
         quick, mnist_variants=graph, batch_sweep=(4,),
         batch_variants=(Variant("graph", True),), authors_batch=4,
-        image_variants=(Variant("graph", True),))
+        image_variants=(Variant("graph", True),),
+        mnist_overrides=quick.mnist_overrides + no_xla,
+        image_overrides=quick.image_overrides + no_xla)
 
 
 def _check_timing(timing):
@@ -130,13 +134,25 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
                           "headline", "fastest"}
     assert saved["headline"] == {}  # only for the real shapes
     assert saved["meta"]["tensorflow"] == tf.__version__
+    assert saved["meta"]["machine"]["cpu"]
     assert saved["peak"]["float32"]["gflops_per_s"] > 0
 
     mnist = results["mnist"]
     assert mnist["flops_g"]["step"] > mnist["flops_g"]["langevin"] > 0
     assert mnist["flops_g"]["planner_update"] > 0
-    assert [r["variant"] for r in mnist["variants"]] == [
+    assert sorted(r["variant"] for r in mnist["variants"]) == [
         "graph/unrolled", "graph/while_loop"]
+    # What `auto` picked is marked, against the fastest of the same rounds.
+    auto = mnist["auto"]
+    (picked,) = [r for r in mnist["variants"] if r.get("auto")]
+    assert picked["variant"] == auto["variant"]
+    assert auto["over_fastest"] >= 1.0
+    assert set(auto["choose_step_s"]) == {"graph/unrolled",
+                                          "graph/while_loop"}
+    # The default run's two stages: without and with the label term.
+    assert [r["stage"] for r in mnist["label_stage"]] == [
+        "paper loss", "label term"]
+    assert mnist["label_stage"][1]["step"]["median_s"] > 0
     for row in mnist["variants"]:
         for part in ("step", "solver", "fast", "refined"):
             _check_timing(row[part])
@@ -159,7 +175,9 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
     assert results["memory"]["rss_after_2n_mb"] > 0
 
     table = bench.format_table(results)
-    assert "| mnist@32 | graph/unrolled |" in table
+    assert "| mnist@32 | graph/unrolled" in table
+    assert f"| mnist@32 | {auto['variant']} **(auto)** |" in table
+    assert "machine: " in table
     assert "authors TF1 @28 interleaved" in table
 
 

@@ -86,6 +86,20 @@ def test_batch_norm_per_replica_or_synchronised(tmp_path):
 
 
 @pytest.mark.slow
+def test_autotune_times_paths_under_two_mirrored_replicas(tmp_path):
+    # The candidates run on the strategy's distributed input, as the run
+    # will; the training after them is unchanged.
+    one, _ = run(tmp_path, "one", "--steps=2")
+    tuned, out = run(tmp_path, "tuned", "--strategy=mirrored",
+                     "--devices=2", "--steps=2", "--autotune")
+    assert out["replicas"] == 2
+    assert set(out["autotune"]) == {"graph/while_loop", "graph/unrolled"}
+    for timing in out["autotune"].values():
+        assert timing["median_s"] > 0 and timing["first_s"] > 0
+    assert max_diff(one, tuned) < 1e-4
+
+
+@pytest.mark.slow
 def test_xla_langevin_under_mirrored_strategy(tmp_path):
     one, _ = run(tmp_path, "one", "--steps=2")
     xla, _ = run(tmp_path, "xla", "--strategy=mirrored", "--devices=2",

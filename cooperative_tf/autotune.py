@@ -1,0 +1,406 @@
+"""Times the ways to run a config on this machine and picks the fastest.
+
+Which execution path is fastest depends on the hardware: whole-step XLA ran
+the mnist step fastest on an AVX2 CPU, the plain graph (whose oneDNN kernels
+use AVX-512) on an AVX-512 one, and mixed bfloat16 pays only where the
+hardware has bfloat16 arithmetic (docs/benchmark.md). So when any execution
+setting of a run is `auto` (`cooperative_tf.execution`), `train_lib.train`
+calls `choose`: it builds the run's own model once per candidate path, runs
+a few train steps of each on a synthetic batch of the run's shapes, and
+trains with the fastest.
+
+A choice is remembered in two places, so that a resumed or repeated run
+does not pay again: the work directory's `autotune.json` (read first when a
+run resumes) and a per-user cache (`$COOPERATIVE_TF_CACHE`, else
+`$XDG_CACHE_HOME/cooperative_tf`, else `~/.cache/cooperative_tf`; set the
+variable to `off` to measure every time). Both are keyed by the machine (CPU
+model and vector-unit flags, GPU names), the TensorFlow and Keras versions,
+the replica count and everything of the config that changes the work of a
+step (networks, Langevin chain, batch and image shapes, loss terms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gc
+import hashlib
+import json
+import os
+import platform
+import time
+from typing import Callable, Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cooperative_tf import config as config_lib
+from cooperative_tf import execution, factory
+from cooperative_tf.distribute import is_multi_worker, needs_distributed_input
+from cooperative_tf.execution import AUTO, ExecutionPath
+from cooperative_tf.workdir import AUTOTUNE_FILE, write_text_atomic
+from pipelines.synthetic import synthetic_batch
+
+CACHE_ENV = "COOPERATIVE_TF_CACHE"
+CACHE_FILE = "autotune.json"
+# CPU flags that decide which kernels run fast.
+_FLAG_PREFIXES = ("avx", "amx", "fma", "f16c")
+_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclasses.dataclass
+class Choice:
+    """What `choose` decided.
+
+    Attributes:
+      path: The path the run trains with.
+      config: The config with `path` written in (no `auto` left).
+      source: `measured`, `workdir` (a resumed run's own file), `cache`
+        (this machine's cache), `rule` (nothing was timed: one candidate,
+        or a multi-worker run) or `set` (no setting was `auto`).
+      timings: Per candidate name: `{"first_s", "median_s", "times_s"}`
+        (the first call includes tracing and compilation) or `{"error"}`.
+      key: The cache key.
+      seconds: Time spent measuring (0 when nothing was).
+    """
+
+    path: ExecutionPath
+    config: config_lib.TaskConfig
+    source: str
+    timings: dict
+    key: str
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line for the run's log."""
+        timed = sorted(((v["median_s"], name) for name, v in
+                        self.timings.items() if "median_s" in v))
+        listed = ", ".join(f"{name} {s:.3f} s" for s, name in timed)
+        failed = [name for name, v in self.timings.items() if "error" in v]
+        text = f"Execution path: {self.path.name}"
+        if self.source == "set":
+            return text + " (as set)"
+        if self.source == "rule":
+            return text + " (the rule's; nothing timed)"
+        how = {"measured": f"timed here in {self.seconds:.0f} s",
+               "workdir": f"from this work directory's {AUTOTUNE_FILE}",
+               "cache": "from this machine's cache"}[self.source]
+        text += f" ({how}; step medians: {listed}"
+        if failed:
+            text += f"; failed: {', '.join(failed)}"
+        return text + ")"
+
+
+# ------------------------------------------------------------------ machine
+def machine() -> dict:
+    """What decides the fastest path: CPU model and vector-unit flags, GPU
+    names, TensorFlow and Keras versions."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = sorted(v for v in value.split()
+                                   if v.startswith(_FLAG_PREFIXES))
+    except OSError:  # not Linux: the model name alone
+        pass
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(details.get("device_name", device.name))
+    return {"cpu": model, "cpu_flags": flags, "gpus": gpus,
+            "tpus": len(tf.config.list_logical_devices("TPU")),
+            "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def has_bfloat16_units(info: dict) -> bool:
+    """Whether mixed bfloat16 can be faster here: a CPU with bfloat16
+    instructions, a GPU or a TPU (which the timing then confirms or not)."""
+    return bool(set(info["cpu_flags"]) & set(_BFLOAT16_FLAGS)
+                or info["gpus"] or info["tpus"])
+
+
+# --------------------------------------------------------------- candidates
+def candidates(config: config_lib.TaskConfig,
+               info: Optional[dict] = None) -> List[ExecutionPath]:
+    """The paths worth timing for `config`'s `auto` settings.
+
+    Explicit settings are kept. Pruned by what the benchmark showed never
+    wins: an XLA-compiled `tf.while_loop` chain (1.3-1.7x slower than the
+    unrolled one on both CPUs measured) and space-to-depth convolutions
+    outside XLA on a CPU (they only help XLA:CPU's convolution emitter).
+    The planner's own rule (`model.planner_conv_form=auto`) stands for
+    space-to-depth under XLA on a CPU and for direct elsewhere.
+    """
+    info = info or machine()
+    t, l, m = config.train, config.langevin, config.model
+    method = config.method.name
+    has_chain = method == "cooperative"  # the only one reading `unroll`
+    has_planner = method in ("cooperative", "planner_only")
+    jits = (True, False) if t.jit_compile == AUTO else (t.jit_compile,)
+    if t.precision != AUTO:
+        precisions = (t.precision,)
+    elif has_bfloat16_units(info):
+        precisions = ("float32", "mixed_bfloat16")
+    else:
+        precisions = ("float32",)
+    paths = []
+    for jit in jits:
+        if not has_chain:
+            unrolls = (execution.by_rule(config).unroll
+                       if l.unroll == AUTO else l.unroll,)
+        elif l.unroll != AUTO:
+            unrolls = (l.unroll,)
+        else:
+            unrolls = (True,) if jit else (False, True)
+        if not has_planner or m.planner_conv_form != AUTO or not jit:
+            forms = (m.planner_conv_form,)
+        elif info["gpus"] or info["tpus"]:
+            forms = (AUTO,)  # the planner's rule: direct on accelerators
+        else:
+            forms = (AUTO, "direct")  # space-to-depth (the rule) or not
+        for unroll in unrolls:
+            for form in forms:
+                for precision in precisions:
+                    paths.append(ExecutionPath(jit, unroll, form, precision))
+    return paths
+
+
+# ---------------------------------------------------------------- the key
+def timed_label_weight(config: config_lib.TaskConfig) -> float:
+    """The label-loss weight of the run's longest stage: a stage with the
+    term computes the planner's value for every label, another step."""
+    t = config.train
+    if not t.label_loss_weight:
+        return 0.0
+    with_term = t.train_steps - min(t.label_loss_start, t.train_steps)
+    return t.label_loss_weight if 2 * with_term >= t.train_steps else 0.0
+
+
+def key_material(config: config_lib.TaskConfig, replicas: int,
+                 info: Optional[dict] = None) -> dict:
+    """Everything the fastest path may depend on."""
+    d, t = config.data, config.train
+    return {
+        "machine": info or machine(),
+        "replicas": replicas,
+        "method": dataclasses.asdict(config.method),
+        "model": dataclasses.asdict(config.model),
+        "langevin": dataclasses.asdict(config.langevin),
+        "data": {name: getattr(d, name, None) for name in (
+            "image_size", "channels", "condition", "num_classes",
+            "condition_channels")},
+        "train": {"batch_size": t.batch_size, "jit_compile": t.jit_compile,
+                  "precision": t.precision,
+                  "label_loss_weight": timed_label_weight(config),
+                  "mismatch_weight": t.mismatch_weight,
+                  "reconstruction_weight": t.reconstruction_weight},
+    }
+
+
+def cache_key(material: dict) -> str:
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_path() -> Optional[str]:
+    """This user's cache file, or `None` when `$COOPERATIVE_TF_CACHE=off`."""
+    folder = os.environ.get(CACHE_ENV)
+    if folder is not None and folder.lower() in ("off", "none", "0", ""):
+        return None
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "cooperative_tf")
+    return os.path.join(folder, CACHE_FILE)
+
+
+def _read_json(path: Optional[str]) -> dict:
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # a damaged cache is measured over, not fatal
+
+
+def _entry(path, source, timings, key, material, seconds):
+    return {"key": key, "choice": path.to_json(), "name": path.name,
+            "source": source, "timings": timings, "seconds": seconds,
+            "material": material,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+# ------------------------------------------------------------------ timing
+def _feed(config, strategy):
+    """A callable giving what `train_function` takes: one fixed synthetic
+    batch of the run's global shape (distributed when the run is)."""
+    batch = synthetic_batch(config.data, config.train.batch_size,
+                            config.train.seed)
+    if needs_distributed_input(strategy):
+        data = strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(batch).repeat())
+        iterator = iter(data)
+        return lambda: iterator
+    return lambda: [batch]
+
+
+def time_path(config: config_lib.TaskConfig, path: ExecutionPath,
+              strategy: Optional[tf.distribute.Strategy] = None,
+              steps: int = 5, warmup: int = 1) -> dict:
+    """Times train steps of `config` run by `path`.
+
+    Returns:
+      `{"first_s", "median_s", "times_s"}`: the first call (tracing and
+      compilation), then the median of `steps` calls after `warmup` more.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    run_config = execution.apply(config, path)
+    trainer = factory.build_trainer(run_config, strategy)
+    try:
+        if hasattr(trainer, "label_loss_weight"):
+            trainer.label_loss_weight = timed_label_weight(run_config)
+        trainer.make_train_function()
+        feed = _feed(run_config, strategy)
+
+        def step():
+            logs = trainer.train_function(feed())
+            # A function call returns once its stateful ops are done.
+            return float(np.asarray(tf.nest.flatten(logs)[0]))
+
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    finally:
+        del trainer
+        gc.collect()
+    return {"first_s": first, "median_s": float(np.median(times)),
+            "times_s": times}
+
+
+def measure(config: config_lib.TaskConfig, paths: List[ExecutionPath],
+            strategy: Optional[tf.distribute.Strategy] = None,
+            steps: int = 5, log: Callable[[str], None] = lambda line: None,
+            timer: Callable = time_path) -> Dict[str, dict]:
+    """Times each path in turn; a path that fails (an op XLA cannot
+    compile, memory) is recorded with its error and skipped."""
+    timings = {}
+    for path in paths:
+        try:
+            timings[path.name] = timer(config, path, strategy, steps)
+            log(f"  {path.name}: {timings[path.name]['median_s']:.3f} s a "
+                f"step (first call {timings[path.name]['first_s']:.1f} s)")
+        except (tf.errors.OpError, ValueError, RuntimeError,
+                MemoryError) as e:
+            timings[path.name] = {"error": f"{type(e).__name__}: "
+                                           f"{str(e).splitlines()[0][:300]}"}
+            log(f"  {path.name}: failed ({timings[path.name]['error']})")
+    return timings
+
+
+def choose(config: config_lib.TaskConfig,
+           strategy: Optional[tf.distribute.Strategy] = None,
+           workdir: Optional[str] = None,
+           log: Callable[[str], None] = lambda line: None,
+           steps: int = 5, write: bool = True, cache: bool = True,
+           timer: Callable = time_path) -> Choice:
+    """Decides the execution path of a run whose settings may be `auto`.
+
+    Args:
+      config: The run's resolved config.
+      strategy: The run's strategy (default: the current one).
+      workdir: The run's work directory: its `autotune.json` is read first
+        and written after (by the caller's chief only: `write`).
+      log: Where progress lines go.
+      steps: Timed steps per candidate (after a first call and one more).
+      write: Write the work directory's file and this machine's cache.
+      cache: Read and write this machine's cache (the benchmark times
+        afresh).
+      timer: `time_path` (tests pass a fake).
+
+    Returns:
+      A `Choice`; `choice.config` has no `auto` left.
+
+    Raises:
+      RuntimeError: Every candidate failed; the message holds their errors.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    auto = execution.auto_fields(config)
+    info = machine()
+    material = key_material(config, strategy.num_replicas_in_sync, info)
+    key = cache_key(material)
+    paths = candidates(config, info)
+
+    def done(path, source, timings, seconds=0.0):
+        choice = Choice(path, execution.apply(config, path), source,
+                        timings, key, seconds)
+        if write and workdir and source not in ("rule", "set"):
+            os.makedirs(workdir, exist_ok=True)
+            write_text_atomic(
+                os.path.join(workdir, AUTOTUNE_FILE), json.dumps(
+                    _entry(path, source, timings, key, material, seconds),
+                    indent=1, default=str))
+        return choice
+
+    if not auto:
+        return done(execution.by_rule(config), "set", {})
+    if len(paths) == 1:
+        return done(paths[0], "rule", {})
+    for source, stored in (
+            ("workdir", _read_json(workdir and os.path.join(
+                workdir, AUTOTUNE_FILE))),
+            ("cache", _read_json(cache_path() if cache else None).get(
+                key, {}))):
+        if stored.get("key", key) == key and "choice" in stored:
+            path = ExecutionPath.from_json(stored["choice"])
+            if path in paths:
+                return done(path, source, stored.get("timings", {}))
+    if is_multi_worker(strategy):
+        # Workers timing apart could choose apart; they must run alike.
+        log(f"{', '.join(auto)} = auto: not timed in a multi-worker run "
+            "(every worker must run the same path); the rule's path is "
+            "used. Time it in a one-worker run of the same config on this "
+            "machine to cache a choice.")
+        return done(execution.by_rule(config), "rule", {})
+    log(f"Timing {len(paths)} ways to run this model ({', '.join(auto)} = "
+        f"auto; {info['cpu']}, {' '.join(info['cpu_flags']) or 'no flags'}"
+        f"{', GPUs: ' + ', '.join(info['gpus']) if info['gpus'] else ''}):")
+    start = time.perf_counter()
+    timings = measure(config, paths, strategy, steps, log, timer)
+    seconds = time.perf_counter() - start
+    timed = [p for p in paths if "median_s" in timings[p.name]]
+    if not timed:
+        raise RuntimeError(
+            "Every execution path failed to run a train step: " + "; ".join(
+                f"{name}: {v['error']}" for name, v in timings.items())
+            + ". Set train.jit_compile=false to run the plain graph, or "
+            "fix the config the errors name.")
+    best = min(timed, key=lambda p: timings[p.name]["median_s"])
+    choice = done(best, "measured", timings, seconds)
+    path = cache_path() if cache else None
+    if write and path:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            cache = _read_json(path)
+            cache[key] = _entry(best, "measured", timings, key, material,
+                                seconds)
+            write_text_atomic(path, json.dumps(cache, indent=1,
+                                               default=str))
+        except OSError as e:  # a read-only home costs only a re-measure
+            log(f"Could not write the autotune cache {path}: {e}. Set "
+                f"{CACHE_ENV} to a writable folder, or to off.")
+    return choice

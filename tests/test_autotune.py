@@ -1,0 +1,184 @@
+"""`auto` execution settings: the candidates, the choice, its cache."""
+
+import json
+
+import pytest
+
+import tiny
+from cooperative_tf import autotune, config_io, execution, tasks, train_lib
+
+AVX2 = {"cpu": "test cpu", "cpu_flags": ["avx", "avx2", "fma"], "gpus": [],
+        "tpus": 0, "tensorflow": "x", "keras": "y"}
+AVX512_BF16 = dict(AVX2, cpu_flags=["avx", "avx2", "avx512f", "avx512_bf16"])
+AUTO = ["train.jit_compile=auto", "langevin.unroll=auto"]
+
+
+def tiny_mnist(*extra):
+    return tasks.resolve_config("mnist", overrides=tiny.LABEL + AUTO
+                                + list(extra))
+
+
+class FakeTimer:
+    """Stands in for `time_path`: set seconds per path name, counts calls."""
+
+    def __init__(self, seconds=None, fail=()):
+        self.seconds, self.fail, self.calls = seconds or {}, fail, []
+
+    def __call__(self, config, path, strategy, steps):
+        self.calls.append(path.name)
+        if path.name in self.fail:
+            raise ValueError(f"{path.name} cannot run here")
+        s = self.seconds.get(path.name, 1.0)
+        return {"first_s": 2 * s, "median_s": s, "times_s": [s] * steps}
+
+
+def test_flags_and_config_files_take_auto_true_and_false():
+    config = config_io.override(tasks.resolve_config("mnist"), [
+        "train.jit_compile=false", "langevin.unroll=auto"])
+    assert config.train.jit_compile is False
+    assert config.langevin.unroll == "auto"
+    again = config_io.from_json(config_io.to_json(config))
+    assert again.train.jit_compile is False and again.langevin.unroll == "auto"
+    with pytest.raises(ValueError, match="train.jit_compile"):
+        config_io.override(tasks.resolve_config("mnist"),
+                           ["train.jit_compile=sometimes"])
+    with pytest.raises(ValueError, match="train.precision"):
+        config_io.override(tasks.resolve_config("mnist"),
+                           ["train.precision=fastest"])
+
+
+def test_the_rule_is_the_old_default_and_keeps_explicit_settings():
+    assert execution.by_rule(tiny_mnist()) == execution.ExecutionPath(
+        True, True, "auto", "float32")
+    # The chain is unrolled exactly when XLA compiles it.
+    assert execution.by_rule(tiny_mnist("train.jit_compile=false")) == (
+        execution.ExecutionPath(False, False, "auto", "float32"))
+    assert execution.concrete(tiny_mnist()).train.jit_compile is True
+
+
+def test_candidates_follow_the_hardware_and_keep_what_is_set():
+    names = [p.name for p in autotune.candidates(tiny_mnist(), AVX2)]
+    # `auto` convolutions: space-to-depth under XLA, direct in the graph.
+    assert names == ["xla/unrolled", "xla/unrolled/direct_conv",
+                     "graph/while_loop", "graph/unrolled"]
+    # bfloat16 only where the CPU has bfloat16 instructions, and only when
+    # the precision is auto.
+    bf16 = autotune.candidates(tiny_mnist("train.precision=auto"),
+                               AVX512_BF16)
+    assert len(bf16) == 8
+    assert {p.precision for p in bf16} == {"float32", "mixed_bfloat16"}
+    assert {p.precision for p in autotune.candidates(
+        tiny_mnist("train.precision=auto"), AVX2)} == {"float32"}
+    assert {p.precision for p in autotune.candidates(
+        tiny_mnist(), AVX512_BF16)} == {"float32"}
+    forced = autotune.candidates(
+        tiny_mnist("train.jit_compile=false", "langevin.unroll=true"), AVX2)
+    assert [p.name for p in forced] == ["graph/unrolled"]
+    # A baseline has no chain and no planner: only XLA or not.
+    gan = autotune.candidates(tiny_mnist("method.name=cgan"), AVX2)
+    assert [(p.jit_compile, p.conv_form) for p in gan] == [
+        (True, "auto"), (False, "auto")]
+
+
+def test_choose_takes_the_fastest_and_remembers_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path / "cache"))
+    timer = FakeTimer({"graph/while_loop": 0.5,
+                       "xla/unrolled/direct_conv": 0.6},
+                      fail=("xla/unrolled",))
+    config, workdir = tiny_mnist(), str(tmp_path / "run")
+    choice = autotune.choose(config, workdir=workdir, timer=timer)
+    assert choice.source == "measured"
+    assert choice.path.name == "graph/while_loop"
+    assert choice.config.train.jit_compile is False
+    assert choice.config.langevin.unroll is False
+    assert "error" in choice.timings["xla/unrolled"]
+    assert len(timer.calls) == 4
+    saved = json.loads((tmp_path / "run" / "autotune.json").read_text())
+    assert saved["name"] == choice.path.name
+    assert saved["timings"]["xla/unrolled/direct_conv"]["median_s"] == 0.6
+    # Resumed: the work directory's file, nothing timed again.
+    again = autotune.choose(config, workdir=workdir, timer=timer)
+    assert (again.source, again.path) == ("workdir", choice.path)
+    # Another work directory on this machine: the cache.
+    other = autotune.choose(config, workdir=str(tmp_path / "other"),
+                            timer=timer)
+    assert (other.source, other.path) == ("cache", choice.path)
+    assert len(timer.calls) == 4
+    # Other shapes are another key: timed afresh.
+    bigger = autotune.choose(tiny_mnist("train.batch_size=8"),
+                             workdir=workdir, timer=timer)
+    assert bigger.source == "measured" and len(timer.calls) == 8
+    # Another machine too.
+    monkeypatch.setattr(autotune, "machine", lambda: AVX512_BF16)
+    assert autotune.choose(config, timer=timer).source == "measured"
+
+
+def test_cache_off_and_a_damaged_cache_are_measured_over(tmp_path,
+                                                         monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    monkeypatch.setenv(autotune.CACHE_ENV, "off")
+    assert autotune.cache_path() is None
+    timer = FakeTimer()
+    autotune.choose(tiny_mnist(), timer=timer)
+    autotune.choose(tiny_mnist(), timer=timer)
+    assert len(timer.calls) == 8
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
+    (tmp_path / autotune.CACHE_FILE).write_text("{not json")
+    assert autotune.choose(tiny_mnist(), timer=timer).source == "measured"
+    assert json.loads((tmp_path / autotune.CACHE_FILE).read_text())
+
+
+def test_every_candidate_failing_is_an_error_naming_them(monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    paths = [p.name for p in autotune.candidates(tiny_mnist(), AVX2)]
+    with pytest.raises(RuntimeError, match="cannot run here.*jit_compile"):
+        autotune.choose(tiny_mnist(), timer=FakeTimer(fail=paths))
+
+
+def test_nothing_auto_means_nothing_timed():
+    timer = FakeTimer()
+    forced = ("train.jit_compile=false", "langevin.unroll=false")
+    choice = autotune.choose(tiny_mnist(*forced,
+                                        "model.planner_conv_form=direct"),
+                             timer=timer)
+    assert choice.source == "set"
+    # The planner's convolution form alone is auto: one candidate outside
+    # XLA, so the rule's.
+    assert autotune.choose(tiny_mnist(*forced), timer=timer).source == "rule"
+    assert not timer.calls
+
+
+def test_a_label_stage_that_is_short_is_not_what_is_timed():
+    config = tiny_mnist("train.label_loss_weight=1.0",
+                        "train.label_loss_start=600", "train.train_steps=700")
+    assert autotune.timed_label_weight(config) == 0.0
+    config = tiny_mnist("train.label_loss_weight=1.0",
+                        "train.label_loss_start=0")
+    assert autotune.timed_label_weight(config) == 1.0
+
+
+@pytest.mark.slow
+def test_a_run_with_auto_settings_times_the_real_paths_once(tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path / "cache"))
+    lines = []
+    # The two graph paths (an XLA compile would triple the test's time).
+    config = tiny_mnist("train.train_steps=2", "train.jit_compile=false")
+    workdir = str(tmp_path / "run")
+    result = train_lib.train(config, workdir, verbose=False,
+                             callbacks=[])
+    assert result.step == 2
+    saved = json.loads((tmp_path / "run" / "autotune.json").read_text())
+    medians = {name: t["median_s"] for name, t in saved["timings"].items()}
+    assert set(medians) == {"graph/while_loop", "graph/unrolled"}
+    assert all(m > 0 for m in medians.values())
+    assert saved["name"] == min(medians, key=medians.get)
+    # The written config keeps `auto`; the resumed run reads its choice.
+    assert json.loads((tmp_path / "run" / "config.json").read_text())[
+        "train"]["jit_compile"] == "auto"
+    monkeypatch.setattr(train_lib, "_printer", lambda verbose: lines.append)
+    train_lib.train(tiny_mnist("train.train_steps=3",
+                               "train.jit_compile=false"), workdir)
+    assert any("from this work directory's autotune.json" in line
+               for line in lines), lines
