@@ -129,13 +129,15 @@ _QUICK = {
               "model.template_filters=8:8:8", "model.planner_units=4",
               "model.latent_dim=8", "train.batch_size=10",
               "langevin.steps=2", "method.planner_only_steps=2",
-              "train.jit_compile=false", "langevin.unroll=false"),
+              "train.jit_compile=false", "langevin.unroll=false",
+              "train.precision=float32"),
     "image": ("data.image_size=16", "data.load_size=16", "data.mask_size=8",
               "model.policy_filters=4:8", "model.planner_filters=4:8",
               "method.discriminator_filters=4:8", "model.planner_units=4",
               "model.latent_dim=8", "train.batch_size=4",
               "langevin.steps=2", "method.planner_only_steps=2",
-              "train.jit_compile=false", "langevin.unroll=false"),
+              "train.jit_compile=false", "langevin.unroll=false",
+              "train.precision=float32"),
 }
 
 # Whether a higher value is better, for the table's best-of marks.

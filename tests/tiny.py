@@ -11,7 +11,8 @@ Nothing from the project (nor TensorFlow) is imported at the top:
 TINY = ["model.latent_dim=8", "model.planner_units=5", "langevin.steps=2",
         "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=0",
         "train.sample_every=0", "train.jit_compile=false",
-        "langevin.unroll=false", "train.eval_every=0"]
+        "langevin.unroll=false", "train.precision=float32",
+        "train.eval_every=0"]
 # Label tasks (mnist, cifar10, ...) at their own image size.
 LABEL = TINY + ["model.policy_filters=16:8", "model.planner_filters=8:16",
                 "model.template_filters=8"]
