@@ -28,8 +28,21 @@ def _find(rows: List[dict], variant: str) -> Optional[dict]:
     return next((r for r in rows if r.get("variant") == variant), None)
 
 
+def _failed(results: dict) -> dict:
+    """Sections that raised: `{name: error}`."""
+    return {name: v["error"] for name, v in results.items()
+            if isinstance(v, dict) and set(v) == {"error"}}
+
+
+def _ok(results: dict) -> dict:
+    """`results` without the sections that raised."""
+    failed = _failed(results)
+    return {k: v for k, v in results.items() if k not in failed}
+
+
 def _blocks(results: dict) -> dict:
     """The variant blocks by workload name: mnist and zappos@size."""
+    results = _ok(results)
     blocks = {}
     if "mnist" in results:
         blocks["mnist"] = results["mnist"]
@@ -67,6 +80,7 @@ def headline(results: dict) -> dict:
     preferred: it holds on a shared machine. Without it, the `mnist` and
     `peak` sections' separate timings are used.
     """
+    results = _ok(results)
     out = {}
     versus = results.get("authors", {})
     rows = results.get("mnist", {}).get("variants", [])
@@ -137,7 +151,9 @@ def print_row(label: str, row: dict):
 
 def format_table(results: dict) -> str:
     """The results as a Markdown table (also what docs/benchmark.md shows)."""
-    lines = []
+    lines = [f"section {name} failed: {error[:300]}"
+             for name, error in _failed(results).items()]
+    results = _ok(results)
     machine = results.get("meta", {}).get("machine")
     if machine:
         lines += [f"machine: {machine['cpu']}, {results['meta']['cpus']} "

@@ -221,7 +221,12 @@ def run(sections: Sequence[str] = SECTIONS,
         print(f"[{name}] {SECTION_FNS[name].__doc__.splitlines()[0]}",
               flush=True)
         start = time.perf_counter()
-        results[name] = SECTION_FNS[name](settings, workloads, results)
+        try:
+            results[name] = SECTION_FNS[name](settings, workloads, results)
+        except Exception as e:  # the other sections' numbers still count
+            results[name] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+            print(f"  section {name} failed: {results[name]['error']}",
+                  flush=True)
         results["meta"]["section_s"][name] = time.perf_counter() - start
         results["meta"]["load_during"][name] = machine_load(0.2)
     if (settings.mnist_batch == 64

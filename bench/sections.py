@@ -594,8 +594,10 @@ def section_profile(settings, workloads, results):
     # The planner's layers one by one, as a Langevin step runs them.
     work = workloads.get("mnist", overrides, default)
     planner, batch = work.trainer.planner, work.batch
-    x = tf.concat([batch["target"],
-                   planner.encode_condition(batch["condition"])], axis=-1)
+    # In the networks' compute dtype (bfloat16 when the default is).
+    x = tf.concat([tf.cast(batch["target"], planner.compute_dtype),
+                   tf.cast(planner.encode_condition(batch["condition"]),
+                           planner.compute_dtype)], axis=-1)
     layers = [(conv.name, lambda t, conv=conv: tf.nn.leaky_relu(conv(t), 0.2))
               for conv in planner.convs]
     layers.append(("head", lambda t: tf.reduce_sum(

@@ -165,3 +165,25 @@ def test_resize_conv_policy_output_has_no_checkerboard():
     assert energies["deconv"] > energies["resize_conv"], energies
     with pytest.raises(ValueError, match="output_layer"):
         UNetPolicy(output_layer="pixel_shuffle")
+
+
+def test_label_template_is_decoded_once_per_label_not_per_row():
+    """The K label maps are decoded once and picked by the one-hot: the
+    same maps, and the same gradients, as decoding every row."""
+    planner = tiny_planner("label", template_activation="tanh")
+    y, _ = planner_inputs("label")
+    planner(y, tf.one_hot([0, 1, 2, 0], tiny.CLASSES))  # builds
+    labels = tf.one_hot([2, 0, 2, 1, 1, 0, 2], tiny.CLASSES)
+    per_row = planner.template(labels)
+    np.testing.assert_allclose(planner.encode_condition(labels).numpy(),
+                               per_row.numpy(), rtol=1e-6, atol=1e-7)
+    weights = planner.template.trainable_variables
+    target = tf.random.normal(per_row.shape, seed=5)
+    grads = []
+    for encode in (planner.encode_condition, planner.template):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(encode(labels) * target)
+        grads.append(tape.gradient(loss, weights))
+    for once, every in zip(*grads):
+        np.testing.assert_allclose(once.numpy(), every.numpy(), rtol=1e-4,
+                                   atol=1e-6)

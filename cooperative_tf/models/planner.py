@@ -229,7 +229,18 @@ class Planner(keras.Model):
           Tiled: the one-hot itself, `[batch, num_classes]`.
         """
         if self.template is not None:
-            return self.template(keras.ops.cast(condition, self.compute_dtype))
+            # A label's map does not depend on the batch (the template has
+            # no batch statistics): decode the K label maps once and pick
+            # each row's by C, rather than decode B maps (B = 64 against
+            # K = 10 in mnist). For a one-hot C this is the decoder's map
+            # of C; a soft C mixes the label maps by its weights.
+            maps = self.template(keras.ops.eye(self.num_classes,
+                                               dtype=self.compute_dtype))
+            flat = keras.ops.reshape(maps, (self.num_classes, -1))
+            mixed = keras.ops.matmul(
+                keras.ops.cast(condition, self.compute_dtype), flat)
+            return keras.ops.reshape(
+                mixed, (-1,) + tuple(maps.shape[1:]))
         if self.embedding is not None:
             return keras.ops.cast(
                 self.embedding(keras.ops.cast(condition, self.compute_dtype)),
@@ -274,7 +285,7 @@ class Planner(keras.Model):
             # The template has no batch statistics, so label c's map is the
             # same on every row: decode the K maps once, not K x batch
             # times (the decoder costs more than the convolutions on Y).
-            maps = self.encode_condition(
+            maps = self.template(
                 keras.ops.eye(self.num_classes, dtype=self.compute_dtype))
             encoded = [keras.ops.broadcast_to(
                 maps[c:c + 1], (batch,) + tuple(maps.shape[1:]))
