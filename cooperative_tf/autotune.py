@@ -360,6 +360,13 @@ def choose(config: config_lib.TaskConfig,
         return done(execution.by_rule(config), "set", {})
     if len(paths) == 1:
         return done(paths[0], "rule", {})
+    if is_multi_worker(strategy):
+        # Workers timing, or reading their own machines' caches, could
+        # choose apart; they must run alike.
+        log(f"{', '.join(auto)} = auto: not timed in a multi-worker run "
+            "(every worker must run the same path); the rule's path is "
+            "used. Set these explicitly to choose another.")
+        return done(execution.by_rule(config), "rule", {})
     for source, stored in (
             ("workdir", _read_json(workdir and os.path.join(
                 workdir, AUTOTUNE_FILE))),
@@ -369,13 +376,6 @@ def choose(config: config_lib.TaskConfig,
             path = ExecutionPath.from_json(stored["choice"])
             if path in paths:
                 return done(path, source, stored.get("timings", {}))
-    if is_multi_worker(strategy):
-        # Workers timing apart could choose apart; they must run alike.
-        log(f"{', '.join(auto)} = auto: not timed in a multi-worker run "
-            "(every worker must run the same path); the rule's path is "
-            "used. Time it in a one-worker run of the same config on this "
-            "machine to cache a choice.")
-        return done(execution.by_rule(config), "rule", {})
     log(f"Timing {len(paths)} ways to run this model ({', '.join(auto)} = "
         f"auto; {info['cpu']}, {' '.join(info['cpu_flags']) or 'no flags'}"
         f"{', GPUs: ' + ', '.join(info['gpus']) if info['gpus'] else ''}):")

@@ -182,3 +182,19 @@ def test_a_run_with_auto_settings_times_the_real_paths_once(tmp_path,
                                "train.jit_compile=false"), workdir)
     assert any("from this work directory's autotune.json" in line
                for line in lines), lines
+
+
+def test_a_multi_worker_run_takes_the_rule_not_a_cache(tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
+    timer = FakeTimer({"graph/while_loop": 0.1})
+    assert autotune.choose(tiny_mnist(), timer=timer).path.name == (
+        "graph/while_loop")
+    # Each worker's machine has its own cache: none is read.
+    monkeypatch.setattr(autotune, "is_multi_worker", lambda strategy: True)
+    timer = FakeTimer()
+    choice = autotune.choose(tiny_mnist(), timer=timer)
+    assert (choice.source, choice.path) == (
+        "rule", execution.by_rule(tiny_mnist()))
+    assert not timer.calls
