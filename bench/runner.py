@@ -113,7 +113,7 @@ class Settings:
         """Small repeats and shapes: every section runs in a few seconds."""
         tiny = ("model.policy_filters=32:16", "model.planner_filters=16:32",
                 "model.template_filters=16:8", "langevin.steps=2",
-                "train.label_loss_weight=0")
+                "train.label_loss_weight=0", "train.precision=float32")
         return cls(
             repeats=2, part_repeats=2, warmup=0, inference_repeats=2,
             matmul_size=256, candidate_precision=None,

@@ -44,6 +44,13 @@ from pipelines.synthetic import synthetic_batch
 
 CACHE_ENV = "COOPERATIVE_TF_CACHE"
 CACHE_FILE = "autotune.json"
+# Raised when the library's step changes what is fast (older choices are
+# then timed again).
+CACHE_VERSION = 1
+# Environment that changes which kernels run, and how many threads.
+_ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS",
+             "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+             "TF_NUM_INTEROP_THREADS")
 # CPU flags that decide which kernels run fast.
 _FLAG_PREFIXES = ("avx", "amx", "fma", "f16c")
 _BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -126,9 +133,17 @@ def has_bfloat16_units(info: dict) -> bool:
 
 
 # --------------------------------------------------------------- candidates
+def timed(config: config_lib.TaskConfig) -> bool:
+    """Whether a run of `config` times its paths: `train.jit_compile=auto`.
+    With it set explicitly, the other `auto` settings follow the rule
+    (`execution.by_rule`) and nothing is timed."""
+    return config.train.jit_compile == AUTO
+
+
 def candidates(config: config_lib.TaskConfig,
                info: Optional[dict] = None) -> List[ExecutionPath]:
-    """The paths worth timing for `config`'s `auto` settings.
+    """The paths worth timing for `config`'s `auto` settings (only the
+    rule's path when `train.jit_compile` is set: `timed`).
 
     Explicit settings are kept. Pruned by what the benchmark showed never
     wins: an XLA-compiled `tf.while_loop` chain (1.3-1.7x slower than the
@@ -137,6 +152,8 @@ def candidates(config: config_lib.TaskConfig,
     The planner's own rule (`model.planner_conv_form=auto`) stands for
     space-to-depth under XLA on a CPU and for direct elsewhere.
     """
+    if not timed(config):
+        return [execution.by_rule(config)]
     info = info or machine()
     t, l, m = config.train, config.langevin, config.model
     method = config.method.name
@@ -186,8 +203,15 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                  info: Optional[dict] = None) -> dict:
     """Everything the fastest path may depend on."""
     d, t = config.data, config.train
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
     return {
+        "version": CACHE_VERSION,
         "machine": info or machine(),
+        "cores": cores,
+        "environment": {name: os.environ.get(name) for name in _ENV_KEYS},
         "replicas": replicas,
         "method": dataclasses.asdict(config.method),
         "model": dataclasses.asdict(config.model),
@@ -229,6 +253,16 @@ def _read_json(path: Optional[str]) -> dict:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}  # a damaged cache is measured over, not fatal
+
+
+def _stored(entry) -> Optional[tuple]:
+    """`(path, timings)` of a stored entry, or `None` when it is missing or
+    not of the shape this module writes (measured over, not fatal)."""
+    try:
+        return (ExecutionPath.from_json(entry["choice"]),
+                dict(entry.get("timings", {})))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
 
 
 def _entry(path, source, timings, key, material, seconds):
@@ -304,7 +338,7 @@ def measure(config: config_lib.TaskConfig, paths: List[ExecutionPath],
             timings[path.name] = timer(config, path, strategy, steps)
             log(f"  {path.name}: {timings[path.name]['median_s']:.3f} s a "
                 f"step (first call {timings[path.name]['first_s']:.1f} s)")
-        except (tf.errors.OpError, ValueError, RuntimeError,
+        except (tf.errors.OpError, ValueError, TypeError, RuntimeError,
                 MemoryError) as e:
             timings[path.name] = {"error": f"{type(e).__name__}: "
                                            f"{str(e).splitlines()[0][:300]}"}
@@ -317,6 +351,7 @@ def choose(config: config_lib.TaskConfig,
            workdir: Optional[str] = None,
            log: Callable[[str], None] = lambda line: None,
            steps: int = 5, write: bool = True, cache: bool = True,
+           steps_left: Optional[int] = None,
            timer: Callable = time_path) -> Choice:
     """Decides the execution path of a run whose settings may be `auto`.
 
@@ -330,6 +365,8 @@ def choose(config: config_lib.TaskConfig,
       write: Write the work directory's file and this machine's cache.
       cache: Read and write this machine's cache (the benchmark times
         afresh).
+      steps_left: Training steps the run has left (`None`: unknown); at 0
+        nothing is timed.
       timer: `time_path` (tests pass a fake).
 
     Returns:
@@ -367,38 +404,40 @@ def choose(config: config_lib.TaskConfig,
             "(every worker must run the same path); the rule's path is "
             "used. Set these explicitly to choose another.")
         return done(execution.by_rule(config), "rule", {})
-    for source, stored in (
-            ("workdir", _read_json(workdir and os.path.join(
-                workdir, AUTOTUNE_FILE))),
-            ("cache", _read_json(cache_path() if cache else None).get(
-                key, {}))):
-        if stored.get("key", key) == key and "choice" in stored:
-            path = ExecutionPath.from_json(stored["choice"])
-            if path in paths:
-                return done(path, source, stored.get("timings", {}))
+    if steps_left is not None and steps_left <= 0:
+        return done(execution.by_rule(config), "rule", {})
+    # A resumed run keeps the path it started with, even after a change of
+    # machine or key: its precision must not change mid-run.
+    stored = _stored(_read_json(workdir and os.path.join(workdir,
+                                                         AUTOTUNE_FILE)))
+    if stored and stored[0] in paths:
+        return done(stored[0], "workdir", stored[1])
+    stored = _stored(_read_json(cache_path() if cache else None).get(key))
+    if stored and stored[0] in paths:
+        return done(stored[0], "cache", stored[1])
     log(f"Timing {len(paths)} ways to run this model ({', '.join(auto)} = "
         f"auto; {info['cpu']}, {' '.join(info['cpu_flags']) or 'no flags'}"
         f"{', GPUs: ' + ', '.join(info['gpus']) if info['gpus'] else ''}):")
     start = time.perf_counter()
     timings = measure(config, paths, strategy, steps, log, timer)
     seconds = time.perf_counter() - start
-    timed = [p for p in paths if "median_s" in timings[p.name]]
-    if not timed:
+    ran = [p for p in paths if "median_s" in timings[p.name]]
+    if not ran:
         raise RuntimeError(
             "Every execution path failed to run a train step: " + "; ".join(
                 f"{name}: {v['error']}" for name, v in timings.items())
             + ". Set train.jit_compile=false to run the plain graph, or "
             "fix the config the errors name.")
-    best = min(timed, key=lambda p: timings[p.name]["median_s"])
+    best = min(ran, key=lambda p: timings[p.name]["median_s"])
     choice = done(best, "measured", timings, seconds)
     path = cache_path() if cache else None
     if write and path:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            cache = _read_json(path)
-            cache[key] = _entry(best, "measured", timings, key, material,
-                                seconds)
-            write_text_atomic(path, json.dumps(cache, indent=1,
+            entries = _read_json(path)
+            entries[key] = _entry(best, "measured", timings, key, material,
+                                  seconds)
+            write_text_atomic(path, json.dumps(entries, indent=1,
                                                default=str))
         except OSError as e:  # a read-only home costs only a re-measure
             log(f"Could not write the autotune cache {path}: {e}. Set "

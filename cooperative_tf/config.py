@@ -60,8 +60,9 @@ class DataConfig(data_spec.DataSpec):
 # No mixed_float16: float16 needs loss scaling, whose skipped steps would
 # desynchronise the step counter that seeds X and the Langevin noise.
 PRECISIONS = ("float32", "mixed_bfloat16")
-# Settings that choose how the same maths runs, never what it computes:
-# `auto` times the choices on the run's machine (`cooperative_tf.autotune`).
+# Settings that choose how the same maths runs (precision also changes its
+# rounding): `auto` times the choices on the run's machine
+# (`cooperative_tf.autotune`).
 AUTO = "auto"
 
 
@@ -161,7 +162,8 @@ class TrainConfig:
         each way to run this model here (XLA or the plain graph, with the
         other `auto` settings: `langevin.unroll`,
         `model.planner_conv_form`, `train.precision`) and train with the
-        fastest; the choice is cached per machine, TensorFlow version and
+        fastest (with `jit_compile` set, those follow the rule and nothing
+        is timed); the choice is cached per machine, TensorFlow version and
         shapes and written to the work directory (`autotune.json`).
         Which is fastest depends on the CPU: XLA on AVX2, the plain graph
         (oneDNN) on AVX-512 (docs/benchmark.md).

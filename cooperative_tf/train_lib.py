@@ -185,7 +185,10 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     chief = is_chief(strategy)
     # `auto` execution settings: the fastest path on this machine, timed
     # once and remembered (`cooperative_tf.autotune`).
-    choice = autotune.choose(config, strategy, workdir, log, write=chief)
+    kept = safety.list_checkpoints(os.path.join(workdir, CHECKPOINT_DIR))
+    done = safety.checkpoint_step(kept[-1]) if kept else 0
+    choice = autotune.choose(config, strategy, workdir, log, write=chief,
+                             steps_left=config.train.train_steps - done)
     log(choice.describe())
     config = choice.config
     t = config.train

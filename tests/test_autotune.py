@@ -107,7 +107,7 @@ def test_choose_takes_the_fastest_and_remembers_it(tmp_path, monkeypatch):
     assert len(timer.calls) == 4
     # Other shapes are another key: timed afresh.
     bigger = autotune.choose(tiny_mnist("train.batch_size=8"),
-                             workdir=workdir, timer=timer)
+                             workdir=str(tmp_path / "bigger"), timer=timer)
     assert bigger.source == "measured" and len(timer.calls) == 8
     # Another machine too.
     monkeypatch.setattr(autotune, "machine", lambda: AVX512_BF16)
@@ -134,6 +134,58 @@ def test_every_candidate_failing_is_an_error_naming_them(monkeypatch):
     paths = [p.name for p in autotune.candidates(tiny_mnist(), AVX2)]
     with pytest.raises(RuntimeError, match="cannot run here.*jit_compile"):
         autotune.choose(tiny_mnist(), timer=FakeTimer(fail=paths))
+
+
+def test_an_explicit_jit_setting_times_nothing():
+    # The other `auto` settings then follow the rule (here the planner's
+    # convolution form, XLA's space-to-depth).
+    timer = FakeTimer()
+    choice = autotune.choose(tiny_mnist("train.jit_compile=true",
+                                        "train.precision=auto"),
+                             timer=timer)
+    assert choice.source == "rule" and not timer.calls
+    assert choice.path == execution.ExecutionPath(True, True, "auto",
+                                                  "float32")
+
+
+def test_a_resumed_run_keeps_its_path_when_the_key_changes(tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX512_BF16)
+    workdir = str(tmp_path / "run")
+    config = tiny_mnist("train.precision=auto")
+    timer = FakeTimer({"graph/while_loop/mixed_bfloat16": 0.1})
+    first = autotune.choose(config, workdir=workdir, timer=timer)
+    assert first.path.precision == "mixed_bfloat16"
+    # Resumed on another machine, with a longer run: the same path, so the
+    # precision does not change mid-run; nothing timed.
+    monkeypatch.setattr(autotune, "machine",
+                        lambda: dict(AVX512_BF16, cpu="another cpu"))
+    again = autotune.choose(tiny_mnist("train.precision=auto",
+                                       "train.train_steps=5000"),
+                            workdir=workdir, timer=FakeTimer())
+    assert (again.source, again.path) == ("workdir", first.path)
+    # Nothing left to train: nothing timed either.
+    timer = FakeTimer()
+    done = autotune.choose(config, timer=timer, steps_left=0)
+    assert done.source == "rule" and not timer.calls
+
+
+def test_a_cache_of_the_wrong_shape_is_measured_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
+    material = autotune.key_material(tiny_mnist(), 1, AVX2)
+    key = autotune.cache_key(material)
+    for bad in ([1, 2], {key: "not an entry"}, {key: {"choice": {}}}):
+        (tmp_path / autotune.CACHE_FILE).write_text(json.dumps(bad))
+        assert autotune.choose(tiny_mnist(),
+                               timer=FakeTimer()).source == "measured"
+
+
+def test_the_key_holds_the_environment_that_changes_kernels(monkeypatch):
+    config = tiny_mnist()
+    base = autotune.cache_key(autotune.key_material(config, 1, AVX2))
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert autotune.cache_key(autotune.key_material(config, 1, AVX2)) != base
 
 
 def test_nothing_auto_means_nothing_timed():
@@ -163,15 +215,18 @@ def test_a_run_with_auto_settings_times_the_real_paths_once(tmp_path,
                                                             monkeypatch):
     monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path / "cache"))
     lines = []
-    # The two graph paths (an XLA compile would triple the test's time).
-    config = tiny_mnist("train.train_steps=2", "train.jit_compile=false")
+    # One XLA path and the two graph ones.
+    config = tiny_mnist("train.train_steps=2",
+                        "model.planner_conv_form=direct")
     workdir = str(tmp_path / "run")
     result = train_lib.train(config, workdir, verbose=False,
                              callbacks=[])
     assert result.step == 2
     saved = json.loads((tmp_path / "run" / "autotune.json").read_text())
     medians = {name: t["median_s"] for name, t in saved["timings"].items()}
-    assert set(medians) == {"graph/while_loop", "graph/unrolled"}
+    assert set(medians) == {"xla/unrolled/direct_conv",
+                            "graph/while_loop/direct_conv",
+                            "graph/unrolled/direct_conv"}
     assert all(m > 0 for m in medians.values())
     assert saved["name"] == min(medians, key=medians.get)
     # The written config keeps `auto`; the resumed run reads its choice.
@@ -179,7 +234,7 @@ def test_a_run_with_auto_settings_times_the_real_paths_once(tmp_path,
         "train"]["jit_compile"] == "auto"
     monkeypatch.setattr(train_lib, "_printer", lambda verbose: lines.append)
     train_lib.train(tiny_mnist("train.train_steps=3",
-                               "train.jit_compile=false"), workdir)
+                               "model.planner_conv_form=direct"), workdir)
     assert any("from this work directory's autotune.json" in line
                for line in lines), lines
 

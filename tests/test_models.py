@@ -167,16 +167,40 @@ def test_resize_conv_policy_output_has_no_checkerboard():
         UNetPolicy(output_layer="pixel_shuffle")
 
 
-def test_label_template_is_decoded_once_per_label_not_per_row():
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_label_template_is_decoded_once_per_label_not_per_row(precision):
     """The K label maps are decoded once and picked by the one-hot: the
-    same maps, and the same gradients, as decoding every row."""
-    planner = tiny_planner("label", template_activation="tanh")
+    same maps, and the same gradients, as decoding every row (and fewer
+    rows than labels are decoded row by row)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        planner = tiny_planner("label", template_activation="tanh")
+    finally:
+        keras.config.set_dtype_policy(previous)
     y, _ = planner_inputs("label")
     planner(y, tf.one_hot([0, 1, 2, 0], tiny.CLASSES))  # builds
-    labels = tf.one_hot([2, 0, 2, 1, 1, 0, 2], tiny.CLASSES)
+    # More rows than labels: the path that decodes the K maps.
+    labels = tf.one_hot([2, 0, 2, 1, 1, 0, 2, 9, 5, 5, 7, 3], tiny.CLASSES)
+    assert labels.shape[0] > tiny.CLASSES
     per_row = planner.template(labels)
-    np.testing.assert_allclose(planner.encode_condition(labels).numpy(),
-                               per_row.numpy(), rtol=1e-6, atol=1e-7)
+    tol = 1e-6 if precision == "float32" else 1e-2
+    np.testing.assert_allclose(
+        np.asarray(planner.encode_condition(labels), np.float32),
+        np.asarray(per_row, np.float32), rtol=tol, atol=tol * 0.1)
+    # A batch unknown when traced (the exported signatures).
+    traced = tf.function(planner.encode_condition, input_signature=[
+        tf.TensorSpec([None, tiny.CLASSES], tf.float32)])
+    np.testing.assert_allclose(
+        np.asarray(traced(labels), np.float32),
+        np.asarray(per_row, np.float32), rtol=tol, atol=tol * 0.1)
+    few = labels[:3]
+    np.testing.assert_allclose(
+        np.asarray(planner.encode_condition(few), np.float32),
+        np.asarray(planner.template(few), np.float32), rtol=tol,
+        atol=tol * 0.1)
+    if precision != "float32":
+        return
     weights = planner.template.trainable_variables
     target = tf.random.normal(per_row.shape, seed=5)
     grads = []

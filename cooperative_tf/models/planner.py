@@ -229,6 +229,12 @@ class Planner(keras.Model):
           Tiled: the one-hot itself, `[batch, num_classes]`.
         """
         if self.template is not None:
+            condition = keras.ops.cast(condition, self.compute_dtype)
+            batch = condition.shape[0]
+            if batch is not None and batch < self.num_classes:
+                # Fewer rows than labels (one example at a time, as the
+                # serving chains run): decoding the rows is less work.
+                return self.template(condition)
             # A label's map does not depend on the batch (the template has
             # no batch statistics): decode the K label maps once and pick
             # each row's by C, rather than decode B maps (B = 64 against
@@ -237,8 +243,7 @@ class Planner(keras.Model):
             maps = self.template(keras.ops.eye(self.num_classes,
                                                dtype=self.compute_dtype))
             flat = keras.ops.reshape(maps, (self.num_classes, -1))
-            mixed = keras.ops.matmul(
-                keras.ops.cast(condition, self.compute_dtype), flat)
+            mixed = keras.ops.matmul(condition, flat)
             return keras.ops.reshape(
                 mixed, (-1,) + tuple(maps.shape[1:]))
         if self.embedding is not None:
