@@ -86,14 +86,16 @@ LAYERS = [
     # classifier
     ("cooperative_tf.trainer", "cooperative_tf.baselines",
      "cooperative_tf.config", "cooperative_tf.config_io",
-     "cooperative_tf.classifier"),
+     "cooperative_tf.execution", "cooperative_tf.classifier"),
     # registered tasks and their public data, quality metrics of a run, the
     # planner at inference
     ("cooperative_tf.tasks", "cooperative_tf.public_data",
      "cooperative_tf.quality", "cooperative_tf.inference",
      "cooperative_tf.sampling"),
-    # networks and trainer from a config; the files of a work directory
-    ("cooperative_tf.factory", "cooperative_tf.workdir"),
+    # networks and trainer from a config; the files of a work directory;
+    # the execution path timed on this machine
+    ("cooperative_tf.factory", "cooperative_tf.workdir",
+     "cooperative_tf.autotune"),
     # evaluation, figures, serving
     ("cooperative_tf.eval_lib", "cooperative_tf.figures",
      "cooperative_tf.inference_report", "cooperative_tf.serving"),
