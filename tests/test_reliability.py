@@ -236,8 +236,10 @@ def test_sigterm_saves_at_the_step_reached_and_resuming_finishes(tmp_path):
 def test_kill_9_at_random_points_then_resuming_each_time_completes(tmp_path):
     # SIGKILL cannot be caught: whatever it interrupts (a step, a checkpoint
     # half written, the lock left behind) the next run must cope with.
-    # Far more steps than the kills reach, so the last run has work left.
-    steps, rng = 16, np.random.default_rng(0)  # the kills reach <= 9
+    # Far more steps than the kills reach, so the last run has work left
+    # even when a loaded machine lets a run race on while its progress line
+    # is read (16 steps were once all done before the third kill).
+    steps, rng = 60, np.random.default_rng(0)  # the kills aim at <= 9
     reached = 0
     for kill in range(3):
         run = _launch(tmp_path, steps, checkpoint_every=1)
