@@ -93,6 +93,9 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`
       and `parzen_validation_ll_<kind>` (the mean on the half that chose
       sigma) for each answer kind and `real`, and `parzen_real_samples`.
+      Where the training split holds fewer images than `num_samples`, the
+      same four for `equal_<kind>`: the first answers, as many as the real
+      reference (the fair comparison; more samples score higher).
       Both halves and the real reference are drawn in a fixed random order,
       so a file sorted by class gives every class to each.
     """
@@ -132,11 +135,18 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
                                        repeat=False)
     train_real = _shuffled(unit(np.concatenate([
         b["target"].numpy() for b in training])), seed=1, count=num_samples)
-    answers["real"] = [train_real]
     scores = {"parzen_real_samples": float(len(train_real))}
-    for name, parts in answers.items():
-        got = parzen.evaluate(unit(np.concatenate(parts)) if name != "real"
-                              else train_real, real[:half], real[half:])
+    samples = {name: unit(np.concatenate(parts))
+               for name, parts in answers.items()}
+    if len(train_real) < num_samples:
+        # A window over more samples scores higher, so the comparison with
+        # real digits is also made at their count (labels stay balanced:
+        # answer i has label i mod classes).
+        for name in answers:
+            samples[f"equal_{name}"] = samples[name][:len(train_real)]
+    samples["real"] = train_real
+    for name, images in samples.items():
+        got = parzen.evaluate(images, real[:half], real[half:])
         scores[f"parzen_ll_{name}"] = got["ll"]
         scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
         scores[f"parzen_sigma_{name}"] = got["sigma"]
@@ -163,8 +173,10 @@ def _shuffled(images: np.ndarray, seed: int,
 # The few numbers a progress line shows; the JSON lines keep them all.
 _BRIEF = ("conditional_accuracy_fast", "conditional_accuracy_refined",
           "min_class_accuracy_refined", "frechet_fast", "frechet_refined",
-          "planner_accuracy", "psnr_fast", "psnr_refined", "l1_fast",
-          "colour_error_fast", "diversity_fast")
+          "planner_accuracy", "psnr_fast", "psnr_refined",
+          "colour_error_fast", "colour_error_refined", "diversity_fast",
+          "diversity_refined", "detail_ratio_fast", "detail_ratio_refined",
+          "refinement_alignment")
 
 
 def brief_quality(row: dict) -> str:

@@ -30,9 +30,10 @@ from cooperative_tf import classifier as classifier_lib
 from cooperative_tf import metrics
 
 ANSWERS = ("fast", "refined")
-# Higher is better for these; lower for the rest (for the deltas' reading).
+# Higher is better for these; lower for the rest (for the deltas' reading),
+# except `detail_ratio`, best at 1 (the photo's own detail).
 HIGHER_IS_BETTER = ("conditional_accuracy", "min_class_accuracy", "psnr",
-                    "ssim", "diversity", "parzen_ll")
+                    "ssim", "diversity", "parzen_ll", "refinement_alignment")
 
 
 @dataclasses.dataclass
@@ -176,15 +177,20 @@ def image_quality(trainer, dataset, condition: str,
 
     Returns:
       `psnr_*`, `ssim_*`, `l1_*`, `colour_error_*`, `diversity_*` and
-      `checkerboard_*` for fast and refined answers, the `delta_*`, and
+      `checkerboard_*` and `detail_ratio_*` for fast and refined answers,
+      the `delta_*`, `refinement_alignment` (where both answers exist: the
+      cosine between the planner's move and the fast answer's error) and
       `examples`.
     """
     k = diversity_samples
     kinds = answer_kinds(trainer)
     scores = {f"{m}_{kind}": [] for m in ("psnr", "ssim", "l1",
                                            "colour_error", "diversity",
-                                           "checkerboard")
+                                           "checkerboard", "detail_ratio")
               for kind in kinds}
+    both = all(kind in kinds for kind in ANSWERS)
+    if both:
+        scores["refinement_alignment"] = []
     seen = 0
     for i, batch in enumerate(dataset):
         cond, target = batch["condition"], batch["target"]
@@ -200,9 +206,10 @@ def image_quality(trainer, dataset, condition: str,
         out = trainer.generate(cond, num_samples=k, seed=seed + i,
                                langevin_steps=langevin_steps,
                                step_size=step_size)
+        firsts = {}
         for kind in kinds:
             answers = tf.reshape(out[kind], [n, k] + target.shape[1:])
-            first = answers[:, 0]
+            first = firsts[kind] = answers[:, 0]
             scores[f"psnr_{kind}"].append(metrics.psnr(first, target, mask))
             scores[f"ssim_{kind}"].append(metrics.ssim(first, target, mask))
             scores[f"l1_{kind}"].append(metrics.l1(first, target, mask))
@@ -212,6 +219,12 @@ def image_quality(trainer, dataset, condition: str,
                 metrics.pairwise_diversity(answers))
             scores[f"checkerboard_{kind}"].append(
                 metrics.checkerboard_energy(first))
+            scores[f"detail_ratio_{kind}"].append(
+                metrics.detail_ratio(first, target))
+        if both:
+            scores["refinement_alignment"].append(
+                metrics.refinement_alignment(firsts["fast"],
+                                             firsts["refined"], target, mask))
         seen += n
         if max_examples is not None and seen >= max_examples:
             break

@@ -43,9 +43,10 @@ def test_ssim_in_the_hole_ignores_the_rest():
     assert [int(v) for v in hole_box(tf.constant(mask[0]))] == [8, 8, 16, 16]
 
 
-# ---- L1, colour, diversity, checkerboard, Frechet distance -----------------
+# ---- L1, colour, diversity, checkerboard, detail, Frechet distance --------
 from cooperative_tf.metrics import (checkerboard_energy, colour_error,  # noqa
-                                    frechet_distance, l1, pairwise_diversity)
+                                    detail_ratio, frechet_distance, l1,
+                                    pairwise_diversity, refinement_alignment)
 
 
 def test_l1_and_colour_error_of_known_images():
@@ -103,3 +104,45 @@ def test_frechet_distance_of_identical_and_shifted_gaussians():
     assert frechet_distance(c, b) == pytest.approx(3.0, rel=0.03)
     with pytest.raises(ValueError, match="feature sets"):
         frechet_distance(a[:1], a)
+
+
+def test_detail_ratio_of_a_scaled_checkerboard_and_a_flat_image():
+    ys, xs = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    checker = ((ys + xs) % 2 * 2 - 1).astype(np.float32)[None, :, :, None]
+    # The Laplacian of a +-a checkerboard is -+8a everywhere: energy 64 a^2.
+    flat = np.full_like(checker, 0.3)
+    ratio = detail_ratio(np.concatenate([checker, 0.5 * checker, flat]),
+                         np.concatenate([checker] * 3))
+    np.testing.assert_allclose(ratio.numpy(), [1.0, 0.25, 0.0], atol=1e-6)
+    # A blurred photo keeps less of its detail.
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
+    blurred = tf.nn.avg_pool2d(photo, 3, 1, "SAME")
+    assert float(detail_ratio(blurred, photo)[0]) < 0.2
+
+
+def test_refinement_alignment_reads_the_direction_of_the_move():
+    rng = np.random.default_rng(0)
+    fast = rng.normal(size=(1, 8, 8, 3)).astype(np.float32)
+    target = rng.normal(size=(1, 8, 8, 3)).astype(np.float32)
+    error = target - fast
+    toward, away = fast + 0.1 * error, fast - 2.0 * error
+    # A move orthogonal to the error: swap the halves of the error with a
+    # sign so that their dot product cancels.
+    flat = error.reshape(-1)
+    half = flat.size // 2
+    orth = np.concatenate([flat[half:2 * half], -flat[:half]])
+    orth = np.concatenate([orth, np.zeros(flat.size - 2 * half,
+                                          np.float32)]).reshape(fast.shape)
+    got = refinement_alignment(np.concatenate([fast] * 4),
+                               np.concatenate([toward, away, fast + orth,
+                                               fast]),
+                               np.concatenate([target] * 4)).numpy()
+    np.testing.assert_allclose(got, [1.0, -1.0, 0.0, 0.0], atol=1e-5)
+    # With a mask only the hole counts: a move toward the photo inside it
+    # and away outside reads as 1.
+    mask = np.zeros((1, 8, 8, 1), np.float32)
+    mask[:, 2:6, 2:6] = 1
+    mixed = fast + np.where(mask > 0, 0.5, -0.5) * error
+    assert float(refinement_alignment(fast, mixed, target, mask)[0]
+                 ) == pytest.approx(1.0, abs=1e-5)

@@ -118,9 +118,10 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
     rows = workdir_lib.read_jsonl(workdir)
     assert [r["step"] for r in rows] == [2, 4]
     for name in ("psnr", "ssim", "l1", "colour_error", "diversity",
-                 "checkerboard"):
+                 "checkerboard", "detail_ratio"):
         for kind in ("fast", "refined"):
             assert np.isfinite(rows[-1][f"{name}_{kind}"]), name
+    assert -1 <= rows[-1]["refinement_alignment"] <= 1
     assert rows[-1]["examples"] == 6
     # Untrained answers still differ with X.
     assert rows[-1]["diversity_fast"] > 0
@@ -175,6 +176,28 @@ def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
                    - got[f"parzen_validation_ll_{kind}"]) < spread, got
     assert abs(got["parzen_ll_real"] - got["parzen_ll_fast"]) < \
         4 * (got["parzen_ll_stderr_real"] + got["parzen_ll_stderr_fast"]), got
+    # As many answers as real digits: nothing to match.
+    assert "parzen_ll_equal_fast" not in got
+
+
+def test_parzen_also_scores_as_many_answers_as_real_digits():
+    # 1,200 answers against the 900 training digits of the sample: the
+    # answers are also scored at 900, the count of the real reference.
+    d = MNIST_SAMPLE.data
+    train = next(iter(pipelines.build_dataset(d, d.train_split, 900,
+                                              training=False)))
+    trainer = ReplayTrainer(train["target"].numpy(),
+                            np.argmax(train["condition"].numpy(), -1))
+    trainer.answers = ("fast",)
+    held_out = pipelines.build_dataset(d, d.eval_split, 100, training=False)
+    got = eval_lib.parzen_scores(trainer, MNIST_SAMPLE, held_out, 1200)
+    assert got["parzen_real_samples"] == 900
+    for name in ("fast", "equal_fast", "real"):
+        assert np.isfinite(got[f"parzen_ll_{name}"]), name
+    # Replayed real digits at the real reference's count score like it.
+    assert abs(got["parzen_ll_real"] - got["parzen_ll_equal_fast"]) < \
+        4 * (got["parzen_ll_stderr_real"]
+             + got["parzen_ll_stderr_equal_fast"]), got
 
 
 def test_digits_framed_by_any_reader_are_told_by_their_border():
