@@ -40,7 +40,11 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     refined answers and, as the reference, for as many real training images
     used as the window's samples (`parzen_ll_real`): sigma chosen on one
     half of the evaluation split (drawn in a fixed random order), the mean
-    log-likelihood (nats) of the other half reported. Framed MNIST-style digits are scored on their
+    log-likelihood (nats) of the other half reported; where the training
+    split holds fewer images than `parzen_samples`, the answers are also
+    scored at that count (`parzen_ll_equal_*`), and each sample set's
+    median distance from a scored digit to its nearest sample is given
+    (`parzen_nearest_*`). Framed MNIST-style digits are scored on their
     original centre 28x28, as in the paper.
 
     Args:
@@ -90,11 +94,13 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     training images, on the evaluation `dataset` (label tasks).
 
     Returns:
-      `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`
-      and `parzen_validation_ll_<kind>` (the mean on the half that chose
-      sigma) for each answer kind and `real`, and `parzen_real_samples`.
+      `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`,
+      `parzen_validation_ll_<kind>` (the mean on the half that chose
+      sigma) and `parzen_nearest_<kind>` (the median distance from a
+      scored digit to its nearest sample) for each answer kind and `real`,
+      and `parzen_real_samples`.
       Where the training split holds fewer images than `num_samples`, the
-      same four for `equal_<kind>`: the first answers, as many as the real
+      same five for `equal_<kind>`: the first answers, as many as the real
       reference (the fair comparison; more samples score higher).
       Both halves and the real reference are drawn in a fixed random order,
       so a file sorted by class gives every class to each.
@@ -151,6 +157,7 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
         scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
         scores[f"parzen_sigma_{name}"] = got["sigma"]
         scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
+        scores[f"parzen_nearest_{name}"] = got["nearest"]
     return scores
 
 

@@ -166,35 +166,60 @@ def checkerboard_energy(images: tf.Tensor) -> tf.Tensor:
         total, 1e-12)
 
 
-def _laplacian_energy(images: tf.Tensor) -> tf.Tensor:
-    """Mean squared 3x3 Laplacian per image, `[batch]`."""
+def laplacian_energy(images: tf.Tensor,
+                     mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Energy at the highest spatial frequencies: the mean squared 3x3
+    Laplacian of each image.
+
+    Args:
+      images: `[batch, H, W, C]`, H, W >= 3.
+      mask: Optional `[batch, H, W, 1]`, 1 on the pixels to count (the
+        hole of an inpainting task); default all.
+
+    Returns:
+      `[batch]` >= 0 (0 for a flat or linear ramp image).
+    """
     x = tf.cast(images, tf.float32)
     kernel = tf.constant([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, x.shape[-1], 1])
-    response = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
-    return tf.reduce_mean(tf.square(response), axis=[1, 2, 3])
+    energy = tf.square(tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1],
+                                              "VALID"))
+    if mask is None:
+        return tf.reduce_mean(energy, axis=[1, 2, 3])
+    # The VALID response at (i, j) is centred on pixel (i + 1, j + 1).
+    weight = tf.cast(mask, tf.float32)[:, 1:-1, 1:-1] * tf.ones_like(energy)
+    return tf.reduce_sum(energy * weight, axis=[1, 2, 3]) / tf.maximum(
+        tf.reduce_sum(weight, axis=[1, 2, 3]), 1.0)
 
 
-def detail_ratio(answer: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """How much fine detail an answer has, relative to its photo.
+def detail_ratio(answer: tf.Tensor, target: tf.Tensor,
+                 mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """How much fine detail a set of answers has, relative to its photos.
 
-    The ratio of the answers' mean squared Laplacian (energy at the
-    highest spatial frequencies) to the target's. A regression to the
-    photo (L1 or L2) averages over what the condition leaves open and
-    comes out smooth (ratio well below 1) even when its PSNR is high;
-    a sample of the photos' distribution has their detail (ratio near 1)
-    though not necessarily at the photo's places. It makes visible what
-    PSNR, SSIM and L1 penalise: more detail in the wrong places.
+    The answers' mean `laplacian_energy` over the photos' (a ratio of
+    means over the batch, so one nearly flat photo cannot dominate). A
+    regression to the photo (L1 or L2) averages over what the condition
+    leaves open and comes out smooth, a ratio well below 1, even when its
+    PSNR is high; a sample of the photos' distribution has their amount of
+    detail, a ratio near 1. It measures the amount, not the place: detail
+    in the wrong places counts as much as in the right ones, and PSNR,
+    SSIM and L1 penalise exactly that.
 
     Args:
       answer: `[batch, H, W, C]` in [-1, 1], H, W >= 3.
       target: `[batch, H, W, C]` in [-1, 1].
+      mask: Optional `[batch, H, W, 1]` hole to score (default all).
 
     Returns:
-      `[batch]` >= 0; 1 means as much detail as the target.
+      A scalar >= 0 (NaN if the photos are flat); 1 means as much detail
+      as the photos.
     """
-    return _laplacian_energy(answer) / tf.maximum(
-        _laplacian_energy(target), 1e-12)
+    answer_energy = tf.reduce_mean(laplacian_energy(answer, mask))
+    target_energy = tf.reduce_mean(laplacian_energy(target, mask))
+    return tf.where(target_energy > 0,
+                    answer_energy / tf.where(target_energy > 0,
+                                             target_energy, 1.0),
+                    float("nan"))
 
 
 def refinement_alignment(fast: tf.Tensor, refined: tf.Tensor,
@@ -215,7 +240,8 @@ def refinement_alignment(fast: tf.Tensor, refined: tf.Tensor,
         hole of an inpainting task); default all.
 
     Returns:
-      `[batch]` in [-1, 1] (0 where either vector is zero).
+      `[batch]` in [-1, 1]; NaN where the answer did not move or the fast
+      answer equals the photo (nothing to align).
     """
     fast = tf.cast(fast, tf.float32)
     weight = 1.0 if mask is None else tf.cast(mask, tf.float32)
@@ -224,7 +250,9 @@ def refinement_alignment(fast: tf.Tensor, refined: tf.Tensor,
     error = tf.reshape((tf.cast(target, tf.float32) - fast) * weight,
                        [tf.shape(fast)[0], -1])
     norms = tf.norm(move, axis=1) * tf.norm(error, axis=1)
-    return tf.math.divide_no_nan(tf.reduce_sum(move * error, axis=1), norms)
+    cosine = tf.reduce_sum(move * error, axis=1) / tf.where(norms > 0, norms,
+                                                           1.0)
+    return tf.where(norms > 0, cosine, float("nan"))
 
 
 def frechet_distance(features_a, features_b) -> float:

@@ -9,7 +9,10 @@ held-out images, the paper's eq. 10 reading).
 
 Image tasks are scored against the ground truth on the evaluation split:
 PSNR, SSIM and L1 (on the hole for inpainting), the colour error (per-image
-mean colour) and the diversity of several answers to one condition.
+mean colour), the diversity of several answers to one condition, the
+detail ratio (the answers' energy at the highest spatial frequencies over
+the photos') and the refinement alignment (whether the planner's move
+heads for the photo).
 
 Every metric is reported for the fast answer g(X, C) and the refined one
 (after Langevin on the planner), and `delta_<metric>` = refined - fast says
@@ -177,20 +180,23 @@ def image_quality(trainer, dataset, condition: str,
 
     Returns:
       `psnr_*`, `ssim_*`, `l1_*`, `colour_error_*`, `diversity_*` and
-      `checkerboard_*` and `detail_ratio_*` for fast and refined answers,
+      `checkerboard_*` and `detail_ratio_*` (`metrics.detail_ratio` over
+      the split, on the hole for inpainting) for fast and refined answers,
       the `delta_*`, `refinement_alignment` (where both answers exist: the
-      cosine between the planner's move and the fast answer's error) and
-      `examples`.
+      mean cosine between the planner's move and the fast answer's error;
+      NaN when no answer moved) and `examples`.
     """
     k = diversity_samples
     kinds = answer_kinds(trainer)
     scores = {f"{m}_{kind}": [] for m in ("psnr", "ssim", "l1",
                                            "colour_error", "diversity",
-                                           "checkerboard", "detail_ratio")
+                                           "checkerboard")
               for kind in kinds}
+    # The detail ratio is a ratio of means over the whole split, so that
+    # no single nearly flat photo can dominate it.
+    energy = {kind: [] for kind in kinds + ("target",)}
     both = all(kind in kinds for kind in ANSWERS)
-    if both:
-        scores["refinement_alignment"] = []
+    alignment = []
     seen = 0
     for i, batch in enumerate(dataset):
         cond, target = batch["condition"], batch["target"]
@@ -219,12 +225,11 @@ def image_quality(trainer, dataset, condition: str,
                 metrics.pairwise_diversity(answers))
             scores[f"checkerboard_{kind}"].append(
                 metrics.checkerboard_energy(first))
-            scores[f"detail_ratio_{kind}"].append(
-                metrics.detail_ratio(first, target))
+            energy[kind].append(metrics.laplacian_energy(first, mask))
+        energy["target"].append(metrics.laplacian_energy(target, mask))
         if both:
-            scores["refinement_alignment"].append(
-                metrics.refinement_alignment(firsts["fast"],
-                                             firsts["refined"], target, mask))
+            alignment.append(metrics.refinement_alignment(
+                firsts["fast"], firsts["refined"], target, mask))
         seen += n
         if max_examples is not None and seen >= max_examples:
             break
@@ -232,6 +237,17 @@ def image_quality(trainer, dataset, condition: str,
         raise ValueError("The evaluation split gave no examples to score.")
     result = {name: float(tf.reduce_mean(tf.concat(values, 0)))
               for name, values in scores.items()}
+    target_energy = float(np.mean(np.concatenate(energy["target"])))
+    for kind in kinds:
+        result[f"detail_ratio_{kind}"] = (
+            float(np.mean(np.concatenate(energy[kind]))) / target_energy
+            if target_energy > 0 else float("nan"))
+    if both:
+        # NaN where an answer did not move (0 Langevin steps).
+        cosines = np.concatenate(alignment)
+        result["refinement_alignment"] = (
+            float(np.mean(cosines[np.isfinite(cosines)]))
+            if np.isfinite(cosines).any() else float("nan"))
     result["examples"] = float(seen)
     return with_deltas(result)
 

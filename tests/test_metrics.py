@@ -46,7 +46,8 @@ def test_ssim_in_the_hole_ignores_the_rest():
 # ---- L1, colour, diversity, checkerboard, detail, Frechet distance --------
 from cooperative_tf.metrics import (checkerboard_energy, colour_error,  # noqa
                                     detail_ratio, frechet_distance, l1,
-                                    pairwise_diversity, refinement_alignment)
+                                    laplacian_energy, pairwise_diversity,
+                                    refinement_alignment)
 
 
 def test_l1_and_colour_error_of_known_images():
@@ -106,19 +107,41 @@ def test_frechet_distance_of_identical_and_shifted_gaussians():
         frechet_distance(a[:1], a)
 
 
-def test_detail_ratio_of_a_scaled_checkerboard_and_a_flat_image():
+def test_laplacian_energy_and_detail_ratio_of_known_images():
     ys, xs = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
     checker = ((ys + xs) % 2 * 2 - 1).astype(np.float32)[None, :, :, None]
-    # The Laplacian of a +-a checkerboard is -+8a everywhere: energy 64 a^2.
+    # The Laplacian of a +-a checkerboard is -+8a everywhere: energy 64 a^2;
+    # a flat image and a linear ramp have none.
+    ramp = (xs / 8.0).astype(np.float32)[None, :, :, None]
     flat = np.full_like(checker, 0.3)
-    ratio = detail_ratio(np.concatenate([checker, 0.5 * checker, flat]),
-                         np.concatenate([checker] * 3))
-    np.testing.assert_allclose(ratio.numpy(), [1.0, 0.25, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        laplacian_energy(np.concatenate([checker, 0.5 * checker, flat,
+                                         ramp])).numpy(),
+        [64.0, 16.0, 0.0, 0.0], atol=1e-5)
+    assert float(detail_ratio(0.5 * checker, checker)) == pytest.approx(
+        0.25, abs=1e-6)
+    # A ratio of means: a flat photo beside a detailed one does not blow
+    # it up, and flat photos alone give NaN rather than a huge number.
+    assert float(detail_ratio(np.concatenate([checker, checker]),
+                              np.concatenate([checker, flat]))) == \
+        pytest.approx(2.0, abs=1e-5)
+    assert np.isnan(float(detail_ratio(checker, flat)))
     # A blurred photo keeps less of its detail.
     rng = np.random.default_rng(0)
     photo = rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
     blurred = tf.nn.avg_pool2d(photo, 3, 1, "SAME")
-    assert float(detail_ratio(blurred, photo)[0]) < 0.2
+    assert float(detail_ratio(blurred, photo)) < 0.2
+    # With a mask only the hole counts: a flat hole in a checkerboard has
+    # no detail, however much there is around it.
+    ys, xs = np.meshgrid(np.arange(12), np.arange(12), indexing="ij")
+    framed = ((ys + xs) % 2 * 2 - 1).astype(np.float32)
+    framed[3:9, 3:9] = 0.3
+    framed = framed[None, :, :, None]
+    mask = np.zeros((1, 12, 12, 1), np.float32)
+    mask[:, 4:8, 4:8] = 1
+    assert float(laplacian_energy(framed)[0]) > 10
+    assert float(laplacian_energy(framed, mask)[0]) == pytest.approx(
+        0.0, abs=1e-6)
 
 
 def test_refinement_alignment_reads_the_direction_of_the_move():
@@ -138,7 +161,9 @@ def test_refinement_alignment_reads_the_direction_of_the_move():
                                np.concatenate([toward, away, fast + orth,
                                                fast]),
                                np.concatenate([target] * 4)).numpy()
-    np.testing.assert_allclose(got, [1.0, -1.0, 0.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(got[:3], [1.0, -1.0, 0.0], atol=1e-5)
+    # An answer that did not move has no direction: NaN, not "unrelated".
+    assert np.isnan(got[3])
     # With a mask only the hole counts: a move toward the photo inside it
     # and away outside reads as 1.
     mask = np.zeros((1, 8, 8, 1), np.float32)

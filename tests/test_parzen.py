@@ -66,3 +66,24 @@ def test_default_grid_is_goodfellows():
 def test_bad_inputs_are_named(samples, points, sigmas, message):
     with pytest.raises(ValueError, match=message):
         parzen.log_likelihoods(samples, points, sigmas)
+
+
+def test_nearest_distances_match_brute_force_and_a_known_case():
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(size=(40, 3, 3)).astype(np.float32)
+    points = rng.uniform(size=(7, 3, 3)).astype(np.float32)
+    brute = np.sqrt(((points.reshape(7, 1, -1) - samples.reshape(1, 40, -1))
+                     ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(
+        parzen.nearest_distances(samples, points, chunk=3), brute,
+        rtol=1e-4, atol=1e-4)
+    # Points 0.3 and 0.5 away (along one pixel) from the nearest of two
+    # samples; the median reported by evaluate is their middle one.
+    samples = np.zeros((2, 4), np.float32)
+    samples[1] = 1.0
+    points = np.zeros((3, 4), np.float32)
+    points[:, 0] = [0.3, 0.4, 0.5]
+    np.testing.assert_allclose(parzen.nearest_distances(samples, points),
+                               [0.3, 0.4, 0.5], atol=1e-5)
+    got = parzen.evaluate(samples, points, points)
+    assert got["nearest"] == pytest.approx(0.4, abs=1e-5)
