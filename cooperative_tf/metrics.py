@@ -214,11 +214,16 @@ def detail_ratio(answer: tf.Tensor, target: tf.Tensor,
       A scalar >= 0 (NaN if the photos are flat); 1 means as much detail
       as the photos.
     """
-    answer_energy = tf.reduce_mean(laplacian_energy(answer, mask))
-    target_energy = tf.reduce_mean(laplacian_energy(target, mask))
-    return tf.where(target_energy > 0,
-                    answer_energy / tf.where(target_energy > 0,
-                                             target_energy, 1.0),
+    return ratio_of_means(laplacian_energy(answer, mask),
+                          laplacian_energy(target, mask))
+
+
+def ratio_of_means(numerator, denominator) -> tf.Tensor:
+    """mean(numerator) / mean(denominator) as a float32 scalar; NaN where
+    the denominator's mean is 0 (e.g. `detail_ratio` of flat photos)."""
+    top = tf.reduce_mean(tf.cast(numerator, tf.float32))
+    bottom = tf.reduce_mean(tf.cast(denominator, tf.float32))
+    return tf.where(bottom > 0, top / tf.where(bottom > 0, bottom, 1.0),
                     float("nan"))
 
 

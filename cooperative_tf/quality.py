@@ -237,11 +237,9 @@ def image_quality(trainer, dataset, condition: str,
         raise ValueError("The evaluation split gave no examples to score.")
     result = {name: float(tf.reduce_mean(tf.concat(values, 0)))
               for name, values in scores.items()}
-    target_energy = float(np.mean(np.concatenate(energy["target"])))
     for kind in kinds:
-        result[f"detail_ratio_{kind}"] = (
-            float(np.mean(np.concatenate(energy[kind]))) / target_energy
-            if target_energy > 0 else float("nan"))
+        result[f"detail_ratio_{kind}"] = float(metrics.ratio_of_means(
+            tf.concat(energy[kind], 0), tf.concat(energy["target"], 0)))
     if both:
         # NaN where an answer did not move (0 Langevin steps).
         cosines = np.concatenate(alignment)

@@ -156,12 +156,9 @@ def test_a_line_cut_short_is_skipped(tmp_path):
     assert workdir_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]
 
 
-def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
-    # The shipped digits are sorted by class. Answers that replay real
-    # training digits of every label must score like the real reference,
-    # and each half of the held-out digits like the other: before the
-    # shuffle the reference was the first classes only and sigma was chosen
-    # on digits 0-4 to score 5-9.
+def _replayed_training_digits():
+    """A trainer whose fast answers replay the sample's 900 training digits
+    (by label), and the held-out split."""
     d = MNIST_SAMPLE.data
     train = next(iter(pipelines.build_dataset(d, d.train_split, 900,
                                               training=False)))
@@ -169,6 +166,16 @@ def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
                             np.argmax(train["condition"].numpy(), -1))
     trainer.answers = ("fast",)
     held_out = pipelines.build_dataset(d, d.eval_split, 100, training=False)
+    return trainer, held_out
+
+
+def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
+    # The shipped digits are sorted by class. Answers that replay real
+    # training digits of every label must score like the real reference,
+    # and each half of the held-out digits like the other: before the
+    # shuffle the reference was the first classes only and sigma was chosen
+    # on digits 0-4 to score 5-9.
+    trainer, held_out = _replayed_training_digits()
     got = eval_lib.parzen_scores(trainer, MNIST_SAMPLE, held_out, 300)
     for kind in ("fast", "real"):
         spread = 4 * got[f"parzen_ll_stderr_{kind}"] + 20
@@ -184,13 +191,7 @@ def test_parzen_also_scores_as_many_answers_as_real_digits(monkeypatch):
     # 1,200 answers against the 900 training digits of the sample: the
     # answers are also scored at 900, the count of the real reference, and
     # those 900 are the first (labels balanced) of the 1,200.
-    d = MNIST_SAMPLE.data
-    train = next(iter(pipelines.build_dataset(d, d.train_split, 900,
-                                              training=False)))
-    trainer = ReplayTrainer(train["target"].numpy(),
-                            np.argmax(train["condition"].numpy(), -1))
-    trainer.answers = ("fast",)
-    held_out = pipelines.build_dataset(d, d.eval_split, 100, training=False)
+    trainer, held_out = _replayed_training_digits()
     seen = []
     real_evaluate = parzen.evaluate
 
