@@ -223,7 +223,8 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   "precision": t.precision,
                   "label_loss_weight": timed_label_weight(config),
                   "mismatch_weight": t.mismatch_weight,
-                  "reconstruction_weight": t.reconstruction_weight},
+                  "reconstruction_weight": t.reconstruction_weight,
+                  "diversity_weight": t.diversity_weight},
     }
 
 

@@ -200,6 +200,13 @@ class TrainConfig:
         to the observed one (`losses.reconstruction_loss`), added to the
         mapping shift. 0 is the paper's loss; the authors' image -> image
         code uses one.
+      diversity_weight: Weight of a term spreading the policy's answers
+        to one condition apart per unit of X (`losses.diversity_loss`, the
+        diversity-sensitive term of conditional GANs), added to the
+        mapping shift; each step then runs the policy on a second X. 0 is
+        the paper's loss.
+      diversity_bound: The ratio of answer L1 to noise L1 past which that
+        term stops pushing (> 0).
       eval_every: Steps between quality evaluations during training (0:
         only at the end; see `cooperative_tf.quality`).
       eval_samples: Generated answers per quality evaluation during
@@ -232,6 +239,8 @@ class TrainConfig:
     label_loss_start: int = 0
     mismatch_weight: float = 0.0
     reconstruction_weight: float = 0.0
+    diversity_weight: float = 0.0
+    diversity_bound: float = 0.1
     eval_every: int = 0
     eval_samples: int = 1000
     on_divergence: str = "stop"
@@ -380,11 +389,18 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")
     for name in ("label_loss_weight", "reconstruction_weight",
-                 "mismatch_weight"):
+                 "mismatch_weight", "diversity_weight"):
         value = getattr(t, name)
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"train.{name} must be a number >= 0. "
                              f"Received: {value}")
+    if not t.diversity_bound > 0:
+        raise ValueError("train.diversity_bound must be a number > 0. "
+                         f"Received: {t.diversity_bound}")
+    if t.diversity_weight and config.method.name != "cooperative":
+        raise ValueError("train.diversity_weight is a term of the "
+                         "cooperative method's policy loss; set it to 0 "
+                         f"for method.name={config.method.name!r}.")
     if t.eval_every < 0 or t.eval_samples < 1:
         raise ValueError("train.eval_every must be >= 0 and "
                          "train.eval_samples >= 1. Received: "

@@ -129,7 +129,9 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         clip=l.clip, unroll=l.unroll, policy_sigma=t.policy_sigma,
         seed=t.seed, label_loss_weight=t.label_loss_weight,
         reconstruction_weight=t.reconstruction_weight,
-        mismatch_weight=t.mismatch_weight, name="cooperative")
+        mismatch_weight=t.mismatch_weight,
+        diversity_weight=t.diversity_weight,
+        diversity_bound=t.diversity_bound, name="cooperative")
     trainer.compile(policy_optimizer=_adam(t.policy_lr, t),
                     planner_optimizer=_adam(t.planner_lr, t),
                     langevin_jit_compile=t.jit_compile, **compile_kwargs)

@@ -170,6 +170,44 @@ def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
     return _batch_mean(per_example, global_batch_size)
 
 
+def diversity_loss(answers: tf.Tensor, other_answers: tf.Tensor,
+                   noise: tf.Tensor, other_noise: tf.Tensor,
+                   bound: float = 0.1,
+                   global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Minus the bounded spread of two answers to one condition per unit X.
+
+    Not in the paper: the diversity-sensitive term of conditional GANs
+    (Yang et al. 2019, "Diversity-sensitive conditional GANs"; Mao et al.
+    2019, "Mode seeking GANs"). The mapping shift regresses g(X, C) on a
+    refined Y1 whose Langevin noise X cannot predict, and an L1 term to the
+    photo pulls every X to one answer, so a policy learns to ignore X. For
+    each example this is -min(L1(Y_a - Y_b) / L1(X_a - X_b), bound), L1 as
+    a mean over pixels (latent dimensions), for two noises X_a, X_b and the
+    same condition. Minimising it spreads the answers until the ratio
+    reaches `bound`, past which it stops pushing.
+
+    Args:
+      answers: g(X_a, C), `[batch, H, W, C]` in [-1, 1].
+      other_answers: g(X_b, C), `[batch, H, W, C]`.
+      noise: X_a, `[batch, latent_dim]`.
+      other_noise: X_b, `[batch, latent_dim]`.
+      bound: The ratio past which spreading earns nothing (> 0).
+      global_batch_size: Batch size summed over replicas, or `None`.
+
+    Returns:
+      A scalar in [-bound, 0]; 0 when the answers ignore X.
+    """
+    answers = _at_least_float32(answers)
+    other_answers = tf.cast(other_answers, answers.dtype)
+    spread = tf.reduce_mean(tf.abs(answers - other_answers),
+                            axis=list(range(1, answers.shape.rank)))
+    distance = tf.reduce_mean(
+        tf.abs(_at_least_float32(noise) - _at_least_float32(other_noise)),
+        axis=-1)
+    ratio = spread / tf.maximum(tf.cast(distance, answers.dtype), 1e-6)
+    return _batch_mean(-tf.minimum(ratio, bound), global_batch_size)
+
+
 def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
                       global_batch_size: Optional[int] = None, *,
                       mismatch_weight: float = 0.0,
@@ -209,8 +247,13 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
 def policy_objective(refined: tf.Tensor, proposed: tf.Tensor, sigma: float,
                      global_batch_size: Optional[int] = None, *,
                      reconstruction_weight: float = 0.0,
-                     observed: Optional[tf.Tensor] = None):
-    """The policy's loss: the mapping shift plus its optional term.
+                     observed: Optional[tf.Tensor] = None,
+                     diversity_weight: float = 0.0,
+                     diversity_bound: float = 0.1,
+                     other_proposed: Optional[tf.Tensor] = None,
+                     noise: Optional[tf.Tensor] = None,
+                     other_noise: Optional[tf.Tensor] = None):
+    """The policy's loss: the mapping shift plus its optional terms.
 
     Args:
       refined: Y1, `[batch, H, W, C]`.
@@ -219,10 +262,14 @@ def policy_objective(refined: tf.Tensor, proposed: tf.Tensor, sigma: float,
       global_batch_size: Batch size summed over replicas, or `None`.
       reconstruction_weight: Weight of `reconstruction_loss` to `observed`,
         Y_obs `[batch, H, W, C]`.
+      diversity_weight: Weight of `diversity_loss` (with `diversity_bound`)
+        between `proposed` and `other_proposed`, g(X', C) `[batch, H, W,
+        C]`, for the noises `noise` X and `other_noise` X',
+        `[batch, latent_dim]`.
 
     Returns:
-      `(loss, terms)`: the scalar loss and `{"reconstruction_l1": ...}` when
-      that term is on, for the logs.
+      `(loss, terms)`: the scalar loss and the optional terms that are on,
+      by name (`reconstruction_l1`, `diversity_loss`), for the logs.
     """
     loss = mapping_shift_loss(refined, proposed, sigma, global_batch_size)
     terms = {}
@@ -230,4 +277,9 @@ def policy_objective(refined: tf.Tensor, proposed: tf.Tensor, sigma: float,
         terms["reconstruction_l1"] = reconstruction_loss(
             observed, proposed, global_batch_size)
         loss += reconstruction_weight * terms["reconstruction_l1"]
+    if diversity_weight:
+        terms["diversity_loss"] = diversity_loss(
+            proposed, other_proposed, noise, other_noise, diversity_bound,
+            global_batch_size)
+        loss += diversity_weight * terms["diversity_loss"]
     return loss, terms

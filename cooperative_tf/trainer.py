@@ -18,7 +18,8 @@ from cooperative_tf.seeds import (generation_seeds, num_replicas,
 _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
 # Logged only when their loss term is on.
-_OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss")
+_OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss",
+                     "diversity_loss")
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -53,6 +54,12 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
       mismatch_weight: Weight of the planner's mismatch term
         (`losses.mismatch_loss`: a real answer valued above itself under a
         wrong condition) added to the value shift; 0 is the paper's loss.
+      diversity_weight: Weight of the policy's diversity term
+        (`losses.diversity_loss`: answers to one condition spread apart per
+        unit of X, up to `diversity_bound`) added to the mapping shift; 0
+        is the paper's loss. It costs a second policy pass per step.
+      diversity_bound: The answer-L1 per noise-L1 ratio past which the
+        diversity term stops pushing.
 
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
@@ -70,7 +77,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  step_size=0.002, noise=True, reference_sigma=0.016,
                  metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
                  seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
-                 mismatch_weight=0.0, **kwargs):
+                 mismatch_weight=0.0, diversity_weight=0.0,
+                 diversity_bound=0.1, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -87,6 +95,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.label_loss_weight = label_loss_weight
         self.reconstruction_weight = reconstruction_weight
         self.mismatch_weight = mismatch_weight
+        self.diversity_weight = diversity_weight
+        self.diversity_bound = diversity_bound
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -95,7 +105,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             name for name, on in zip(_OPTIONAL_METRICS,
                                      (label_loss_weight,
                                       reconstruction_weight,
-                                      mismatch_weight)) if on)
+                                      mismatch_weight,
+                                      diversity_weight)) if on)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in names}
         self.langevin_jit_compile = False
@@ -246,9 +257,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept
         #    open for step 4, which regresses this same forward pass.
         x = self.replica_latent(batch, step_seed(self.seed, step, 0))
+        other_x = (self.replica_latent(batch, step_seed(self.seed, step, 3))
+                   if self.diversity_weight else None)
         with tf.GradientTape() as policy_tape:
-            y0 = tf.cast(self.policy(x, condition, training=True),
-                         self.answer_dtype)
+            y0, other_y0 = self._propose(x, other_x, condition)
 
         # 2. Solve-slow: l Langevin steps on the planner's value give Y1.
         y1, acceptance = self.solve_slow(y0, condition,
@@ -267,8 +279,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         with policy_tape:
-            policy_loss, policy_extra = self._policy_loss(y1, y0, target,
-                                                          global_batch)
+            policy_loss, policy_extra = self._policy_loss(
+                y1, y0, target, global_batch, x=x, other_x=other_x,
+                other_y0=other_y0)
             extra.update(policy_extra)
             scaled = self.policy_optimizer.scale_loss(policy_loss)
         grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
@@ -289,19 +302,36 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         batch = tf.shape(target)[0]
         step = self.planner_optimizer.iterations
         x = self.replica_latent(batch, step_seed(self.seed + 1, step, 0))
-        y0 = tf.cast(self.policy(x, condition, training=False),
-                     self.answer_dtype)
+        other_x = (self.replica_latent(batch,
+                                       step_seed(self.seed + 1, step, 3))
+                   if self.diversity_weight else None)
+        y0, other_y0 = self._propose(x, other_x, condition, training=False)
         y1, acceptance = self.solve_slow(y0, condition,
                                          replica_seed(self.seed + 1, step, 1))
         values = self._planner_values(target, y1, condition,
                                       replica_seed(self.seed + 1, step, 2))
         planner_loss, extra = self._planner_loss(values, target, condition)
-        policy_loss, policy_extra = self._policy_loss(y1, y0, target)
+        policy_loss, policy_extra = self._policy_loss(
+            y1, y0, target, x=x, other_x=other_x, other_y0=other_y0)
         extra.update(policy_extra)
         return self._update_metrics(
             planner_loss=planner_loss, policy_loss=policy_loss,
             values=values, y0=y0, y1=y1, target=target,
             acceptance=acceptance, **extra)
+
+    def _propose(self, x, other_x, condition, training=True):
+        """`(g(X, C), g(X', C) or None)`: the second answer, for the
+        diversity term, from the same pass (one batch of 2B runs faster
+        than two of B)."""
+        if other_x is None:
+            return tf.cast(self.policy(x, condition, training=training),
+                           self.answer_dtype), None
+        answers = tf.cast(
+            self.policy(tf.concat([x, other_x], axis=0),
+                        tf.concat([condition, condition], axis=0),
+                        training=training), self.answer_dtype)
+        y0, other_y0 = tf.split(answers, 2)
+        return y0, other_y0
 
     def _planner_values(self, target, y1, condition, mismatch_seed):
         """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None)`, C' a wrong
@@ -330,10 +360,14 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                           if self.label_loss_weight else None),
             labels=condition)
 
-    def _policy_loss(self, y1, y0, target, global_batch=None):
+    def _policy_loss(self, y1, y0, target, global_batch=None, *, x=None,
+                     other_x=None, other_y0=None):
         return policy_objective(
             y1, y0, self.policy_sigma, global_batch,
-            reconstruction_weight=self.reconstruction_weight, observed=target)
+            reconstruction_weight=self.reconstruction_weight, observed=target,
+            diversity_weight=self.diversity_weight,
+            diversity_bound=self.diversity_bound, other_proposed=other_y0,
+            noise=x, other_noise=other_x)
 
     def _update_metrics(self, *, planner_loss, policy_loss, values, y0, y1,
                         target, acceptance, **extra):
@@ -409,7 +443,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             policy_sigma=self.policy_sigma, seed=self.seed,
             label_loss_weight=self.label_loss_weight,
             reconstruction_weight=self.reconstruction_weight,
-            mismatch_weight=self.mismatch_weight)
+            mismatch_weight=self.mismatch_weight,
+            diversity_weight=self.diversity_weight,
+            diversity_bound=self.diversity_bound)
         return config
 
     @classmethod

@@ -111,3 +111,44 @@ def test_objectives_add_the_terms_that_are_on():
                                           observed=target)
     assert float(terms["reconstruction_l1"]) == pytest.approx(0.5)
     assert float(full) == pytest.approx(float(plain) + 0.2 * 0.5)
+    other = tf.fill([2, 4, 4, 1], 0.4)
+    x, other_x = tf.zeros([2, 3]), tf.fill([2, 3], 2.0)
+    full, terms = losses.policy_objective(
+        y1, y0, 0.3, diversity_weight=3.0, diversity_bound=1.0,
+        other_proposed=other, noise=x, other_noise=other_x)
+    assert set(terms) == {"diversity_loss"}
+    assert float(full) == pytest.approx(float(plain) - 3.0 * 0.1 / 2.0)
+
+
+def test_diversity_loss_is_minus_the_bounded_spread_per_unit_noise():
+    answers = tf.constant([[0.0, 0.0], [0.5, 0.5]])
+    # Example 0 moved 0.6 in L1 for noises 2 apart: ratio 0.3; example 1
+    # moved 0.5 for noises 0.5 apart: ratio 1, cut at the bound 0.4.
+    other = tf.constant([[0.6, -0.6], [0.0, 1.0]])
+    noise = tf.constant([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    other_noise = tf.constant([[2.0, -2.0, 2.0], [1.5, 0.5, 1.5]])
+    value = losses.diversity_loss(answers, other, noise, other_noise, 0.4)
+    assert float(value) == pytest.approx(-(0.3 + 0.4) / 2)
+    assert float(losses.diversity_loss(answers, other, noise, other_noise,
+                                       0.4, global_batch_size=4)) == \
+        pytest.approx(-(0.3 + 0.4) / 4)
+    # Answers that ignore X score 0, the worst.
+    assert float(losses.diversity_loss(answers, answers, noise,
+                                       other_noise)) == 0.0
+
+
+def test_diversity_gradient_pushes_answers_apart_only_below_the_bound():
+    answers = tf.Variable([[0.1, 0.2]])
+    other = tf.constant([[0.0, 0.4]])
+    noise, other_noise = tf.zeros([1, 2]), tf.ones([1, 2])
+    for bound, moves in ((1.0, True), (0.05, False)):
+        with tf.GradientTape() as tape:
+            value = losses.diversity_loss(answers, other, noise, other_noise,
+                                          bound)
+        grad = tape.gradient(value, answers).numpy()
+        if moves:
+            # Descent moves each pixel away from the other answer's.
+            step = -grad[0]
+            assert step[0] > 0 and step[1] < 0
+        else:
+            np.testing.assert_array_equal(grad, 0.0)

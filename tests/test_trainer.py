@@ -251,6 +251,29 @@ def test_reconstruction_term_pulls_the_policy_toward_the_photo():
     assert "reconstruction_l1" in logs
 
 
+@pytest.mark.parametrize("kind", ["image", "label"])
+def test_diversity_term_spreads_the_answers_to_one_condition(kind):
+    # The same short run with and without the term: Adam turns even the
+    # mapping shift's tiny gradients (sigma huge) into full steps, which
+    # move the answers too, so the term must spread them well beyond that.
+    batch = tiny.batch(kind)
+    x_a = tf.random.stateless_normal([B, tiny.LATENT], [1, 2])
+    x_b = tf.random.stateless_normal([B, tiny.LATENT], [3, 4])
+    spreads = {}
+    for weight in (0.0, 1.0):
+        trainer = tiny.trainer(kind, policy_lr=3e-3, policy_sigma=1e4,
+                               diversity_weight=weight, diversity_bound=10.0)
+        for _ in range(15):
+            logs = trainer.train_step(batch)
+        a = trainer.policy(x_a, batch["condition"], training=False)
+        b = trainer.policy(x_b, batch["condition"], training=False)
+        spreads[weight] = float(tf.reduce_mean(tf.abs(a - b)))
+    assert spreads[1.0] > 5 * spreads[0.0], spreads
+    assert float(logs["diversity_loss"]) < 0
+    assert "diversity_loss" in trainer.evaluate(
+        tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+
+
 def test_mismatched_condition_is_never_the_true_one():
     labels = tf.one_hot(tf.range(200) % 10, 10)
     wrong = mismatched_condition(labels, tf.constant([3, 4], tf.int64))
