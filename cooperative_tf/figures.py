@@ -10,6 +10,9 @@
   straight line (`sampling.interpolate`). Label tasks: label c to label
   c + 1; image tasks: between two conditions of the evaluation split,
   shown at both ends of the row.
+* `answers.png` (image tasks): one row per held-out condition: the
+  condition, `answers` answers to it (different X, the multimodality of
+  the paper's title) and the real photo.
 
 Each answer is the policy's, refined by the planner (as the paper's figures
 are) unless `refine_steps=0`.
@@ -32,6 +35,7 @@ __all__ = ["write_figures", "held_out_batch", "write_refinement_chart"]
 STYLE_TRANSFER = "style_transfer.png"
 LATENT_GRID = "latent_grid.png"
 INTERPOLATION = "interpolation.png"
+ANSWERS = "answers.png"
 REFINEMENT_CHART = "test_time_compute.png"
 
 
@@ -92,7 +96,8 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
                   refine_steps: Optional[int] = None,
                   infer_steps: int = inference.INFER_STEPS,
                   infer_step_size: float = inference.INFER_STEP_SIZE,
-                  infer_labels: bool = False) -> List[str]:
+                  infer_labels: bool = False,
+                  answers: int = 4) -> List[str]:
     """Writes the paper's figures for a trained pair.
 
     Args:
@@ -117,14 +122,17 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
       infer_labels: Style transfer infers each held-out answer's label too
         (`inference.infer_label`, as Fig. 6) instead of reading it from
         the data.
+      answers: Answers per condition in the answers grid (image tasks),
+        >= 1.
 
     Returns:
       Paths of the written PNGs: label tasks style transfer, latent grid
-      and interpolation; image tasks interpolation.
+      and interpolation; image tasks interpolation and answers.
 
     Raises:
       ValueError: For bad `rows`, `grid_side`, `latent_label`,
-        `latent_dims` or `interpolation_steps`, naming the argument.
+        `latent_dims`, `interpolation_steps` or `answers`, naming the
+        argument.
     """
     if rows < 1:
         raise ValueError(f"rows must be >= 1. Received: rows={rows!r}")
@@ -134,6 +142,8 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
     if interpolation_steps < 2:
         raise ValueError("interpolation_steps must be >= 2. Received: "
                          f"interpolation_steps={interpolation_steps!r}")
+    if answers < 1:
+        raise ValueError(f"answers must be >= 1. Received: answers={answers!r}")
     refine = trainer.langevin_steps if refine_steps is None else refine_steps
     label_task = config.data.condition == "label"
     if batch is None:
@@ -151,6 +161,8 @@ def write_figures(trainer, config, out_dir: str, *, batch: Optional[dict] = None
     else:
         paths.append(_image_interpolation(trainer, batch, out_dir, rows,
                                           seed, interpolation_steps, refine))
+        paths.append(_answers(trainer, batch, out_dir, rows, seed, answers,
+                              refine))
     return paths
 
 
@@ -217,6 +229,18 @@ def _image_interpolation(trainer, batch, out_dir, rows, seed, steps, refine):
                                seed=seed)
     return _write(out_dir, INTERPOLATION,
                   [a] + _columns(np.asarray(out["answers"])) + [b])
+
+
+def _answers(trainer, batch, out_dir, rows, seed, count, refine):
+    condition = np.asarray(batch["condition"], np.float32)[:rows]
+    out = trainer.generate(condition, num_samples=count,
+                           langevin_steps=refine, seed=seed)
+    # generate's rows are condition-major: condition i's answers are rows
+    # i * count ... i * count + count - 1.
+    grid = np.asarray(out["refined"]).reshape(
+        (len(condition), count) + tuple(out["refined"].shape[1:]))
+    target = np.asarray(batch["target"], np.float32)[:rows]
+    return _write(out_dir, ANSWERS, [condition] + _columns(grid) + [target])
 
 
 def _write(out_dir, name, columns):

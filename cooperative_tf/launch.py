@@ -6,7 +6,8 @@ Modes:
   sample  write a sample grid from the latest checkpoint.
   export  write a TF Serving SavedModel version from the latest checkpoint.
   figures write the paper's figures (style transfer, latent grid,
-          interpolation) for the latest checkpoint into <workdir>/figures.
+          interpolation; for image tasks several answers per condition)
+          for the latest checkpoint into <workdir>/figures.
   inference  measure label inference (eq. 10), latent inference (eq. 9)
           and best-of-N by the planner on held-out examples; writes
           <workdir>/inference.json.

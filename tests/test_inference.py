@@ -306,7 +306,23 @@ def test_write_figures_image_task(tmp_path):
                          "data.load_size=18")
     trainer = factory.build_trainer(config)
     paths = figures.write_figures(trainer, config, str(tmp_path), rows=2,
-                                  interpolation_steps=4)
-    assert [os.path.basename(p) for p in paths] == [figures.INTERPOLATION]
+                                  interpolation_steps=4, answers=3,
+                                  refine_steps=0)
+    assert [os.path.basename(p) for p in paths] == [figures.INTERPOLATION,
+                                                     figures.ANSWERS]
     # condition a | 4 answers | condition b.
     assert png_shape(paths[0]) == grid_shape(2, 6)
+    # condition | 3 answers | photo, each row its own condition's answers.
+    assert png_shape(paths[1]) == grid_shape(2, 5)
+    batch = figures.held_out_batch(config, 3)
+    fast = trainer.generate(batch["condition"][:2], num_samples=3)["fast"]
+    grid = tf.io.decode_png(tf.io.read_file(paths[1])).numpy()
+    pad, side = 2, 16
+    for row in range(2):
+        for col in range(3):
+            top, left = pad + row * (side + pad), pad + (1 + col) * (side + pad)
+            cell = grid[top:top + side, left:left + side].astype(np.float32)
+            want = (np.asarray(fast[row * 3 + col]) + 1) * 127.5
+            np.testing.assert_allclose(cell, want, atol=2.0)
+    with pytest.raises(ValueError, match="answers"):
+        figures.write_figures(trainer, config, str(tmp_path), answers=0)
