@@ -204,7 +204,8 @@ class TrainConfig:
         to one condition apart per unit of X (`losses.diversity_loss`, the
         diversity-sensitive term of conditional GANs), added to the
         mapping shift; each step then runs the policy on a second X. 0 is
-        the paper's loss.
+        the paper's loss. Like the other loss terms here it belongs to the
+        cooperative method; the baselines keep their own losses.
       diversity_bound: The ratio of answer L1 to noise L1 past which that
         term stops pushing (> 0).
       eval_every: Steps between quality evaluations during training (0:
@@ -397,10 +398,6 @@ def validate(config: TaskConfig) -> None:
     if not t.diversity_bound > 0:
         raise ValueError("train.diversity_bound must be a number > 0. "
                          f"Received: {t.diversity_bound}")
-    if t.diversity_weight and config.method.name != "cooperative":
-        raise ValueError("train.diversity_weight is a term of the "
-                         "cooperative method's policy loss; set it to 0 "
-                         f"for method.name={config.method.name!r}.")
     if t.eval_every < 0 or t.eval_samples < 1:
         raise ValueError("train.eval_every must be >= 0 and "
                          "train.eval_samples >= 1. Received: "
