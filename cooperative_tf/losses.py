@@ -184,7 +184,9 @@ def diversity_loss(answers: tf.Tensor, other_answers: tf.Tensor,
     each example this is -min(L1(Y_a - Y_b) / L1(X_a - X_b), bound), L1 as
     a mean over pixels (latent dimensions), for two noises X_a, X_b and the
     same condition. Minimising it spreads the answers until the ratio
-    reaches `bound`, past which it stops pushing.
+    reaches `bound`, past which it stops pushing. Pixels where the two
+    answers are exactly equal (saturated, or rounded alike in bfloat16)
+    get no push: the gradient of |d| at 0 is 0.
 
     Args:
       answers: g(X_a, C), `[batch, H, W, C]` in [-1, 1].
@@ -195,7 +197,8 @@ def diversity_loss(answers: tf.Tensor, other_answers: tf.Tensor,
       global_batch_size: Batch size summed over replicas, or `None`.
 
     Returns:
-      A scalar in [-bound, 0]; 0 when the answers ignore X.
+      A scalar in [-bound, 0] (a replica's share of it with
+      `global_batch_size`); 0 when the answers ignore X.
     """
     answers = _at_least_float32(answers)
     other_answers = tf.cast(other_answers, answers.dtype)
@@ -271,6 +274,11 @@ def policy_objective(refined: tf.Tensor, proposed: tf.Tensor, sigma: float,
       `(loss, terms)`: the scalar loss and the optional terms that are on,
       by name (`reconstruction_l1`, `diversity_loss`), for the logs.
     """
+    if diversity_weight and (other_proposed is None or noise is None
+                             or other_noise is None):
+        raise ValueError("diversity_weight needs other_proposed, noise and "
+                         "other_noise. Received: diversity_weight="
+                         f"{diversity_weight}")
     loss = mapping_shift_loss(refined, proposed, sigma, global_batch_size)
     terms = {}
     if reconstruction_weight:

@@ -57,7 +57,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
       diversity_weight: Weight of the policy's diversity term
         (`losses.diversity_loss`: answers to one condition spread apart per
         unit of X, up to `diversity_bound`) added to the mapping shift; 0
-        is the paper's loss. It costs a second policy pass per step.
+        is the paper's loss. The policy then runs on [X, X'], twice the
+        batch, in one pass; a policy with batch norm (the label policy)
+        normalises over both halves, so the term changes Y0's statistics
+        too.
       diversity_bound: The answer-L1 per noise-L1 ratio past which the
         diversity term stops pushing.
 
@@ -97,6 +100,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.mismatch_weight = mismatch_weight
         self.diversity_weight = diversity_weight
         self.diversity_bound = diversity_bound
+        if not diversity_bound > 0:
+            raise ValueError("diversity_bound must be > 0. Received: "
+                             f"diversity_bound={diversity_bound}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "

@@ -75,7 +75,7 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.beta_1=1", "beta_1"),
     ("langevin.reference_sigma=-1", "reference_sigma"),
     ("train.reconstruction_weight=-1", "reconstruction_weight"),
-    ("train.diversity_weight=nan", "diversity_weight"),
+    ("train.diversity_weight=-1", "diversity_weight"),
     ("train.diversity_bound=0", "diversity_bound"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),

@@ -118,6 +118,8 @@ def test_objectives_add_the_terms_that_are_on():
         other_proposed=other, noise=x, other_noise=other_x)
     assert set(terms) == {"diversity_loss"}
     assert float(full) == pytest.approx(float(plain) - 3.0 * 0.1 / 2.0)
+    with pytest.raises(ValueError, match="other_proposed"):
+        losses.policy_objective(y1, y0, 0.3, diversity_weight=1.0)
 
 
 def test_diversity_loss_is_minus_the_bounded_spread_per_unit_noise():
