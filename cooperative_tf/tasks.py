@@ -189,9 +189,10 @@ def cufs() -> TaskConfig:
                "(paper §4.2.2)")
 def zappos() -> TaskConfig:
     # 64x64, 10 Langevin steps (the authors use 20) and 700 iterations
-    # (about 0.8 s each on two CPU cores), so that the default run (the
-    # embedded sample, no data flag) ends in about ten minutes with
-    # recognisable shoes. For the paper's
+    # (0.33 s each on two AVX-512 cores with the diversity term; about
+    # 0.85 s under XLA on two AVX2 cores before it), so that the default
+    # run (the embedded sample, no data flag) ends within about ten
+    # minutes with recognisable shoes. For the paper's
     # setting: --set data.image_size=128 --set data.load_size=154
     # --set langevin.steps=20 --set model.policy_filters=64:128:256:512:512.
     config = _image_task("zappos", "zappos", "edges", 64, 72,
@@ -205,7 +206,7 @@ def zappos() -> TaskConfig:
         langevin=dataclasses.replace(config.langevin, steps=10),
         # The diversity term (weight 1, bound 0.03): with the L1 term alone
         # the policy ignores X (pairwise L1 of answers to one edge map
-        # 0.013 and 0.009 at seeds 0 and 1); with it 0.043 and 0.040, and
+        # 0.009-0.015 at seeds 0-2); with it 0.040-0.049, and
         # PSNR, SSIM, L1 and colour error within the seed-to-seed spread
         # (docs/quality.md). A bound of 0.1 spread them to 0.11 but drew a
         # visible grid and cost 1.3 dB.
