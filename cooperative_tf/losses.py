@@ -27,6 +27,14 @@ def _batch_mean(per_example: tf.Tensor,
                                                 per_example.dtype)
 
 
+def _per_example_l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Mean |a - b| over every axis but the batch's, `[batch]`, in at least
+    float32 (b is cast to a's dtype)."""
+    a = _at_least_float32(a)
+    return tf.reduce_mean(tf.abs(a - tf.cast(b, a.dtype)),
+                          axis=list(range(1, a.shape.rank)))
+
+
 def value_shift_loss(value_observed: tf.Tensor, value_refined: tf.Tensor,
                      global_batch_size: Optional[int] = None) -> tf.Tensor:
     """Learn-planner: mean f(Y1, C) - mean f(Y_obs, C) (paper eq. 6).
@@ -163,11 +171,8 @@ def reconstruction_loss(observed: tf.Tensor, proposed: tf.Tensor,
     Returns:
       A scalar >= 0.
     """
-    proposed = _at_least_float32(proposed)
-    observed = tf.cast(observed, proposed.dtype)
-    per_example = tf.reduce_mean(tf.abs(observed - proposed),
-                                 axis=list(range(1, proposed.shape.rank)))
-    return _batch_mean(per_example, global_batch_size)
+    return _batch_mean(_per_example_l1(proposed, observed),
+                       global_batch_size)
 
 
 def diversity_loss(answers: tf.Tensor, other_answers: tf.Tensor,
@@ -200,14 +205,9 @@ def diversity_loss(answers: tf.Tensor, other_answers: tf.Tensor,
       A scalar in [-bound, 0] (a replica's share of it with
       `global_batch_size`); 0 when the answers ignore X.
     """
-    answers = _at_least_float32(answers)
-    other_answers = tf.cast(other_answers, answers.dtype)
-    spread = tf.reduce_mean(tf.abs(answers - other_answers),
-                            axis=list(range(1, answers.shape.rank)))
-    distance = tf.reduce_mean(
-        tf.abs(_at_least_float32(noise) - _at_least_float32(other_noise)),
-        axis=-1)
-    ratio = spread / tf.maximum(tf.cast(distance, answers.dtype), 1e-6)
+    spread = _per_example_l1(answers, other_answers)
+    distance = _per_example_l1(noise, other_noise)
+    ratio = spread / tf.maximum(tf.cast(distance, spread.dtype), 1e-6)
     return _batch_mean(-tf.minimum(ratio, bound), global_batch_size)
 
 
