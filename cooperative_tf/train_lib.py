@@ -154,7 +154,9 @@ def train(config: config_lib.TaskConfig, workdir: str,
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    check_workdir_config(config, workdir)
+    # The config the checkpoints were written under, read before the chief
+    # writes the new one.
+    saved = check_workdir_config(config, workdir)
     # Read the data before writing anything, so bad input fails cleanly.
     dataset = _dataset(config, config.data.train_split, True, strategy,
                        config.train.seed)
@@ -170,7 +172,7 @@ def train(config: config_lib.TaskConfig, workdir: str,
             workdir_lock.clean_leftovers(workdir, ckpt_dir, log)
             write_config(config, workdir)
         return _train(config, workdir, strategy, dataset, samples, log,
-                      verbose, list(callbacks))
+                      verbose, list(callbacks), saved)
 
 
 def _printer(verbose):
@@ -181,7 +183,7 @@ def _printer(verbose):
 
 
 def _train(config, workdir, strategy, dataset, samples, log, verbose,
-           extra_callbacks) -> TrainResult:
+           extra_callbacks, saved=None) -> TrainResult:
     chief = is_chief(strategy)
     # `auto` execution settings: the fastest path on this machine, timed
     # once and remembered (`cooperative_tf.autotune`).
@@ -202,6 +204,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                                        modify=chief, log=log)
     if latest:
         log(f"Resumed from {latest}")
+        if saved is not None:
+            _apply_changed_rates(trainer, saved, config, log)
     save_dir = ckpt_dir
     if not chief:
         # Saving is collective, so every worker saves; only the chief's copy
@@ -307,6 +311,50 @@ def _learning_rate(optimizer) -> float:
     return float(tf.convert_to_tensor(rate))
 
 
+def _configured_rates(config: config_lib.TaskConfig, step: int) -> dict:
+    """The learning rate each optimizer trains at after `step` steps, by
+    optimizer name (`factory`), and the config field it comes from.
+
+    The label stage's scale applies from the first step after
+    `train.label_loss_start`: a checkpoint at that step was written before
+    the stage began.
+    """
+    t = config.train
+    label_stage = (config.method.name == "cooperative"
+                   and t.label_loss_weight and step > t.label_loss_start)
+    scale = t.label_stage_lr_scale if label_stage else 1.0
+    return {"policy": ("train.policy_lr", t.policy_lr * scale),
+            "planner": ("train.planner_lr", t.planner_lr * scale),
+            "discriminator": ("method.discriminator_lr",
+                              config.method.discriminator_lr)}
+
+
+def _apply_changed_rates(trainer, saved: config_lib.TaskConfig,
+                         config: config_lib.TaskConfig, log) -> None:
+    """Makes a learning rate changed since the checkpoint take effect.
+
+    A checkpoint holds each optimizer's rate, which restoring puts back, so
+    a resume with a new `train.planner_lr` (or `label_stage_lr_scale`)
+    would train at the old one while `config.json` names the new one. The
+    rate becomes restored x new / old: a rollback's halving in the restored
+    rate is kept.
+    """
+    step = int(trainer.step_counter.numpy())
+    old, new = (_configured_rates(saved, step),
+                _configured_rates(config, step))
+    for name, optimizer in trainer.optimizers.items():
+        if name not in new or new[name][1] == old[name][1]:
+            continue
+        field, was, now = new[name][0], old[name][1], new[name][1]
+        if not was:  # a rate of 0 left nothing to scale from
+            continue
+        restored = float(optimizer.learning_rate.numpy())
+        optimizer.learning_rate = restored * now / was
+        log(f"{field} is {now:.3g}, was {was:.3g} when the checkpoint was "
+            f"written: the {name}'s rate goes {restored:.3g} -> "
+            f"{restored * now / was:.3g}.")
+
+
 def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
          step_fn, log, strategy) -> int:
     """Fits to `train.train_steps`, in stages (one `fit` each: before and
@@ -320,8 +368,20 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     """
     t = config.train
     rollbacks, restored, failed = 0, None, set()
+    scaled = False
     while step_fn() < t.train_steps:
         end = _stage_label_loss(trainer, t, step_fn(), log)
+        # A checkpoint at the stage's first step holds the rates from before
+        # it; a rollback keeps the scaled rates it halves (`scaled`).
+        if (not scaled and step_fn() == t.label_loss_start
+                and t.label_stage_lr_scale != 1
+                and getattr(trainer, "label_loss_weight", 0)):
+            scaled = True
+            for name, optimizer in trainer.optimizers.items():
+                rate = float(optimizer.learning_rate.numpy())
+                optimizer.learning_rate = rate * t.label_stage_lr_scale
+            log(f"From step {step_fn()} both learning rates are scaled by "
+                f"train.label_stage_lr_scale={t.label_stage_lr_scale}.")
         remaining = end - step_fn()
         method = ("" if config.method.name == "cooperative"
                   else f" by {config.method.name}")

@@ -54,8 +54,12 @@ def write_config(config: config_lib.TaskConfig, workdir: str) -> str:
     return path
 
 
-def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
+def check_workdir_config(config: config_lib.TaskConfig,
+                         workdir: str) -> Optional[config_lib.TaskConfig]:
     """Refuses to resume a work directory made for a different model or data.
+
+    Returns:
+      The config saved in `workdir` (`None` for a new work directory).
 
     Raises:
       ValueError: When `workdir/config.json` exists and its model or data
@@ -65,7 +69,7 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
-        return
+        return None
     with open(path) as f:
         saved = config_io.from_json(f.read())
     for section in ("model", "data", "method"):
@@ -89,6 +93,7 @@ def check_workdir_config(config: config_lib.TaskConfig, workdir: str) -> None:
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
                 f"saved settings. Received: workdir={workdir!r}")
+    return saved
 
 
 def load_config(workdir: str) -> config_lib.TaskConfig:

@@ -79,6 +79,9 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.diversity_bound=0", "diversity_bound"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
+    ("train.label_stage_lr_scale=0", "label_stage_lr_scale must be a finite"),
+    ("train.label_stage_lr_scale=nan", "label_stage_lr_scale must be a fin"),
+    ("train.label_stage_lr_scale=0.5", "train.label_loss_weight=0 leaves"),
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("train.eval_every=-1", "eval_every"),
@@ -228,6 +231,35 @@ def test_config_file_applies_before_set_and_round_trips(tmp_path):
     json_file.write_text("{not json")
     with pytest.raises(ValueError, match="Cannot read config file"):
         tasks.resolve_config("zappos", config_file=str(json_file))
+
+
+def test_the_label_stage_scales_the_rates_once_across_resumes(tmp_path,
+                                                             capsys):
+    # The stage starts at step 2. ckpt-2 holds the rates from before it;
+    # the resume from it scales them, the resume from ckpt-3 must not again.
+    config = tasks.resolve_config(
+        "mnist", train_steps=2, overrides=tiny.LABEL + [
+            "train.label_loss_weight=1", "train.label_loss_start=2",
+            "train.label_stage_lr_scale=0.5", "train.policy_lr=1e-3",
+            "train.planner_lr=2e-3"])
+
+    def run(steps, scale=0.5):
+        result = train_lib.train(dataclasses.replace(
+            config, train=dataclasses.replace(
+                config.train, train_steps=steps,
+                label_stage_lr_scale=scale)), str(tmp_path), verbose=True)
+        return [float(result.trainer.optimizers[name].learning_rate.numpy())
+                for name in ("policy", "planner")]
+
+    np.testing.assert_allclose(run(2), [1e-3, 2e-3], rtol=1e-6)
+    capsys.readouterr()
+    np.testing.assert_allclose(run(3), [5e-4, 1e-3], rtol=1e-6)
+    assert ("From step 2 both learning rates are scaled by "
+            "train.label_stage_lr_scale=0.5.") in capsys.readouterr().out
+    np.testing.assert_allclose(run(4), [5e-4, 1e-3], rtol=1e-6)
+    assert "scaled by" not in capsys.readouterr().out
+    # A new scale on resume inside the stage takes effect.
+    np.testing.assert_allclose(run(5, scale=0.25), [2.5e-4, 5e-4], rtol=1e-6)
 
 
 def test_the_label_loss_starts_at_its_step_across_a_resume(tmp_path):

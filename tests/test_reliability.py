@@ -190,6 +190,46 @@ def test_training_resumes_from_the_older_checkpoint_when_the_newest_is_cut(
     assert (tmp_path / "checkpoints" / "ckpt-2.unreadable.index").exists()
 
 
+class SetRate(keras.callbacks.Callback):
+    """Sets the planner's rate before the first step, as a rollback's
+    halving would."""
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def on_train_begin(self, logs=None):
+        self.model.planner_optimizer.learning_rate = self.rate
+
+
+def _rates(result):
+    return {name: float(o.learning_rate.numpy())
+            for name, o in result.trainer.optimizers.items()}
+
+
+def test_a_learning_rate_changed_on_resume_takes_effect_keeping_halvings(
+        tmp_path, capsys):
+    rates = ["train.policy_lr=1e-3", "train.planner_lr=1e-3"]
+    train_lib.train(tiny_config(1, *rates), str(tmp_path), verbose=False,
+                    callbacks=[SetRate(5e-4)])
+    # Same config: the checkpoint's (halved) rate stands.
+    kept = train_lib.train(tiny_config(2, *rates), str(tmp_path),
+                           verbose=False)
+    np.testing.assert_allclose(list(_rates(kept).values()), [1e-3, 5e-4],
+                               rtol=1e-6)
+    capsys.readouterr()
+    changed = train_lib.train(
+        tiny_config(3, "train.policy_lr=1e-3", "train.planner_lr=1e-4"),
+        str(tmp_path), verbose=True)
+    rate = _rates(changed)
+    np.testing.assert_allclose([rate["policy"], rate["planner"]],
+                               [1e-3, 5e-5], rtol=1e-6)
+    out = capsys.readouterr().out
+    assert ("train.planner_lr is 0.0001, was 0.001 when the checkpoint was "
+            "written: the planner's rate goes 0.0005 -> 5e-05.") in out
+    assert "train.policy_lr" not in out
+
+
 # ------------------------------------------------------------- preemption
 def _launch(workdir_path, steps, checkpoint_every=0):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
