@@ -192,10 +192,11 @@ class TrainConfig:
         value shift. 0 is the paper's loss.
       label_loss_start: The step from which that term is on (0: from the
         first step); before it the planner learns by the value shift alone.
-      label_stage_lr_scale: Multiplies both networks' learning rates from
-        `label_loss_start` on (the label stage; 1 keeps them). A lower
+      label_stage_policy_lr_scale: Multiplies the policy's learning rate
+        from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
         values re-form around the labels.
+      label_stage_planner_lr_scale: The same for the planner's rate.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the
@@ -242,7 +243,8 @@ class TrainConfig:
     precision: str = "float32"
     label_loss_weight: float = 0.0
     label_loss_start: int = 0
-    label_stage_lr_scale: float = 1.0
+    label_stage_policy_lr_scale: float = 1.0
+    label_stage_planner_lr_scale: float = 1.0
     mismatch_weight: float = 0.0
     reconstruction_weight: float = 0.0
     diversity_weight: float = 0.0
@@ -391,15 +393,22 @@ def validate(config: TaskConfig) -> None:
     if t.label_loss_weight and d.condition != "label":
         raise ValueError("train.label_loss_weight needs a label task. "
                          f"Received: {t.label_loss_weight}")
-    if not (math.isfinite(t.label_stage_lr_scale)
-            and t.label_stage_lr_scale > 0):
-        raise ValueError("train.label_stage_lr_scale must be a finite "
-                         f"number > 0. Received: {t.label_stage_lr_scale}")
-    if t.label_stage_lr_scale != 1 and not t.label_loss_weight:
-        raise ValueError("train.label_stage_lr_scale scales the rates of "
-                         "the label stage, which train.label_loss_weight=0 "
-                         "leaves out: set that weight, or the scale to 1. "
-                         f"Received: {t.label_stage_lr_scale}")
+    for name in ("label_stage_policy_lr_scale",
+                 "label_stage_planner_lr_scale"):
+        scale = getattr(t, name)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"train.{name} must be a finite number > 0. "
+                             f"Received: {scale}")
+        if scale != 1 and config.method.name != "cooperative":
+            raise ValueError(f"train.{name} scales a rate of the "
+                             "cooperative method's label stage; "
+                             f"--method={config.method.name} has none: set "
+                             f"it to 1. Received: {scale}")
+        if scale != 1 and not t.label_loss_weight:
+            raise ValueError(f"train.{name} scales a rate of the label "
+                             "stage, which train.label_loss_weight=0 leaves "
+                             f"out: set that weight, or the scale to 1. "
+                             f"Received: {scale}")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")

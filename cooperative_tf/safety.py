@@ -27,6 +27,7 @@ checkpoint sets that one aside and goes one older.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import signal
@@ -38,6 +39,8 @@ import tensorflow as tf
 from cooperative_tf.callbacks import DivergenceError
 
 _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.index$")
+NOTES_SUFFIX = ".notes.json"
+
 
 
 class NonFiniteStateError(DivergenceError):
@@ -171,17 +174,22 @@ class CheckpointKeeper:
       max_to_keep: Checkpoints kept; older ones are deleted.
       remedy: What the divergence message advises, naming the settings of
         the method being trained.
+      notes: Called with the step at each save; its dict is written beside
+        the checkpoint as `ckpt-<step>.notes.json` (`read_notes`), and
+        deleted with it.
     """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str,
                  variables: List[tf.Variable], max_to_keep: int = 3,
                  remedy: str = ("Lower langevin.step_size or "
-                                "train.planner_lr, set langevin.clip=true")):
+                                "train.planner_lr, set langevin.clip=true"),
+                 notes: Optional[Callable[[int], dict]] = None):
         self.checkpoint = checkpoint
         self.directory = directory
         self.finite = FiniteCheck(variables)
         self.max_to_keep = max(int(max_to_keep), 1)
         self.remedy = remedy
+        self.notes = notes
 
     @property
     def checkpoints(self) -> List[str]:
@@ -214,11 +222,27 @@ class CheckpointKeeper:
         self.checkpoint.save_counter.assign_add(1)
         path = self.checkpoint.write(
             os.path.join(self.directory, f"ckpt-{step}"))
+        if self.notes is not None:
+            notes = path + NOTES_SUFFIX
+            with open(notes + ".tmp", "w") as f:
+                json.dump(self.notes(step), f, indent=1)
+            os.replace(notes + ".tmp", notes)
         for old in self.checkpoints[:-self.max_to_keep]:
             for name in glob.glob(glob.escape(old) + ".*"):
                 os.remove(name)
         _write_state(self.directory)
         return path
+
+
+def read_notes(path: str) -> Optional[dict]:
+    """What `CheckpointKeeper(notes=...)` wrote beside checkpoint `path`,
+    or `None` (a checkpoint from before notes, or one whose notes a crash
+    cut off)."""
+    try:
+        with open(path + NOTES_SUFFIX) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _restore_one(checkpoint, path):

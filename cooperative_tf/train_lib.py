@@ -204,8 +204,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                                        modify=chief, log=log)
     if latest:
         log(f"Resumed from {latest}")
-        if saved is not None:
-            _apply_changed_rates(trainer, saved, config, log)
+        _apply_changed_rates(trainer, latest, saved, config, log)
     save_dir = ckpt_dir
     if not chief:
         # Saving is collective, so every worker saves; only the chief's copy
@@ -213,8 +212,13 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
         save_dir = os.path.join(workdir, "tmp_worker_checkpoints",
                                 str(strategy.cluster_resolver.task_id))
     remedy = divergence_remedy(trainer)
-    keeper = safety.CheckpointKeeper(checkpoint, save_dir, variables,
-                                     max_to_keep=3, remedy=remedy)
+    # Each checkpoint notes the rates its config set at its step, so a
+    # resume can tell a changed rate from a rollback's halving.
+    keeper = safety.CheckpointKeeper(
+        checkpoint, save_dir, variables, max_to_keep=3, remedy=remedy,
+        notes=lambda step: {"rates": {
+            name: rate for name, (_, rate)
+            in _configured_rates(config, step).items()}})
 
     def step_fn():
         return int(trainer.step_counter.numpy())
@@ -313,45 +317,66 @@ def _learning_rate(optimizer) -> float:
 
 def _configured_rates(config: config_lib.TaskConfig, step: int) -> dict:
     """The learning rate each optimizer trains at after `step` steps, by
-    optimizer name (`factory`), and the config field it comes from.
+    optimizer name (`factory`), and the config fields it comes from.
 
     The label stage's scale applies from the first step after
     `train.label_loss_start`: a checkpoint at that step was written before
     the stage began.
     """
     t = config.train
-    label_stage = (config.method.name == "cooperative"
-                   and t.label_loss_weight and step > t.label_loss_start)
-    scale = t.label_stage_lr_scale if label_stage else 1.0
-    return {"policy": ("train.policy_lr", t.policy_lr * scale),
-            "planner": ("train.planner_lr", t.planner_lr * scale),
-            "discriminator": ("method.discriminator_lr",
-                              config.method.discriminator_lr)}
+    in_stage = (config.method.name == "cooperative" and t.label_loss_weight
+                and step > t.label_loss_start)
+    rates = {"discriminator": ("method.discriminator_lr",
+                               config.method.discriminator_lr)}
+    for name, rate in (("policy", t.policy_lr), ("planner", t.planner_lr)):
+        field, scale = f"train.{name}_lr", _stage_scales(t)[name]
+        if in_stage and scale != 1:
+            field, rate = (f"{field} x train.label_stage_{name}_lr_scale",
+                           rate * scale)
+        rates[name] = (field, rate)
+    return rates
 
 
-def _apply_changed_rates(trainer, saved: config_lib.TaskConfig,
+def _stage_scales(t: config_lib.TrainConfig) -> dict:
+    """The label stage's scale of each optimizer's rate, by name."""
+    return {"policy": t.label_stage_policy_lr_scale,
+            "planner": t.label_stage_planner_lr_scale}
+
+
+def _apply_changed_rates(trainer, checkpoint_path: str,
+                         saved: Optional[config_lib.TaskConfig],
                          config: config_lib.TaskConfig, log) -> None:
     """Makes a learning rate changed since the checkpoint take effect.
 
     A checkpoint holds each optimizer's rate, which restoring puts back, so
-    a resume with a new `train.planner_lr` (or `label_stage_lr_scale`)
+    a resume with a new `train.planner_lr` (or a label stage scale)
     would train at the old one while `config.json` names the new one. The
-    rate becomes restored x new / old: a rollback's halving in the restored
-    rate is kept.
+    rate becomes restored x new / old, so a rollback's halving in the
+    restored rate is kept. "Old" is what the checkpoint's notes say it was
+    written under (every worker reads the same file, written with the
+    checkpoint); for a checkpoint without notes, the saved `config.json`.
     """
     step = int(trainer.step_counter.numpy())
-    old, new = (_configured_rates(saved, step),
-                _configured_rates(config, step))
+    notes = safety.read_notes(checkpoint_path)
+    if notes is not None and "rates" in notes:
+        old = notes["rates"]
+    elif saved is not None:
+        old = {name: rate for name, (_, rate)
+               in _configured_rates(saved, step).items()}
+    else:
+        return
+    new = _configured_rates(config, step)
     for name, optimizer in trainer.optimizers.items():
-        if name not in new or new[name][1] == old[name][1]:
+        if name not in new or name not in old:
             continue
-        field, was, now = new[name][0], old[name][1], new[name][1]
-        if not was:  # a rate of 0 left nothing to scale from
+        (fields, now), was = new[name], old[name]
+        if now == was or not was:  # unchanged, or 0: nothing to scale from
             continue
         restored = float(optimizer.learning_rate.numpy())
         optimizer.learning_rate = restored * now / was
-        log(f"{field} is {now:.3g}, was {was:.3g} when the checkpoint was "
-            f"written: the {name}'s rate goes {restored:.3g} -> "
+        log(f"The {name}'s configured rate ({fields}) is {now:.3g}, was "
+            f"{was:.3g} when {os.path.basename(checkpoint_path)} was "
+            f"written: its rate goes {restored:.3g} -> "
             f"{restored * now / was:.3g}.")
 
 
@@ -373,15 +398,18 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
         end = _stage_label_loss(trainer, t, step_fn(), log)
         # A checkpoint at the stage's first step holds the rates from before
         # it; a rollback keeps the scaled rates it halves (`scaled`).
-        if (not scaled and step_fn() == t.label_loss_start
-                and t.label_stage_lr_scale != 1
+        scales = {name: scale for name, scale in _stage_scales(t).items()
+                  if scale != 1 and name in trainer.optimizers}
+        if (scales and not scaled and step_fn() == t.label_loss_start
                 and getattr(trainer, "label_loss_weight", 0)):
             scaled = True
-            for name, optimizer in trainer.optimizers.items():
+            for name, scale in scales.items():
+                optimizer = trainer.optimizers[name]
                 rate = float(optimizer.learning_rate.numpy())
-                optimizer.learning_rate = rate * t.label_stage_lr_scale
-            log(f"From step {step_fn()} both learning rates are scaled by "
-                f"train.label_stage_lr_scale={t.label_stage_lr_scale}.")
+                optimizer.learning_rate = rate * scale
+            log(f"From step {step_fn()} the label stage scales the rates: "
+                + ", ".join(f"train.label_stage_{name}_lr_scale={scale}"
+                            for name, scale in scales.items()) + ".")
         remaining = end - step_fn()
         method = ("" if config.method.name == "cooperative"
                   else f" by {config.method.name}")
@@ -410,13 +438,28 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             rollbacks += 1
             restored = usable[-1]
             diverged_at = step_fn()
-            # Halve the rates in use (the checkpoint may hold an older one).
+            # Halve the rates in use (the checkpoint may hold an older one);
+            # the other optimizers keep theirs (a scale or a change made on
+            # resume, which the checkpoint may predate).
             halve = _rates_to_halve(trainer)
             before = {name: get() for name, (get, _) in halve.items()}
+            kept_rates = {name: float(o.learning_rate.numpy())
+                          for name, o in trainer.optimizers.items()}
             keeper.checkpoint.restore(
                 restored).assert_existing_objects_matched()
-            for name, (_, put) in halve.items():
-                put(before[name] / 2)
+            unscale = {}
+            if scaled and step_fn() <= t.label_loss_start:
+                # Back before the label stage: its scales come again there.
+                scaled = False
+                unscale = {name: 1 / scale
+                           for name, scale in _stage_scales(t).items()}
+            for name, optimizer in trainer.optimizers.items():
+                optimizer.learning_rate = (kept_rates[name]
+                                           * unscale.get(name, 1.0))
+            for key, (_, put) in halve.items():
+                # `train.planner_lr` -> the planner's optimizer.
+                name = key.split(".")[-1].removesuffix("_lr")
+                put(before[key] / 2 * unscale.get(name, 1.0))
             trainer.train_function = None  # retrace with the new step size
             log(f"Rollback {rollbacks}/{t.max_rollbacks}: "
                 f"{str(e).split('. ')[0]}. Restored {restored}; " + ", ".join(

@@ -79,9 +79,9 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.diversity_bound=0", "diversity_bound"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
-    ("train.label_stage_lr_scale=0", "label_stage_lr_scale must be a finite"),
-    ("train.label_stage_lr_scale=nan", "label_stage_lr_scale must be a fin"),
-    ("train.label_stage_lr_scale=0.5", "train.label_loss_weight=0 leaves"),
+    ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
+    ("train.label_stage_planner_lr_scale=nan", "planner_lr_scale must be a "),
+    ("train.label_stage_policy_lr_scale=0.5", "label_loss_weight=0 leaves"),
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("train.eval_every=-1", "eval_every"),
@@ -89,6 +89,12 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
 def test_bad_overrides_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
         tasks.resolve_config("zappos", overrides=[bad])
+
+
+def test_the_label_stage_scale_is_refused_for_a_method_without_one():
+    with pytest.raises(ValueError, match="--method=cgan has none"):
+        tasks.resolve_config("mnist", overrides=[
+            "method.name=cgan", "train.label_stage_planner_lr_scale=0.5"])
 
 
 def test_infinity_means_no_limit_only_where_documented():
@@ -240,26 +246,36 @@ def test_the_label_stage_scales_the_rates_once_across_resumes(tmp_path,
     config = tasks.resolve_config(
         "mnist", train_steps=2, overrides=tiny.LABEL + [
             "train.label_loss_weight=1", "train.label_loss_start=2",
-            "train.label_stage_lr_scale=0.5", "train.policy_lr=1e-3",
-            "train.planner_lr=2e-3"])
+            "train.label_stage_policy_lr_scale=0.5",
+            "train.label_stage_planner_lr_scale=0.25",
+            "train.policy_lr=1e-3", "train.planner_lr=2e-3"])
 
-    def run(steps, scale=0.5):
+    def run(steps, policy_scale=0.5):
         result = train_lib.train(dataclasses.replace(
             config, train=dataclasses.replace(
                 config.train, train_steps=steps,
-                label_stage_lr_scale=scale)), str(tmp_path), verbose=True)
+                label_stage_policy_lr_scale=policy_scale)),
+            str(tmp_path), verbose=True)
         return [float(result.trainer.optimizers[name].learning_rate.numpy())
                 for name in ("policy", "planner")]
 
     np.testing.assert_allclose(run(2), [1e-3, 2e-3], rtol=1e-6)
     capsys.readouterr()
-    np.testing.assert_allclose(run(3), [5e-4, 1e-3], rtol=1e-6)
-    assert ("From step 2 both learning rates are scaled by "
-            "train.label_stage_lr_scale=0.5.") in capsys.readouterr().out
-    np.testing.assert_allclose(run(4), [5e-4, 1e-3], rtol=1e-6)
-    assert "scaled by" not in capsys.readouterr().out
+    np.testing.assert_allclose(run(3), [5e-4, 5e-4], rtol=1e-6)
+    assert ("From step 2 the label stage scales the rates: "
+            "train.label_stage_policy_lr_scale=0.5, "
+            "train.label_stage_planner_lr_scale=0.25.") in (
+                capsys.readouterr().out)
+    np.testing.assert_allclose(run(4), [5e-4, 5e-4], rtol=1e-6)
+    assert "scales the rates" not in capsys.readouterr().out
     # A new scale on resume inside the stage takes effect.
-    np.testing.assert_allclose(run(5, scale=0.25), [2.5e-4, 5e-4], rtol=1e-6)
+    np.testing.assert_allclose(run(5, policy_scale=0.25), [2.5e-4, 5e-4],
+                               rtol=1e-6)
+    out = capsys.readouterr().out
+    assert ("The policy's configured rate (train.policy_lr x "
+            "train.label_stage_policy_lr_scale) is 0.00025, was 0.0005 when "
+            "ckpt-4 was written") in out
+    assert "planner's configured rate" not in out
 
 
 def test_the_label_loss_starts_at_its_step_across_a_resume(tmp_path):

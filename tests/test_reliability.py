@@ -225,9 +225,45 @@ def test_a_learning_rate_changed_on_resume_takes_effect_keeping_halvings(
     np.testing.assert_allclose([rate["policy"], rate["planner"]],
                                [1e-3, 5e-5], rtol=1e-6)
     out = capsys.readouterr().out
-    assert ("train.planner_lr is 0.0001, was 0.001 when the checkpoint was "
-            "written: the planner's rate goes 0.0005 -> 5e-05.") in out
-    assert "train.policy_lr" not in out
+    assert ("The planner's configured rate (train.planner_lr) is 0.0001, "
+            "was 0.001 when ckpt-2 was written: its rate goes 0.0005 -> "
+            "5e-05.") in out
+    assert "policy's configured rate" not in out
+
+
+def test_a_rate_change_holds_when_the_resume_saved_nothing(tmp_path):
+    # The checkpoint's notes, not config.json (which the second run
+    # rewrote), say what ckpt-1 was written under.
+    train_lib.train(tiny_config(1, "train.planner_lr=1e-3"), str(tmp_path),
+                    verbose=False)
+    lower = "train.planner_lr=1e-4"
+    idle = train_lib.train(tiny_config(1, lower), str(tmp_path),
+                           verbose=False)
+    assert idle.step == 1 and _rates(idle)["planner"] == pytest.approx(1e-4)
+    later = train_lib.train(tiny_config(2, lower), str(tmp_path),
+                            verbose=False)
+    assert _rates(later)["planner"] == pytest.approx(1e-4)
+    notes = safety.read_notes(str(tmp_path / "checkpoints" / "ckpt-2"))
+    assert notes["rates"]["planner"] == pytest.approx(1e-4)
+
+
+def test_a_rollback_to_the_label_stage_start_scales_once(tmp_path):
+    # The stage (scale 0.5) begins at step 2; an Inf after step 3 rolls back
+    # to ckpt-2, written before the stage: both rates end scaled once, the
+    # planner's also halved by the rollback.
+    config = tasks.resolve_config("mnist", train_steps=4, overrides=(
+        tiny.LABEL + ["train.checkpoint_every=2", "train.eval_every=0",
+                      "train.on_divergence=rollback",
+                      "train.label_loss_weight=1", "train.label_loss_start=2",
+                      "train.label_stage_policy_lr_scale=0.5",
+                      "train.label_stage_planner_lr_scale=0.5",
+                      "train.policy_lr=1e-3", "train.planner_lr=2e-3"]))
+    result = train_lib.train(config, str(tmp_path), verbose=False,
+                             callbacks=[PlantInf(at=3)])
+    assert result.rollbacks == 1 and result.step == 4
+    rate = _rates(result)
+    np.testing.assert_allclose([rate["policy"], rate["planner"]],
+                               [5e-4, 5e-4], rtol=1e-6)
 
 
 # ------------------------------------------------------------- preemption
