@@ -196,7 +196,9 @@ class TrainConfig:
         from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
         values re-form around the labels.
-      label_stage_planner_lr_scale: The same for the planner's rate.
+      label_stage_planner_lr_scale: The same for the planner's rate. The
+        baselines have no label stage and ignore both, as they ignore
+        `label_loss_weight`.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the
@@ -399,11 +401,6 @@ def validate(config: TaskConfig) -> None:
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"train.{name} must be a finite number > 0. "
                              f"Received: {scale}")
-        if scale != 1 and config.method.name != "cooperative":
-            raise ValueError(f"train.{name} scales a rate of the "
-                             "cooperative method's label stage; "
-                             f"--method={config.method.name} has none: set "
-                             f"it to 1. Received: {scale}")
         if scale != 1 and not t.label_loss_weight:
             raise ValueError(f"train.{name} scales a rate of the label "
                              "stage, which train.label_loss_weight=0 leaves "

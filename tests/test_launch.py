@@ -91,10 +91,15 @@ def test_bad_overrides_are_named(bad, message):
         tasks.resolve_config("zappos", overrides=[bad])
 
 
-def test_the_label_stage_scale_is_refused_for_a_method_without_one():
-    with pytest.raises(ValueError, match="--method=cgan has none"):
-        tasks.resolve_config("mnist", overrides=[
-            "method.name=cgan", "train.label_stage_planner_lr_scale=0.5"])
+def test_a_baseline_ignores_the_label_stage_scales(tmp_path):
+    # mnist's default sets them; cgan has no label stage, so its rates stay.
+    config = tasks.resolve_config(
+        "mnist", train_steps=1, overrides=tiny.LABEL + [
+            "method.name=cgan", "train.label_loss_start=0",
+            "train.label_stage_policy_lr_scale=0.5", "train.policy_lr=1e-3"])
+    result = train_lib.train(config, str(tmp_path), verbose=False)
+    rate = result.trainer.optimizers["policy"].learning_rate.numpy()
+    assert float(rate) == pytest.approx(1e-3)
 
 
 def test_infinity_means_no_limit_only_where_documented():
