@@ -196,9 +196,9 @@ class TrainConfig:
         from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
         values re-form around the labels.
-      label_stage_planner_lr_scale: The same for the planner's rate. The
-        baselines have no label stage and ignore both, as they ignore
-        `label_loss_weight`.
+      label_stage_planner_lr_scale: The same for the planner's rate.
+        Without a label stage (`label_loss_weight=0`, or a baseline, which
+        ignores that weight too) both scales are ignored.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the
@@ -400,11 +400,6 @@ def validate(config: TaskConfig) -> None:
         scale = getattr(t, name)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"train.{name} must be a finite number > 0. "
-                             f"Received: {scale}")
-        if scale != 1 and not t.label_loss_weight:
-            raise ValueError(f"train.{name} scales a rate of the label "
-                             "stage, which train.label_loss_weight=0 leaves "
-                             f"out: set that weight, or the scale to 1. "
                              f"Received: {scale}")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "

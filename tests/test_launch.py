@@ -81,7 +81,6 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.label_loss_start=-1", "label_loss_start"),
     ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
     ("train.label_stage_planner_lr_scale=nan", "planner_lr_scale must be a "),
-    ("train.label_stage_policy_lr_scale=0.5", "label_loss_weight=0 leaves"),
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("train.eval_every=-1", "eval_every"),
@@ -91,11 +90,14 @@ def test_bad_overrides_are_named(bad, message):
         tasks.resolve_config("zappos", overrides=[bad])
 
 
-def test_a_baseline_ignores_the_label_stage_scales(tmp_path):
-    # mnist's default sets them; cgan has no label stage, so its rates stay.
+@pytest.mark.parametrize("no_stage", ["method.name=cgan",
+                                      "train.label_loss_weight=0"])
+def test_without_a_label_stage_its_scales_are_ignored(tmp_path, no_stage):
+    # mnist's default sets them; a baseline, or the paper's loss alone, has
+    # no label stage, so the rates stay as configured.
     config = tasks.resolve_config(
         "mnist", train_steps=1, overrides=tiny.LABEL + [
-            "method.name=cgan", "train.label_loss_start=0",
+            no_stage, "train.label_loss_start=0",
             "train.label_stage_policy_lr_scale=0.5", "train.policy_lr=1e-3"])
     result = train_lib.train(config, str(tmp_path), verbose=False)
     rate = result.trainer.optimizers["policy"].learning_rate.numpy()
