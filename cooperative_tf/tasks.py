@@ -99,15 +99,16 @@ def mnist() -> TaskConfig:
     # From the first step the term is not measured yet.
     # The policy's learning rate x 0.25 in those 1,000 steps, so the policy
     # does not drift while the planner's values re-form around the labels.
-    # Continuing the default's ckpt-6000 of seeds 0, 1 and 2 at full rates
-    # / policy x 0.25 / both x 0.25 (docs/quality.md): the planner read
+    # Seeds 0, 1 and 2 at full rates (the runs themselves for seeds 0 and
+    # 1, a continuation for seed 2) / the default's ckpt-6000 continued
+    # with policy x 0.25 / both x 0.25 (docs/quality.md): the planner read
     # 0.914 / 0.920 / 0.882, 0.910 / 0.904 / 0.900, 0.882 / 0.902 / 0.902
     # of held-out digits; the judge's accuracy 0.977 / 0.980 / 0.988,
     # 0.986 / 0.980 / 0.987, 0.971 / 0.966 / 0.986; worst label 0.919 /
     # 0.943 / 0.975, 0.950 / 0.957 / 0.967, 0.933 / 0.921 / 0.967. The
     # policy's scale alone holds all three bars in all three seeds; both
-    # scales do better on the answers but slow the planner below 0.9 in
-    # one seed. Seed 2 at full rates failed the bars in the default run
+    # scales do better on accuracy and the worst label (Frechet a little
+    # worse) but slow the planner below 0.9 in one seed. Seed 2 at full rates failed the bars in the default run
     # itself (0.939), and a continuation is not repeatable step for step.
     # Mixed bfloat16 where the hardware has bfloat16 arithmetic and it times
     # faster (`autotune`): 3,000 steps on an avx512_bf16 CPU, same seed,
