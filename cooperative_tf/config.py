@@ -211,8 +211,9 @@ class TrainConfig:
         to one condition apart per unit of X (`losses.diversity_loss`, the
         diversity-sensitive term of conditional GANs), added to the
         mapping shift; each step then runs the policy on twice the batch
-        ([X, X'] in one pass). 0 is the paper's loss. Like the other loss terms here it belongs to the
-        cooperative method; the baselines keep their own losses.
+        ([X, X'] in one pass). 0 is the paper's loss. Like the other loss
+        terms here it belongs to the cooperative method; the baselines
+        keep their own losses.
       diversity_bound: The ratio of answer L1 to noise L1 past which that
         term stops pushing (> 0).
       eval_every: Steps between quality evaluations during training (0:

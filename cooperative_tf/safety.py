@@ -42,7 +42,6 @@ _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.index$")
 NOTES_SUFFIX = ".notes.json"
 
 
-
 class NonFiniteStateError(DivergenceError):
     """The weights or optimizer state hold NaN or Inf; nothing was saved."""
 

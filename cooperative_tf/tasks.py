@@ -108,8 +108,9 @@ def mnist() -> TaskConfig:
     # 0.943 / 0.975, 0.950 / 0.957 / 0.967, 0.933 / 0.921 / 0.967. The
     # policy's scale alone holds all three bars in all three seeds; both
     # scales do better on accuracy and the worst label (Frechet a little
-    # worse) but slow the planner below 0.9 in one seed. Seed 2 at full rates failed the bars in the default run
-    # itself (0.939), and a continuation is not repeatable step for step.
+    # worse) but slow the planner below 0.9 in one seed. Seed 2 at full
+    # rates failed the bars in the default run itself (0.939), and a
+    # continuation is not repeatable step for step.
     # Mixed bfloat16 where the hardware has bfloat16 arithmetic and it times
     # faster (`autotune`): 3,000 steps on an avx512_bf16 CPU, same seed,
     # scored conditional accuracy 0.771 / 0.793 (fast / refined, 2,000

@@ -216,9 +216,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     # resume can tell a changed rate from a rollback's halving.
     keeper = safety.CheckpointKeeper(
         checkpoint, save_dir, variables, max_to_keep=3, remedy=remedy,
-        notes=lambda step: {"rates": {
-            name: rate for name, (_, rate)
-            in _configured_rates(config, step).items()}})
+        notes=lambda step: {"rates": _rate_values(config, step)})
 
     def step_fn():
         return int(trainer.step_counter.numpy())
@@ -337,6 +335,12 @@ def _configured_rates(config: config_lib.TaskConfig, step: int) -> dict:
     return rates
 
 
+def _rate_values(config: config_lib.TaskConfig, step: int) -> dict:
+    """`_configured_rates` without the field names: name -> rate."""
+    return {name: rate
+            for name, (_, rate) in _configured_rates(config, step).items()}
+
+
 def _stage_scales(t: config_lib.TrainConfig) -> dict:
     """The label stage's scale of each optimizer's rate, by name."""
     return {"policy": t.label_stage_policy_lr_scale,
@@ -361,8 +365,7 @@ def _apply_changed_rates(trainer, checkpoint_path: str,
     if notes is not None and "rates" in notes:
         old = notes["rates"]
     elif saved is not None:
-        old = {name: rate for name, (_, rate)
-               in _configured_rates(saved, step).items()}
+        old = _rate_values(saved, step)
     else:
         return
     new = _configured_rates(config, step)
@@ -372,7 +375,7 @@ def _apply_changed_rates(trainer, checkpoint_path: str,
         (fields, now), was = new[name], old[name]
         if now == was or not was:  # unchanged, or 0: nothing to scale from
             continue
-        restored = float(optimizer.learning_rate.numpy())
+        restored = _learning_rate(optimizer)
         optimizer.learning_rate = restored * now / was
         log(f"The {name}'s configured rate ({fields}) is {now:.3g}, was "
             f"{was:.3g} when {os.path.basename(checkpoint_path)} was "
@@ -405,8 +408,7 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             scaled = True
             for name, scale in scales.items():
                 optimizer = trainer.optimizers[name]
-                rate = float(optimizer.learning_rate.numpy())
-                optimizer.learning_rate = rate * scale
+                optimizer.learning_rate = _learning_rate(optimizer) * scale
             log(f"From step {step_fn()} the label stage scales the rates: "
                 + ", ".join(f"train.label_stage_{name}_lr_scale={scale}"
                             for name, scale in scales.items()) + ".")
@@ -438,12 +440,12 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             rollbacks += 1
             restored = usable[-1]
             diverged_at = step_fn()
-            # Halve the rates in use (the checkpoint may hold an older one);
-            # the other optimizers keep theirs (a scale or a change made on
-            # resume, which the checkpoint may predate).
+            # Every optimizer keeps the rate in use (the checkpoint may hold
+            # an older one: before a scale, a change on resume or an earlier
+            # halving); then the rates a rollback lowers are halved.
             halve = _rates_to_halve(trainer)
             before = {name: get() for name, (get, _) in halve.items()}
-            kept_rates = {name: float(o.learning_rate.numpy())
+            kept_rates = {name: _learning_rate(o)
                           for name, o in trainer.optimizers.items()}
             keeper.checkpoint.restore(
                 restored).assert_existing_objects_matched()
@@ -456,14 +458,13 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
             for name, optimizer in trainer.optimizers.items():
                 optimizer.learning_rate = (kept_rates[name]
                                            * unscale.get(name, 1.0))
-            for key, (_, put) in halve.items():
-                # `train.planner_lr` -> the planner's optimizer.
-                name = key.split(".")[-1].removesuffix("_lr")
-                put(before[key] / 2 * unscale.get(name, 1.0))
+            for key, (get, put) in halve.items():
+                put(get() / 2)
+            after = {key: get() for key, (get, _) in halve.items()}
             trainer.train_function = None  # retrace with the new step size
             log(f"Rollback {rollbacks}/{t.max_rollbacks}: "
                 f"{str(e).split('. ')[0]}. Restored {restored}; " + ", ".join(
-                    f"{name} {before[name]:.3g} -> {before[name] / 2:.3g}"
+                    f"{name} {before[name]:.3g} -> {after[name]:.3g}"
                     for name in halve) + ".")
             if is_chief(strategy):
                 append_jsonl(os.path.join(workdir, ROLLBACK_FILE),
@@ -471,7 +472,7 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
                                  "rollback": rollbacks,
                                  "restored_step":
                                      safety.checkpoint_step(restored),
-                                 **{name.split(".")[-1]: before[name] / 2
+                                 **{name.split(".")[-1]: after[name]
                                     for name in halve}})
         else:
             # Stopped by a signal (Keras leaves the flag set after fit), or

@@ -202,11 +202,6 @@ class SetRate(keras.callbacks.Callback):
         self.model.planner_optimizer.learning_rate = self.rate
 
 
-def _rates(result):
-    return {name: float(o.learning_rate.numpy())
-            for name, o in result.trainer.optimizers.items()}
-
-
 def test_a_learning_rate_changed_on_resume_takes_effect_keeping_halvings(
         tmp_path, capsys):
     rates = ["train.policy_lr=1e-3", "train.planner_lr=1e-3"]
@@ -215,13 +210,13 @@ def test_a_learning_rate_changed_on_resume_takes_effect_keeping_halvings(
     # Same config: the checkpoint's (halved) rate stands.
     kept = train_lib.train(tiny_config(2, *rates), str(tmp_path),
                            verbose=False)
-    np.testing.assert_allclose(list(_rates(kept).values()), [1e-3, 5e-4],
+    np.testing.assert_allclose(list(tiny.learning_rates(kept.trainer).values()), [1e-3, 5e-4],
                                rtol=1e-6)
     capsys.readouterr()
     changed = train_lib.train(
         tiny_config(3, "train.policy_lr=1e-3", "train.planner_lr=1e-4"),
         str(tmp_path), verbose=True)
-    rate = _rates(changed)
+    rate = tiny.learning_rates(changed.trainer)
     np.testing.assert_allclose([rate["policy"], rate["planner"]],
                                [1e-3, 5e-5], rtol=1e-6)
     out = capsys.readouterr().out
@@ -239,10 +234,10 @@ def test_a_rate_change_holds_when_the_resume_saved_nothing(tmp_path):
     lower = "train.planner_lr=1e-4"
     idle = train_lib.train(tiny_config(1, lower), str(tmp_path),
                            verbose=False)
-    assert idle.step == 1 and _rates(idle)["planner"] == pytest.approx(1e-4)
+    assert idle.step == 1 and tiny.learning_rates(idle.trainer)["planner"] == pytest.approx(1e-4)
     later = train_lib.train(tiny_config(2, lower), str(tmp_path),
                             verbose=False)
-    assert _rates(later)["planner"] == pytest.approx(1e-4)
+    assert tiny.learning_rates(later.trainer)["planner"] == pytest.approx(1e-4)
     notes = safety.read_notes(str(tmp_path / "checkpoints" / "ckpt-2"))
     assert notes["rates"]["planner"] == pytest.approx(1e-4)
 
@@ -261,7 +256,7 @@ def test_a_rollback_to_the_label_stage_start_scales_once(tmp_path):
     result = train_lib.train(config, str(tmp_path), verbose=False,
                              callbacks=[PlantInf(at=3)])
     assert result.rollbacks == 1 and result.step == 4
-    rate = _rates(result)
+    rate = tiny.learning_rates(result.trainer)
     np.testing.assert_allclose([rate["policy"], rate["planner"]],
                                [5e-4, 5e-4], rtol=1e-6)
 

@@ -210,3 +210,9 @@ def batch(kind="image", size=BATCH):
         condition = tf.one_hot(tf.range(size) % CLASSES, CLASSES)
         target = tf.random.uniform([size, SIZE, SIZE, 1], -1, 1, seed=2)
     return {"condition": condition, "target": target}
+
+
+def learning_rates(trainer) -> dict:
+    """Each optimizer's learning rate, by name (`policy`, `planner`, ...)."""
+    return {name: float(optimizer.learning_rate.numpy())
+            for name, optimizer in trainer.optimizers.items()}
