@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
-from cooperative_tf import execution, factory
+from cooperative_tf import execution, factory, label_stage
 from cooperative_tf.distribute import is_multi_worker, needs_distributed_input
 from cooperative_tf.execution import AUTO, ExecutionPath
 from cooperative_tf.workdir import AUTOTUNE_FILE, write_text_atomic
@@ -193,10 +193,10 @@ def timed_label_weight(config: config_lib.TaskConfig) -> float:
     """The label-loss weight of the run's longest stage: a stage with the
     term computes the planner's value for every label, another step."""
     t = config.train
-    if not t.label_loss_weight:
-        return 0.0
-    with_term = t.train_steps - min(t.label_loss_start, t.train_steps)
-    return t.label_loss_weight if 2 * with_term >= t.train_steps else 0.0
+    if t.label_loss_weight and (2 * label_stage.steps_with_term(t)
+                                >= t.train_steps):
+        return t.label_loss_weight
+    return 0.0
 
 
 def key_material(config: config_lib.TaskConfig, replicas: int,

@@ -53,6 +53,15 @@ def log_likelihoods(samples, points, sigmas: Sequence[float],
       ValueError: Empty inputs, mismatched sizes or a sigma <= 0.
     """
     samples, points = _flat(samples), _flat(points)
+    _check(samples, points, sigmas)
+    return _log_likelihoods(_squared_distances(samples, points, chunk),
+                            samples.shape[0], samples.shape[1], sigmas)
+
+
+def _check(samples: tf.Tensor, points: tf.Tensor,
+           sigmas: Sequence[float]) -> None:
+    """Raises ValueError, naming the problem, for flattened inputs the
+    window cannot score."""
     if samples.shape[0] == 0 or points.shape[0] == 0:
         raise ValueError("Parzen windows need at least one sample and one "
                          f"point. Received: {samples.shape[0]} samples, "
@@ -63,9 +72,15 @@ def log_likelihoods(samples, points, sigmas: Sequence[float],
                          f"{points.shape[1]} values")
     if not sigmas or min(sigmas) <= 0:
         raise ValueError(f"sigmas must be > 0. Received: {list(sigmas)}")
-    n, dims = samples.shape[0], samples.shape[1]
+
+
+def _log_likelihoods(blocks, n: int, dims: int,
+                     sigmas: Sequence[float]) -> np.ndarray:
+    """`[len(sigmas), M]` log-likelihoods from the `[chunk, N]` squared
+    distance blocks of `_squared_distances`, for `n` samples in `dims`
+    dimensions."""
     out = []
-    for sq in _squared_distances(samples, points, chunk):
+    for sq in blocks:
         # float64: for small sigma the exponents reach -1e4 and beyond.
         sq = tf.cast(sq, tf.float64)
         out.append(tf.stack([
@@ -130,8 +145,19 @@ def evaluate(samples, validation, test,
     sigmas = SIGMAS if sigmas is None else tuple(sigmas)
     per_sigma = log_likelihoods(samples, validation, sigmas).mean(axis=1)
     best = int(np.argmax(per_sigma))
-    ll = log_likelihoods(samples, test, (sigmas[best],))[0]
+    # One pass over the test distances gives both the score and the
+    # nearest sample.
+    flat_samples, flat_test, nearest = _flat(samples), _flat(test), []
+    _check(flat_samples, flat_test, sigmas)
+
+    def blocks():
+        for sq in _squared_distances(flat_samples, flat_test, 512):
+            nearest.append(np.sqrt(tf.reduce_min(sq, axis=1).numpy()))
+            yield sq
+
+    ll = _log_likelihoods(blocks(), flat_samples.shape[0],
+                          flat_samples.shape[1], (sigmas[best],))[0]
     return {"sigma": sigmas[best], "validation_ll": float(per_sigma[best]),
             "ll": float(ll.mean()),
             "ll_stderr": float(ll.std() / math.sqrt(len(ll))),
-            "nearest": float(np.median(nearest_distances(samples, test)))}
+            "nearest": float(np.median(np.concatenate(nearest)))}

@@ -21,7 +21,8 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import autotune, images, quality, safety, workdir_lock
+from cooperative_tf import (autotune, images, label_stage, quality, safety,
+                            workdir_lock)
 from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
                                       PeriodicCallback, ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -322,12 +323,11 @@ def _configured_rates(config: config_lib.TaskConfig, step: int) -> dict:
     the stage began.
     """
     t = config.train
-    in_stage = (config.method.name == "cooperative" and t.label_loss_weight
-                and step > t.label_loss_start)
+    in_stage = label_stage.rates_scaled_at(config, step)
     rates = {"discriminator": ("method.discriminator_lr",
                                config.method.discriminator_lr)}
     for name, rate in (("policy", t.policy_lr), ("planner", t.planner_lr)):
-        field, scale = f"train.{name}_lr", _stage_scales(t)[name]
+        field, scale = f"train.{name}_lr", label_stage.rate_scales(t)[name]
         if in_stage and scale != 1:
             field, rate = (f"{field} x train.label_stage_{name}_lr_scale",
                            rate * scale)
@@ -339,12 +339,6 @@ def _rate_values(config: config_lib.TaskConfig, step: int) -> dict:
     """`_configured_rates` without the field names: name -> rate."""
     return {name: rate
             for name, (_, rate) in _configured_rates(config, step).items()}
-
-
-def _stage_scales(t: config_lib.TrainConfig) -> dict:
-    """The label stage's scale of each optimizer's rate, by name."""
-    return {"policy": t.label_stage_policy_lr_scale,
-            "planner": t.label_stage_planner_lr_scale}
 
 
 def _apply_changed_rates(trainer, checkpoint_path: str,
@@ -396,22 +390,9 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     """
     t = config.train
     rollbacks, restored, failed = 0, None, set()
-    scaled = False
+    stage = _LabelStage(config, trainer, log)
     while step_fn() < t.train_steps:
-        end = _stage_label_loss(trainer, t, step_fn(), log)
-        # A checkpoint at the stage's first step holds the rates from before
-        # it; a rollback keeps the scaled rates it halves (`scaled`).
-        scales = {name: scale for name, scale in _stage_scales(t).items()
-                  if scale != 1 and name in trainer.optimizers}
-        if (scales and not scaled and step_fn() == t.label_loss_start
-                and getattr(trainer, "label_loss_weight", 0)):
-            scaled = True
-            for name, scale in scales.items():
-                optimizer = trainer.optimizers[name]
-                optimizer.learning_rate = _learning_rate(optimizer) * scale
-            log(f"From step {step_fn()} the label stage scales the rates: "
-                + ", ".join(f"train.label_stage_{name}_lr_scale={scale}"
-                            for name, scale in scales.items()) + ".")
+        end = stage.enter(step_fn())
         remaining = end - step_fn()
         method = ("" if config.method.name == "cooperative"
                   else f" by {config.method.name}")
@@ -449,12 +430,7 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
                           for name, o in trainer.optimizers.items()}
             keeper.checkpoint.restore(
                 restored).assert_existing_objects_matched()
-            unscale = {}
-            if scaled and step_fn() <= t.label_loss_start:
-                # Back before the label stage: its scales come again there.
-                scaled = False
-                unscale = {name: 1 / scale
-                           for name, scale in _stage_scales(t).items()}
+            unscale = stage.rolled_back_to(step_fn())
             for name, optimizer in trainer.optimizers.items():
                 optimizer.learning_rate = (kept_rates[name]
                                            * unscale.get(name, 1.0))
@@ -517,26 +493,60 @@ def divergence_remedy(trainer) -> str:
     return text
 
 
-def _stage_label_loss(trainer,
-                      t: config_lib.TrainConfig, step: int,
-                      log: Callable[[str], None]) -> int:
-    """Sets the label loss for the stage holding `step` (off before
-    `train.label_loss_start`, on from it) and returns the stage's last step.
+class _LabelStage:
+    """The label stage of one `_fit` (`cooperative_tf.label_stage`): sets
+    the label term's weight for each stage, and scales the learning rates
+    once where the stage begins.
 
     The weight is a Python number traced into the train step, so a change
     retraces it: that costs once per run, while a term switched inside the
     graph would compute the planner's values of every label at every step.
     """
-    if not hasattr(trainer, "label_loss_weight"):  # a baseline
-        return t.train_steps
-    weight = t.label_loss_weight if step >= t.label_loss_start else 0.0
-    if trainer.label_loss_weight != weight:
-        trainer.label_loss_weight = weight
-        trainer.train_function = None
-        if weight:
-            log(f"From step {step} the planner also learns to classify "
-                f"(train.label_loss_weight={weight}).")
-    if weight or not t.label_loss_weight:
-        return t.train_steps
-    return min(t.label_loss_start, t.train_steps)
+
+    def __init__(self, config: config_lib.TaskConfig, trainer,
+                 log: Callable[[str], None]):
+        self.config = config
+        self.train = config.train
+        self.trainer = trainer
+        self.log = log
+        self.active = label_stage.has_stage(config)
+        # Whether this fit has scaled the rates: a checkpoint at the stage's
+        # first step holds the rates from before it, and a rollback keeps
+        # the scaled rates it halves.
+        self.scaled = False
+
+    def enter(self, step: int) -> int:
+        """Prepares the stage holding `step`; returns its last step."""
+        t = self.train
+        if not self.active:
+            return t.train_steps
+        weight = label_stage.weight_at(t, step)
+        if self.trainer.label_loss_weight != weight:
+            self.trainer.label_loss_weight = weight
+            self.trainer.train_function = None
+            if weight:
+                self.log(f"From step {step} the planner also learns to "
+                         f"classify (train.label_loss_weight={weight}).")
+        scales = {name: scale
+                  for name, scale in label_stage.rate_scales(t).items()
+                  if scale != 1 and name in self.trainer.optimizers}
+        if scales and not self.scaled and step == t.label_loss_start:
+            self.scaled = True
+            for name, scale in scales.items():
+                optimizer = self.trainer.optimizers[name]
+                optimizer.learning_rate = _learning_rate(optimizer) * scale
+            self.log(f"From step {step} the label stage scales the rates: "
+                     + ", ".join(f"train.label_stage_{name}_lr_scale={scale}"
+                                 for name, scale in scales.items()) + ".")
+        return label_stage.stage_end(self.config, step)
+
+    def rolled_back_to(self, step: int) -> dict:
+        """After a rollback to `step`: the factor that undoes the stage's
+        scale of each optimizer's rate, by name (empty if none to undo)."""
+        if not (self.scaled and step <= self.train.label_loss_start):
+            return {}
+        # Back before the stage: its scales come again at its start.
+        self.scaled = False
+        return {name: 1 / scale for name, scale
+                in label_stage.rate_scales(self.train).items()}
 

@@ -86,7 +86,8 @@ LAYERS = [
     # classifier
     ("cooperative_tf.trainer", "cooperative_tf.baselines",
      "cooperative_tf.config", "cooperative_tf.config_io",
-     "cooperative_tf.execution", "cooperative_tf.classifier"),
+     "cooperative_tf.execution", "cooperative_tf.classifier",
+     "cooperative_tf.label_stage"),
     # registered tasks and their public data, quality metrics of a run, the
     # planner at inference
     ("cooperative_tf.tasks", "cooperative_tf.public_data",

@@ -87,3 +87,17 @@ def test_nearest_distances_match_brute_force_and_a_known_case():
                                [0.3, 0.4, 0.5], atol=1e-5)
     got = parzen.evaluate(samples, points, points)
     assert got["nearest"] == pytest.approx(0.4, abs=1e-5)
+
+
+def test_evaluate_scores_and_nearest_agree_with_the_public_functions():
+    # evaluate reads the test distances once for both numbers.
+    rng = np.random.default_rng(4)
+    samples, validation, test = (rng.uniform(size=(n, 5)).astype(np.float32)
+                                 for n in (300, 40, 600))
+    result = parzen.evaluate(samples, validation, test)
+    ll = parzen.log_likelihoods(samples, test, [result["sigma"]])[0]
+    assert result["ll"] == pytest.approx(ll.mean(), rel=1e-6)
+    assert result["nearest"] == pytest.approx(
+        np.median(parzen.nearest_distances(samples, test)), rel=1e-6)
+    with pytest.raises(ValueError, match="same size"):
+        parzen.evaluate(samples, validation, test[:, :4])

@@ -1,0 +1,60 @@
+"""The label stage: when the planner also learns to classify.
+
+From step `train.label_loss_start` the planner's loss adds the
+classification term of the paper's eq. 10 (`losses.label_loss`, weight
+`train.label_loss_weight`), and each optimizer's learning rate is multiplied
+once by its `train.label_stage_*_lr_scale`. Training, resuming, rollbacks
+and the autotune key all ask this module where the stage begins, so they
+agree on it.
+
+Only cooperative learning has the stage: a baseline has no planner to
+classify with and ignores the weight and the scales.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from cooperative_tf import config as config_lib
+
+
+def has_stage(config: config_lib.TaskConfig) -> bool:
+    """Whether the run has a label stage at all."""
+    return bool(config.method.name == "cooperative"
+                and config.train.label_loss_weight)
+
+
+def weight_at(t: config_lib.TrainConfig, step: int) -> float:
+    """The label term's weight for the training step after `step` steps."""
+    return t.label_loss_weight if step >= t.label_loss_start else 0.0
+
+
+def stage_end(config: config_lib.TaskConfig, step: int) -> int:
+    """The last step of the stage holding `step`: the stage's start for a
+    step before it (when the run has a stage), else the run's end."""
+    t = config.train
+    if not has_stage(config) or weight_at(t, step):
+        return t.train_steps
+    return min(t.label_loss_start, t.train_steps)
+
+
+def steps_with_term(t: config_lib.TrainConfig) -> int:
+    """How many of the run's steps train with the label term."""
+    if not t.label_loss_weight:
+        return 0
+    return t.train_steps - min(t.label_loss_start, t.train_steps)
+
+
+def rates_scaled_at(config: config_lib.TaskConfig, step: int) -> bool:
+    """Whether the stage's rate scales hold after `step` steps.
+
+    A checkpoint at the stage's first step was written before the stage
+    began, so the scales hold only past it.
+    """
+    return has_stage(config) and step > config.train.label_loss_start
+
+
+def rate_scales(t: config_lib.TrainConfig) -> Dict[str, float]:
+    """The stage's scale of each optimizer's rate, by optimizer name."""
+    return {"policy": t.label_stage_policy_lr_scale,
+            "planner": t.label_stage_planner_lr_scale}
