@@ -8,7 +8,9 @@ and the autotune key all ask this module where the stage begins, so they
 agree on it.
 
 Only cooperative learning has the stage: a baseline has no planner to
-classify with and ignores the weight and the scales.
+classify with, and training ignores the weight and the scales for it
+(`has_stage`). `weight_at` and `steps_with_term` read the train config
+alone: they answer for a run that has the stage.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from cooperative_tf import config as config_lib
 
 
 def has_stage(config: config_lib.TaskConfig) -> bool:
-    """Whether the run has a label stage at all."""
+    """Whether the config asks for a label stage: cooperative learning with
+    a label weight > 0 (its start may still lie past the run's end)."""
     return bool(config.method.name == "cooperative"
                 and config.train.label_loss_weight)
 
 
 def weight_at(t: config_lib.TrainConfig, step: int) -> float:
-    """The label term's weight for the training step after `step` steps."""
+    """The label term's weight for the training step after `step` steps,
+    for a run with the stage (`has_stage`)."""
     return t.label_loss_weight if step >= t.label_loss_start else 0.0
 
 
@@ -39,7 +43,8 @@ def stage_end(config: config_lib.TaskConfig, step: int) -> int:
 
 
 def steps_with_term(t: config_lib.TrainConfig) -> int:
-    """How many of the run's steps train with the label term."""
+    """How many of the run's steps train with the label term, for a run
+    with the stage (`has_stage`)."""
     if not t.label_loss_weight:
         return 0
     return t.train_steps - min(t.label_loss_start, t.train_steps)

@@ -29,6 +29,8 @@ import tensorflow as tf
 
 # Goodfellow et al.'s grid: numpy.logspace(-1., 0., num=20).
 SIGMAS = tuple(float(s) for s in np.logspace(-1.0, 0.0, num=20))
+# Points per distance matmul (memory `CHUNK * N` floats for N samples).
+CHUNK = 512
 
 
 def _flat(images) -> tf.Tensor:
@@ -37,7 +39,7 @@ def _flat(images) -> tf.Tensor:
 
 
 def log_likelihoods(samples, points, sigmas: Sequence[float],
-                    chunk: int = 512) -> np.ndarray:
+                    chunk: int = CHUNK) -> np.ndarray:
     """log p(x) of every point under the Parzen window, for every sigma.
 
     Args:
@@ -104,7 +106,7 @@ def _squared_distances(samples, points, chunk: int):
         yield tf.maximum(sq, 0.0)
 
 
-def nearest_distances(samples, points, chunk: int = 512) -> np.ndarray:
+def nearest_distances(samples, points, chunk: int = CHUNK) -> np.ndarray:
     """Euclidean distance from each point to its nearest sample.
 
     At the small sigma the protocol chooses, a point's log-likelihood is
@@ -146,12 +148,13 @@ def evaluate(samples, validation, test,
     per_sigma = log_likelihoods(samples, validation, sigmas).mean(axis=1)
     best = int(np.argmax(per_sigma))
     # One pass over the test distances gives both the score and the
-    # nearest sample.
+    # nearest sample: `_log_likelihoods` consumes every block, so
+    # `nearest` is whole when it returns.
     flat_samples, flat_test, nearest = _flat(samples), _flat(test), []
     _check(flat_samples, flat_test, sigmas)
 
     def blocks():
-        for sq in _squared_distances(flat_samples, flat_test, 512):
+        for sq in _squared_distances(flat_samples, flat_test, CHUNK):
             nearest.append(np.sqrt(tf.reduce_min(sq, axis=1).numpy()))
             yield sq
 

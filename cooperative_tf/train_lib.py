@@ -33,6 +33,7 @@ from cooperative_tf.workdir import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE,
                                     QUALITY_FILE, ROLLBACK_FILE, SAMPLE_DIR,
                                     append_jsonl,
                                     check_workdir_config, make_checkpoint,
+                                    restore_step_size,
                                     write_config)
 
 
@@ -203,9 +204,12 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
     # workers share), so a restarted job resumes in step.
     latest = safety.restore_checkpoint(checkpoint, ckpt_dir, variables,
                                        modify=chief, log=log)
+    # The config's step size, before a resume puts back a rollback's.
+    configured_step_size = getattr(trainer, "step_size", None)
     if latest:
         log(f"Resumed from {latest}")
         _apply_changed_rates(trainer, latest, saved, config, log)
+        restore_step_size(trainer, latest, log)
     save_dir = ckpt_dir
     if not chief:
         # Saving is collective, so every worker saves; only the chief's copy
@@ -214,10 +218,18 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
                                 str(strategy.cluster_resolver.task_id))
     remedy = divergence_remedy(trainer)
     # Each checkpoint notes the rates its config set at its step, so a
-    # resume can tell a changed rate from a rollback's halving.
+    # resume can tell a changed rate from a rollback's halving, and the
+    # Langevin step size in use, which the checkpoint does not hold.
+    def notes(step):
+        out = {"rates": _rate_values(config, step)}
+        if configured_step_size is not None:
+            out["step_size"] = {"in_use": float(trainer.step_size),
+                                "configured": float(configured_step_size)}
+        return out
+
     keeper = safety.CheckpointKeeper(
         checkpoint, save_dir, variables, max_to_keep=3, remedy=remedy,
-        notes=lambda step: {"rates": _rate_values(config, step)})
+        notes=notes)
 
     def step_fn():
         return int(trainer.step_counter.numpy())
@@ -501,12 +513,16 @@ class _LabelStage:
     The weight is a Python number traced into the train step, so a change
     retraces it: that costs once per run, while a term switched inside the
     graph would compute the planner's values of every label at every step.
+
+    Args:
+      config: The run's resolved config.
+      trainer: The model being fitted (a baseline has no stage).
+      log: Where the stage's progress lines go.
     """
 
     def __init__(self, config: config_lib.TaskConfig, trainer,
                  log: Callable[[str], None]):
         self.config = config
-        self.train = config.train
         self.trainer = trainer
         self.log = log
         self.active = label_stage.has_stage(config)
@@ -517,7 +533,7 @@ class _LabelStage:
 
     def enter(self, step: int) -> int:
         """Prepares the stage holding `step`; returns its last step."""
-        t = self.train
+        t = self.config.train
         if not self.active:
             return t.train_steps
         weight = label_stage.weight_at(t, step)
@@ -543,10 +559,10 @@ class _LabelStage:
     def rolled_back_to(self, step: int) -> dict:
         """After a rollback to `step`: the factor that undoes the stage's
         scale of each optimizer's rate, by name (empty if none to undo)."""
-        if not (self.scaled and step <= self.train.label_loss_start):
+        if not (self.scaled and step <= self.config.train.label_loss_start):
             return {}
         # Back before the stage: its scales come again at its start.
         self.scaled = False
         return {name: 1 / scale for name, scale
-                in label_stage.rate_scales(self.train).items()}
+                in label_stage.rate_scales(self.config.train).items()}
 

@@ -163,7 +163,34 @@ def restore(trainer, workdir: str,
         raise FileNotFoundError(
             f"No checkpoint under {directory}. Train first (--mode=train). "
             f"Received: workdir={workdir!r}")
+    if latest is not None:
+        restore_step_size(trainer, latest)
     return latest
+
+
+def restore_step_size(trainer, checkpoint_path: str,
+                      log=lambda line: None) -> None:
+    """Puts back the Langevin step size `checkpoint_path` was trained at.
+
+    A rollback halves the step size, a Python number the checkpoint does
+    not hold; its notes do (`step_size`: the one in use and the configured
+    one, written by training). The trainer's step size, its config's,
+    becomes in use x configured now / configured then: a rollback's halving
+    is kept, and a changed `langevin.step_size` still takes effect. Without
+    notes (a checkpoint from before them) nothing changes.
+    """
+    notes = safety.read_notes(checkpoint_path) or {}
+    noted = notes.get("step_size")
+    if not hasattr(trainer, "step_size") or not noted \
+            or not noted.get("configured"):
+        return
+    now = float(trainer.step_size)
+    step_size = noted["in_use"] * now / noted["configured"]
+    if step_size != now:
+        trainer.step_size = step_size
+        log(f"The Langevin step size goes {now:.3g} -> {step_size:.3g}: "
+            f"{os.path.basename(checkpoint_path)} was trained at "
+            f"{noted['in_use']:.3g} (configured {noted['configured']:.3g}).")
 
 
 def append_jsonl(path: str, step: int, row: dict) -> None:

@@ -83,7 +83,7 @@ LAYERS = [
      "cooperative_tf.summaries", "cooperative_tf.replicated",
      "cooperative_tf.plots"),
     # the trainer (Algorithm 1) and the baselines, the configs, the judge
-    # classifier
+    # classifier, where the label stage begins
     ("cooperative_tf.trainer", "cooperative_tf.baselines",
      "cooperative_tf.config", "cooperative_tf.config_io",
      "cooperative_tf.execution", "cooperative_tf.classifier",

@@ -102,6 +102,15 @@ def test_rollback_restores_the_last_good_checkpoint_and_finishes(tmp_path,
     assert row["step"] == 3 and row["restored_step"] == 2
     assert result.checkpoint.endswith("ckpt-5")
     assert restored_is_finite(config, str(tmp_path))
+    # The halved step size is not in the checkpoint; its notes carry it to
+    # an evaluation or export that restores it, and to a resume.
+    restored = factory.build_trainer(config)
+    workdir.restore(restored, str(tmp_path), required=True)
+    assert restored.step_size == pytest.approx(config.langevin.step_size / 2)
+    resumed = train_lib.train(tiny_config(6, "train.on_divergence=rollback"),
+                              str(tmp_path), verbose=False)
+    assert resumed.step == 6 and resumed.trainer.step_size == pytest.approx(
+        config.langevin.step_size / 2)
 
 
 @pytest.mark.slow

@@ -89,3 +89,25 @@ def test_json_lines_keep_the_last_row_per_step(tmp_path):
     assert workdir.read_jsonl(str(tmp_path)) == [
         {"step": 1, "psnr_fast": 9.0}, {"step": 2, "psnr_fast": 11.0}]
     assert workdir.read_jsonl(str(tmp_path), workdir.HISTORY_FILE) == []
+
+
+@pytest.mark.parametrize("noted, configured, expected", [
+    ({"in_use": 0.001, "configured": 0.004}, 0.004, 0.001),  # a halving kept
+    ({"in_use": 0.001, "configured": 0.004}, 0.008, 0.002),  # and a new value
+    ({"in_use": 0.004, "configured": 0.004}, 0.004, 0.004),
+    (None, 0.004, 0.004),  # notes from before the step size: unchanged
+])
+def test_restore_step_size_follows_the_notes(tmp_path, noted, configured,
+                                             expected):
+    import json
+
+    path = str(tmp_path / "ckpt-3")
+    with open(path + ".notes.json", "w") as f:
+        json.dump({"rates": {}} if noted is None
+                  else {"rates": {}, "step_size": noted}, f)
+    trainer = tiny.trainer()
+    trainer.step_size = configured  # as its config would build it
+    lines = []
+    workdir.restore_step_size(trainer, path, lines.append)
+    assert trainer.step_size == pytest.approx(expected)
+    assert bool(lines) == (expected != configured)
