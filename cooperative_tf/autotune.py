@@ -224,7 +224,11 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   "label_loss_weight": timed_label_weight(config),
                   "mismatch_weight": t.mismatch_weight,
                   "reconstruction_weight": t.reconstruction_weight,
-                  "diversity_weight": t.diversity_weight},
+                  "diversity_weight": t.diversity_weight,
+                  # Only when on, so that the keys cached before it existed
+                  # still match.
+                  **({"gradient_penalty_weight": t.gradient_penalty_weight}
+                     if t.gradient_penalty_weight else {})},
     }
 
 

@@ -217,6 +217,13 @@ class TrainConfig:
         keep their own losses.
       diversity_bound: The ratio of answer L1 to noise L1 past which that
         term stops pushing (> 0).
+      gradient_penalty_weight: Weight of a penalty on the planner's slope
+        at observed answers, 0.5 |df/dY|^2 (`losses.gradient_penalty`, the
+        R1 penalty of GAN discriminators), added to the value shift; each
+        step then costs a second differentiation of the planner. 0 is the
+        paper's loss. The slope sets how far each Langevin step moves an
+        answer; docs/quality.md measures it growing until the chains leave
+        the data in long mnist runs.
       eval_every: Steps between quality evaluations during training (0:
         only at the end; see `cooperative_tf.quality`).
       eval_samples: Generated answers per quality evaluation during
@@ -253,6 +260,7 @@ class TrainConfig:
     reconstruction_weight: float = 0.0
     diversity_weight: float = 0.0
     diversity_bound: float = 0.1
+    gradient_penalty_weight: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
     on_divergence: str = "stop"
@@ -407,10 +415,11 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")
     for name in ("label_loss_weight", "reconstruction_weight",
-                 "mismatch_weight", "diversity_weight"):
+                 "mismatch_weight", "diversity_weight",
+                 "gradient_penalty_weight"):
         value = getattr(t, name)
-        if not value >= 0:  # also refuses NaN
-            raise ValueError(f"train.{name} must be a number >= 0. "
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"train.{name} must be a finite number >= 0. "
                              f"Received: {value}")
     if not t.diversity_bound > 0:
         raise ValueError("train.diversity_bound must be a number > 0. "

@@ -131,7 +131,8 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         reconstruction_weight=t.reconstruction_weight,
         mismatch_weight=t.mismatch_weight,
         diversity_weight=t.diversity_weight,
-        diversity_bound=t.diversity_bound, name="cooperative")
+        diversity_bound=t.diversity_bound,
+        gradient_penalty_weight=t.gradient_penalty_weight, name="cooperative")
     trainer.compile(policy_optimizer=_adam(t.policy_lr, t),
                     planner_optimizer=_adam(t.planner_lr, t),
                     langevin_jit_compile=t.jit_compile, **compile_kwargs)

@@ -131,6 +131,31 @@ def mismatch_loss(value_matched: tf.Tensor, value_mismatched: tf.Tensor,
     return _batch_mean(tf.math.softplus(gap), global_batch_size)
 
 
+def gradient_penalty(value_slope: tf.Tensor,
+                     global_batch_size: Optional[int] = None) -> tf.Tensor:
+    """Half the squared norm of the planner's slope at observed answers.
+
+    0.5 |df/dY (Y_obs, C)|^2 per example, the R1 penalty of GAN
+    discriminators (Mescheder et al. 2018). The planner's value is piecewise
+    linear in Y (leaky ReLU convolutions, a linear head), so the slope sets
+    how far a Langevin step moves an answer (d^2 / 2 x slope); unbounded, it
+    can grow until the chains leave the data (docs/quality.md measures this
+    past 11,500 mnist steps). A constant offset of f, which the value shift
+    ignores, costs nothing here, unlike a penalty on f itself.
+
+    Args:
+      value_slope: df/dY at Y_obs, `[batch, H, W, C]`.
+      global_batch_size: Batch size summed over replicas, or `None`.
+
+    Returns:
+      A scalar >= 0.
+    """
+    slope = _at_least_float32(value_slope)
+    return _batch_mean(0.5 * tf.reduce_sum(
+        tf.square(slope), axis=list(range(1, slope.shape.rank))),
+        global_batch_size)
+
+
 def mismatched_condition(condition: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """A wrong condition for every example, as the planner's negatives.
 
@@ -217,7 +242,9 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
                       value_mismatched: Optional[tf.Tensor] = None,
                       label_loss_weight: float = 0.0,
                       class_values: Optional[tf.Tensor] = None,
-                      labels: Optional[tf.Tensor] = None):
+                      labels: Optional[tf.Tensor] = None,
+                      gradient_penalty_weight: float = 0.0,
+                      value_slope: Optional[tf.Tensor] = None):
     """The planner's loss: the value shift plus its optional terms.
 
     Args:
@@ -229,10 +256,13 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
       label_loss_weight: Weight of `label_loss`; needs `class_values`,
         f(Y_obs, c) for every label, `[batch, classes]`, and the one-hot
         `labels`.
+      gradient_penalty_weight: Weight of `gradient_penalty`; needs
+        `value_slope`, df/dY at Y_obs, `[batch, H, W, C]`.
 
     Returns:
       `(loss, terms)`: the scalar loss and the optional terms that are on,
-      by name (`mismatch_loss`, `label_loss`), for the logs.
+      by name (`mismatch_loss`, `label_loss`, `gradient_penalty`), for the
+      logs.
     """
     loss = value_shift_loss(value_observed, value_refined, global_batch_size)
     terms = {}
@@ -244,6 +274,10 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
         terms["label_loss"] = label_loss(class_values, labels,
                                          global_batch_size)
         loss += label_loss_weight * terms["label_loss"]
+    if gradient_penalty_weight:
+        terms["gradient_penalty"] = gradient_penalty(value_slope,
+                                                     global_batch_size)
+        loss += gradient_penalty_weight * terms["gradient_penalty"]
     return loss, terms
 
 

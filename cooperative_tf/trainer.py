@@ -19,7 +19,7 @@ _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
             "fast_mse", "refined_mse", "acceptance")
 # Logged only when their loss term is on.
 _OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss",
-                     "diversity_loss")
+                     "diversity_loss", "gradient_penalty")
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -63,6 +63,11 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         too.
       diversity_bound: The answer-L1 per noise-L1 ratio past which the
         diversity term stops pushing.
+      gradient_penalty_weight: Weight of the planner's penalty on its slope
+        at observed answers (`losses.gradient_penalty`, 0.5 |df/dY|^2)
+        added to the value shift; 0 is the paper's loss. Each step then
+        differentiates the planner twice (its slope, then the slope's
+        gradient in the weights).
 
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
@@ -81,7 +86,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
                  seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
-                 diversity_bound=0.1, **kwargs):
+                 diversity_bound=0.1, gradient_penalty_weight=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -100,6 +106,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.mismatch_weight = mismatch_weight
         self.diversity_weight = diversity_weight
         self.diversity_bound = diversity_bound
+        self.gradient_penalty_weight = gradient_penalty_weight
         if not diversity_bound > 0:
             raise ValueError("diversity_bound must be > 0. Received: "
                              f"diversity_bound={diversity_bound}")
@@ -112,7 +119,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                      (label_loss_weight,
                                       reconstruction_weight,
                                       mismatch_weight,
-                                      diversity_weight)) if on)
+                                      diversity_weight,
+                                      gradient_penalty_weight)) if on)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in names}
         self.langevin_jit_compile = False
@@ -340,10 +348,24 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         return y0, other_y0
 
     def _planner_values(self, target, y1, condition, mismatch_seed):
-        """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None)`, C' a wrong
-        condition when the mismatch term is on. One forward pass over all
-        of them: the planner scores each example on its own, and one batch
-        of 2B (3B) runs faster than two (three) of B."""
+        """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None, df/dY at Y_obs or
+        None)`, C' a wrong condition when the mismatch term is on, the slope
+        when the gradient penalty is on. One forward pass over all of them:
+        the planner scores each example on its own, and one batch of 2B
+        (3B) runs faster than two (three) of B."""
+        if not self.gradient_penalty_weight:
+            return self._planner_forward(target, y1, condition,
+                                         mismatch_seed) + (None,)
+        # Only Y_obs is watched: the slope's own gradient in the weights is
+        # taken by the caller's tape, which records this one.
+        with tf.GradientTape(watch_accessed_variables=False) as slope_tape:
+            slope_tape.watch(target)
+            values = self._planner_forward(target, y1, condition,
+                                           mismatch_seed)
+            observed_total = tf.reduce_sum(values[0])
+        return values + (slope_tape.gradient(observed_total, target),)
+
+    def _planner_forward(self, target, y1, condition, mismatch_seed):
         condition_map = self.planner.encode_condition(condition)
         answers, maps = [target, y1], [condition_map, condition_map]
         if self.mismatch_weight:
@@ -357,14 +379,16 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                       else None)
 
     def _planner_loss(self, values, target, condition, global_batch=None):
-        observed, refined, mismatched = values
+        observed, refined, mismatched, slope = values
         return planner_objective(
             observed, refined, global_batch,
             mismatch_weight=self.mismatch_weight, value_mismatched=mismatched,
             label_loss_weight=self.label_loss_weight,
             class_values=(self.planner.class_values(target)
                           if self.label_loss_weight else None),
-            labels=condition)
+            labels=condition,
+            gradient_penalty_weight=self.gradient_penalty_weight,
+            value_slope=slope)
 
     def _policy_loss(self, y1, y0, target, global_batch=None, *, x=None,
                      other_x=None, other_y0=None):
@@ -451,7 +475,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             reconstruction_weight=self.reconstruction_weight,
             mismatch_weight=self.mismatch_weight,
             diversity_weight=self.diversity_weight,
-            diversity_bound=self.diversity_bound)
+            diversity_bound=self.diversity_bound,
+            gradient_penalty_weight=self.gradient_penalty_weight)
         return config
 
     @classmethod
