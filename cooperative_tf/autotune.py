@@ -304,7 +304,7 @@ def time_path(config: config_lib.TaskConfig, path: ExecutionPath,
     run_config = execution.apply(config, path)
     trainer = factory.build_trainer(run_config, strategy)
     try:
-        if hasattr(trainer, "label_loss_weight"):
+        if label_stage.has_stage(run_config):
             trainer.label_loss_weight = timed_label_weight(run_config)
         trainer.make_train_function()
         feed = _feed(run_config, strategy)

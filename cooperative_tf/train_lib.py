@@ -477,7 +477,7 @@ def _rates_to_halve(trainer) -> dict:
     def rate(optimizer):
         def put(value):
             optimizer.learning_rate = value
-        return (lambda: float(optimizer.learning_rate.numpy()), put)
+        return (lambda: _learning_rate(optimizer), put)
 
     rates = {}
     if hasattr(trainer, "step_size"):

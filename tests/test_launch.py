@@ -76,6 +76,8 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("langevin.reference_sigma=-1", "reference_sigma"),
     ("train.reconstruction_weight=-1", "reconstruction_weight"),
     ("train.diversity_weight=-1", "diversity_weight"),
+    ("train.gradient_penalty_weight=-1", "gradient_penalty_weight must be"),
+    ("train.gradient_penalty_weight=inf", "gradient_penalty_weight must be"),
     ("train.diversity_bound=0", "diversity_bound"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),

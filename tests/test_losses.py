@@ -154,3 +154,22 @@ def test_diversity_gradient_pushes_answers_apart_only_below_the_bound():
             assert step[0] > 0 and step[1] < 0
         else:
             np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_gradient_penalty_is_half_the_squared_slope_per_example():
+    # Example 0 has slope 3 at each of 16 pixels, example 1 slope 0.
+    slope = tf.stack([tf.fill([4, 4, 1], 3.0), tf.zeros([4, 4, 1])])
+    assert float(losses.gradient_penalty(slope)) == pytest.approx(
+        (0.5 * 16 * 9 + 0.0) / 2)
+    # A replica's share of a global batch of 4.
+    assert float(losses.gradient_penalty(slope, 4)) == pytest.approx(
+        0.5 * 16 * 9 / 4)
+    # bfloat16 slopes are summed in float32: 16 x 9 is exact there.
+    assert float(losses.gradient_penalty(
+        tf.cast(slope, tf.bfloat16))) == pytest.approx(36.0)
+    observed, refined = tf.constant([3.0, 1.0]), tf.constant([1.0, 0.0])
+    plain, _ = losses.planner_objective(observed, refined)
+    full, terms = losses.planner_objective(
+        observed, refined, gradient_penalty_weight=0.5, value_slope=slope)
+    assert set(terms) == {"gradient_penalty"}
+    assert float(full) == pytest.approx(float(plain) + 0.5 * 36.0)
