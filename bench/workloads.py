@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from bench import flops as bench_flops
 from cooperative_tf import config as config_lib
-from cooperative_tf import factory, tasks
+from cooperative_tf import execution, factory, tasks
 from pipelines.synthetic import synthetic_batch
 
 try:  # psutil gives the current RSS; without it only the high-water mark.
@@ -263,15 +263,10 @@ class Workload:
     def __init__(self, config: config_lib.TaskConfig, variant: Variant,
                  seed: int = 0):
         self.variant = variant
-        self.config = dataclasses.replace(
-            config,
-            langevin=dataclasses.replace(config.langevin,
-                                         unroll=variant.unroll),
-            model=dataclasses.replace(config.model,
-                                      planner_conv_form=variant.conv_form),
-            train=dataclasses.replace(config.train,
-                                      jit_compile=variant.jit == "xla",
-                                      precision=variant.precision))
+        # `xla_langevin` builds a plain-graph step (compiled below).
+        self.config = execution.apply(config, execution.ExecutionPath(
+            jit_compile=variant.jit == "xla", unroll=variant.unroll,
+            conv_form=variant.conv_form, precision=variant.precision))
         self.batch_size = self.config.train.batch_size
         self.trainer = factory.build_trainer(self.config)
         if variant.jit == "xla_langevin":

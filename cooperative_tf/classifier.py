@@ -129,8 +129,15 @@ def probabilities(classifier: FeatureClassifier, images,
                                                batch_size)])
 
 
+def _folder(path: Optional[str]) -> Optional[str]:
+    # One folder has many spellings (`../shared/data/mnist`, its absolute
+    # path, a symlink): each would otherwise train its own judge, and runs
+    # on the same data would be scored by different judges.
+    return os.path.realpath(os.path.expanduser(path)) if path else path
+
+
 def _fingerprint(data) -> dict:
-    return {"reader": data.reader, "data_dir": data.data_dir,
+    return {"reader": data.reader, "data_dir": _folder(data.data_dir),
             "image_size": data.image_size, "channels": data.channels,
             "num_classes": data.num_classes, "train_split": data.train_split,
             "eval_split": data.eval_split}
@@ -179,7 +186,8 @@ def get_classifier(data, workdir: Optional[str], verbose: bool = False
     """The task's classifier, trained once and kept in `workdir`.
 
     A cached classifier is reused only if it was trained on the same data
-    (reader, folder, sizes, splits); otherwise it is trained again.
+    (reader, folder however spelt, sizes, splits); otherwise it is trained
+    again.
 
     Returns:
       `(classifier, its held-out accuracy on real data)`.
@@ -188,7 +196,9 @@ def get_classifier(data, workdir: Optional[str], verbose: bool = False
     if folder and os.path.exists(os.path.join(folder, _INFO_FILE)):
         with open(os.path.join(folder, _INFO_FILE)) as f:
             info = json.load(f)
-        if info.get("data") == _fingerprint(data):
+        cached = dict(info.get("data") or {})
+        cached["data_dir"] = _folder(cached.get("data_dir"))
+        if cached == _fingerprint(data):
             classifier = keras.saving.load_model(
                 os.path.join(folder, _MODEL_FILE))
             return classifier, float(info["accuracy"])

@@ -221,3 +221,38 @@ def test_digits_framed_by_any_reader_are_told_by_their_border():
     framed[1, 31, 7, 0] = -0.5  # one lit border pixel: not a framed set
     assert not eval_lib._digit_framed(framed)
     assert not eval_lib._digit_framed(framed[:0])
+
+
+def test_a_cached_judge_is_reused_however_its_folder_is_spelt(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    import keras
+
+    from cooperative_tf import classifier as classifier_lib
+
+    (tmp_path / "digits").mkdir()
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "w"
+    # A judge cached by a run that named the folder relatively.
+    cached = dataclasses.replace(MNIST_SAMPLE.data, data_dir="./digits/")
+    model = classifier_lib.FeatureClassifier(filters=(4,), feature_dim=8)
+    model(np.zeros([1, 32, 32, 1], np.float32))
+    (workdir / "classifier").mkdir(parents=True)
+    model.save(str(workdir / "classifier" / "classifier.keras"))
+    (workdir / "classifier" / "classifier.json").write_text(json.dumps(
+        {"data": classifier_lib._fingerprint(cached), "accuracy": 0.5}))
+
+    def retrain(*args, **kwargs):
+        raise AssertionError("the cached judge was trained again")
+
+    monkeypatch.setattr(classifier_lib, "train_classifier", retrain)
+    # The same folder by its absolute path: the cached judge is read.
+    same = dataclasses.replace(cached, data_dir=str(tmp_path / "digits"))
+    judge, accuracy = classifier_lib.get_classifier(same, str(workdir))
+    assert accuracy == 0.5 and isinstance(judge, keras.Model)
+    # Another folder is other data: the judge is trained for it.
+    (tmp_path / "other").mkdir()
+    other = dataclasses.replace(cached, data_dir=str(tmp_path / "other"))
+    with pytest.raises(AssertionError, match="trained again"):
+        classifier_lib.get_classifier(other, str(workdir))
