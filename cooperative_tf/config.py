@@ -418,8 +418,8 @@ def validate(config: TaskConfig) -> None:
                  "mismatch_weight", "diversity_weight",
                  "gradient_penalty_weight"):
         value = getattr(t, name)
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"train.{name} must be a finite number >= 0. "
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"train.{name} must be a number >= 0. "
                              f"Received: {value}")
     if not t.diversity_bound > 0:
         raise ValueError("train.diversity_bound must be a number > 0. "

@@ -188,6 +188,18 @@ def test_the_key_holds_the_environment_that_changes_kernels(monkeypatch):
     assert autotune.cache_key(autotune.key_material(config, 1, AVX2)) != base
 
 
+def test_a_gradient_penalty_is_in_the_key_only_when_on():
+    # It adds a second differentiation to every step, so a path timed
+    # without it does not answer for a run with it; off, the key is the
+    # one cached before the option existed.
+    config = tiny_mnist()
+    material = autotune.key_material(config, 1, AVX2)
+    assert "gradient_penalty_weight" not in material["train"]
+    penalised = tiny_mnist("train.gradient_penalty_weight=1e-6")
+    assert (autotune.cache_key(autotune.key_material(penalised, 1, AVX2))
+            != autotune.cache_key(material))
+
+
 def test_nothing_auto_means_nothing_timed():
     timer = FakeTimer()
     forced = ("train.jit_compile=false", "langevin.unroll=false")
