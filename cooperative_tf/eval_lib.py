@@ -180,7 +180,7 @@ def _shuffled(images: np.ndarray, seed: int,
 # The few numbers a progress line shows; the JSON lines keep them all.
 _BRIEF = ("conditional_accuracy_fast", "conditional_accuracy_refined",
           "min_class_accuracy_refined", "frechet_fast", "frechet_refined",
-          "planner_accuracy", "psnr_fast", "psnr_refined",
+          "planner_accuracy", "planner_slope", "psnr_fast", "psnr_refined",
           "colour_error_fast", "colour_error_refined", "diversity_fast",
           "diversity_refined", "detail_ratio_fast", "detail_ratio_refined",
           "refinement_alignment")

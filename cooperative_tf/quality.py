@@ -109,7 +109,8 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
     Returns:
       For each answer kind: `conditional_accuracy_*`, `min_class_accuracy_*`,
       `worst_class_*`, `frechet_*`; plus `delta_*`, `planner_accuracy`,
-      `classifier_real_accuracy` and `frechet_real`.
+      `planner_slope` (for a `Planner`), `classifier_real_accuracy` and
+      `frechet_real`.
     """
     labels = _balanced_labels(num_samples, num_classes)
     eye = np.eye(num_classes, dtype=np.float32)
@@ -128,6 +129,9 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
     if planner is not None:
         result["planner_accuracy"] = planner_accuracy(planner, judge.images,
                                                       judge.labels)
+        if hasattr(planner, "encode_condition"):
+            result["planner_slope"] = planner_slope(
+                planner, judge.images, eye[judge.labels])
     for kind in kinds:
         predicted, features = classifier_lib.predict(
             judge.classifier, np.concatenate(answers[kind]))
@@ -155,6 +159,40 @@ def planner_accuracy(planner, images, labels, batch_size: int = 250
         hits.append(np.argmax(np.asarray(values), -1)
                     == labels[start:start + batch_size])
     return float(np.mean(np.concatenate(hits)))
+
+
+def planner_slope(planner, images, conditions, batch_size: int = 250
+                  ) -> float:
+    """Mean norm of the planner's slope |df/dY| at `images` under their
+    `conditions`.
+
+    A Langevin step moves an answer by d^2 / 2 times this (plus noise and
+    the reference term), so it is the planner's reach per step. In long
+    mnist runs it held steady for thousands of steps, then grew 2.5x in the
+    500 steps before the values ran away (docs/quality.md), so a rise here
+    warns before the divergence guard stops a run.
+
+    Args:
+      planner: A `Planner` (callable as `planner(Y, C)`).
+      images: `[N, H, W, C]` answers in [-1, 1], e.g. held-out data.
+      conditions: `[N, classes]` one-hot labels or `[N, H, W, C_c]` maps.
+      batch_size: Images per gradient.
+
+    Returns:
+      The mean over images of the L2 norm of df/dY over all pixels.
+    """
+    norms = []
+    for start in range(0, len(images), batch_size):
+        y = tf.convert_to_tensor(images[start:start + batch_size],
+                                 tf.float32)
+        c = tf.convert_to_tensor(conditions[start:start + batch_size],
+                                 tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            total = tf.reduce_sum(tf.cast(planner(y, c), tf.float32))
+        slope = tf.reshape(tape.gradient(total, y), [tf.shape(y)[0], -1])
+        norms.append(tf.norm(slope, axis=1).numpy())
+    return float(np.mean(np.concatenate(norms)))
 
 
 def image_quality(trainer, dataset, condition: str,

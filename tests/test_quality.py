@@ -259,3 +259,25 @@ def test_a_cached_judge_is_reused_however_its_folder_is_spelt(
     other = dataclasses.replace(cached, data_dir=str(tmp_path / "other"))
     with pytest.raises(AssertionError, match="trained again"):
         classifier_lib.get_classifier(other, str(workdir))
+
+
+@pytest.mark.parametrize("condition", ["label", "image"])
+def test_planner_slope_is_the_mean_norm_of_df_dy(condition):
+    planner = tiny.planner(condition)
+    images, conditions = tiny.planner_inputs(condition)
+    images, conditions = images.numpy(), conditions.numpy()
+    # Batches of 3 give the mean over all images, each its own gradient.
+    slope = quality.planner_slope(planner, images, conditions, batch_size=3)
+    norms = []
+    for y, c in zip(images, conditions):
+        y = tf.constant(y[None])
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            total = tf.reduce_sum(planner(y, c[None]))
+        norms.append(float(tf.norm(tape.gradient(total, y))))
+    assert slope == pytest.approx(np.mean(norms), rel=1e-4)
+    assert slope > 0
+    # f is linear in the head's weights: tripling them triples the slope.
+    planner.head.kernel.assign(3.0 * planner.head.kernel)
+    assert quality.planner_slope(planner, images, conditions) == (
+        pytest.approx(3.0 * slope, rel=1e-4))
