@@ -228,7 +228,9 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   # Only when on, so that the keys cached before it existed
                   # still match.
                   **({"gradient_penalty_weight": t.gradient_penalty_weight}
-                     if t.gradient_penalty_weight else {})},
+                     if t.gradient_penalty_weight else {}),
+                  # The average's update is work in each step too.
+                  **({"policy_ema": True} if t.policy_ema else {})},
     }
 
 

@@ -224,6 +224,14 @@ class TrainConfig:
         paper's loss. The slope sets how far each Langevin step moves an
         answer; docs/quality.md measures it growing until the chains leave
         the data in long mnist runs.
+      policy_ema: Momentum of an exponential moving average of the
+        policy's trainable weights, updated after each of its steps (its
+        optimizer's `use_ema`); 0 (the default) keeps none. Training
+        proposes with the trained weights; the average is what is judged,
+        sampled, exported and served (`cooperative_tf.averaging`), and
+        `--policy_weights=trained` judges the trained ones instead. 0.999
+        averages over about the last 1,000 steps. It is fixed for a run:
+        a work directory trained without it has no average to resume.
       eval_every: Steps between quality evaluations during training (0:
         only at the end; see `cooperative_tf.quality`).
       eval_samples: Generated answers per quality evaluation during
@@ -261,6 +269,7 @@ class TrainConfig:
     diversity_weight: float = 0.0
     diversity_bound: float = 0.1
     gradient_penalty_weight: float = 0.0
+    policy_ema: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
     on_divergence: str = "stop"
@@ -411,6 +420,10 @@ def validate(config: TaskConfig) -> None:
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"train.{name} must be a finite number > 0. "
                              f"Received: {scale}")
+    if not 0 <= t.policy_ema < 1:
+        raise ValueError("train.policy_ema must lie in [0, 1) (0: no "
+                         "average; 0.999 for about 1,000 steps). Received: "
+                         f"train.policy_ema={t.policy_ema}")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")

@@ -14,7 +14,7 @@ import numpy as np
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import parzen, quality
+from cooperative_tf import averaging, parzen, quality
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.safety import checkpoint_step
 from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
@@ -25,7 +25,8 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
              parzen_samples: int = 10000,
              quality_samples: int = 10000,
              refine_steps: Sequence[int] = (),
-             versus_samples: int = 2000) -> dict:
+             versus_samples: int = 2000,
+             policy_weights: str = averaging.AVERAGED) -> dict:
     """Scores the latest checkpoint on the evaluation split.
 
     Reports the `test_step` metrics (value gap, |Y1 - Y0|, MSE of the fast and
@@ -60,12 +61,17 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         `versus_samples` answers (label tasks) or examples (image tasks),
         and returned under `versus_steps` (a list of dicts).
       versus_samples: See `refine_steps`.
+      policy_weights: `averaged`: a run with `train.policy_ema` answers
+        with the policy's weight average; `trained`: with its trained
+        weights. `policy_ema` in the result is the momentum of the average
+        used (0: the trained weights).
 
     Returns:
       A dict of floats (and `versus_steps` when asked).
     """
     trainer = build_trainer(config)
-    checkpoint = restore(trainer, workdir, required=True)
+    checkpoint = restore(trainer, workdir, required=True,
+                         policy_weights=policy_weights)
     dataset = pipelines.build_dataset(config.data, config.data.eval_split,
                                       config.train.batch_size, training=False,
                                       repeat=False)
@@ -75,6 +81,9 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     result = {k: float(v) for k, v in result.items()}
     # Which checkpoint the numbers (and a test-time compute chart) are of.
     result["step"] = float(checkpoint_step(checkpoint))
+    result["policy_ema"] = (averaging.momentum(trainer)
+                            if policy_weights == averaging.AVERAGED
+                            and averaging.has_average(trainer) else 0.0)
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))

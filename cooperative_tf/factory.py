@@ -114,7 +114,11 @@ def _network_dtype(config: config_lib.TaskConfig):
         keras.config.set_dtype_policy(previous)
 
 
-def _adam(rate, t: config_lib.TrainConfig):
+def _adam(rate, t: config_lib.TrainConfig, average: bool = False):
+    # The policy's optimizer keeps its weight average (`train.policy_ema`).
+    if average and t.policy_ema:
+        return keras.optimizers.Adam(rate, beta_1=t.beta_1, use_ema=True,
+                                     ema_momentum=t.policy_ema)
     return keras.optimizers.Adam(rate, beta_1=t.beta_1)
 
 
@@ -133,7 +137,7 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         diversity_weight=t.diversity_weight,
         diversity_bound=t.diversity_bound,
         gradient_penalty_weight=t.gradient_penalty_weight, name="cooperative")
-    trainer.compile(policy_optimizer=_adam(t.policy_lr, t),
+    trainer.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
                     planner_optimizer=_adam(t.planner_lr, t),
                     langevin_jit_compile=t.jit_compile, **compile_kwargs)
     return trainer
@@ -150,7 +154,7 @@ def _pix2pix(config: config_lib.TaskConfig, compile_kwargs: dict):
                               latent_dim=config.model.latent_dim,
                               l1_weight=m.l1_weight, seed=t.seed,
                               name="pix2pix")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t),
+    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
                   discriminator_optimizer=_adam(m.discriminator_lr, t),
                   **compile_kwargs)
     return model
@@ -163,7 +167,8 @@ def _regression(config: config_lib.TaskConfig, compile_kwargs: dict):
     model = baselines.Regression(policy,
                                  latent_dim=config.model.latent_dim,
                                  seed=t.seed, name="regression")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t), **compile_kwargs)
+    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
+                  **compile_kwargs)
     return model
 
 
@@ -177,7 +182,7 @@ def _cgan(config: config_lib.TaskConfig, compile_kwargs: dict):
     model = baselines.ConditionalGAN(policy, discriminator,
                                      latent_dim=config.model.latent_dim,
                                      seed=t.seed, name="cgan")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t),
+    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
                   discriminator_optimizer=_adam(m.discriminator_lr, t),
                   **compile_kwargs)
     return model

@@ -91,6 +91,11 @@ flags.DEFINE_integer("versus_samples", 2000,
                      "--mode=eval with --refine_steps: answers (label tasks) "
                      "or examples (image tasks) scored per step count.",
                      lower_bound=20)
+flags.DEFINE_enum("policy_weights", "averaged", ["averaged", "trained"],
+                  "eval, sample, figures, inference, export: a run with "
+                  "train.policy_ema answers with the policy's weight "
+                  "average (averaged) or its trained weights (trained); a "
+                  "run without one always uses the trained weights.")
 flags.DEFINE_integer("inference_examples", 200,
                      "--mode=inference: held-out examples (and best-of-N "
                      "conditions) measured.", lower_bound=1)
@@ -197,10 +202,13 @@ def main(argv):
                           "is for comparison (--mode=eval scores it).")
                 elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
-                    path = serving.export_trainer(
-                        result.trainer, config,
-                        FLAGS.export_dir or os.path.join(workdir, "export"),
-                        FLAGS.model_name or config.name)
+                    from cooperative_tf import averaging
+                    with averaging.averaged_policy(result.trainer):
+                        path = serving.export_trainer(
+                            result.trainer, config,
+                            FLAGS.export_dir or os.path.join(workdir,
+                                                             "export"),
+                            FLAGS.model_name or config.name)
                     print(f"Exported {path}")
                 elif FLAGS.export and not chief:
                     print("The chief exports; this worker waits for it.")
@@ -222,7 +230,8 @@ def main(argv):
                 config, workdir, parzen_samples=FLAGS.parzen_samples,
                 quality_samples=FLAGS.quality_samples,
                 refine_steps=refine_steps,
-                versus_samples=FLAGS.versus_samples)
+                versus_samples=FLAGS.versus_samples,
+                policy_weights=FLAGS.policy_weights)
             from cooperative_tf import quality
             print(quality.format_table(
                 {k: v for k, v in result.items() if k != "versus_steps"}))
@@ -233,7 +242,8 @@ def main(argv):
             print(f"Wrote {eval_lib.write_eval(workdir, result)}")
         elif FLAGS.mode == "sample":
             trainer = factory.build_trainer(config)
-            ckpt = workdir_lib.restore(trainer, workdir, required=True)
+            ckpt = workdir_lib.restore(trainer, workdir, required=True,
+                                       policy_weights=FLAGS.policy_weights)
             step = safety.checkpoint_step(ckpt)
             path = train_lib.write_samples(
                 trainer, train_lib.sample_batch(config),
@@ -243,7 +253,8 @@ def main(argv):
         elif FLAGS.mode == "figures":
             from cooperative_tf import figures
             trainer = factory.build_trainer(config)
-            ckpt = workdir_lib.restore(trainer, workdir, required=True)
+            ckpt = workdir_lib.restore(trainer, workdir, required=True,
+                                       policy_weights=FLAGS.policy_weights)
             out_dir = os.path.join(workdir, "figures")
             for path in figures.write_figures(trainer, config, out_dir):
                 print(f"Wrote {path}")
@@ -253,7 +264,8 @@ def main(argv):
         elif FLAGS.mode == "inference":
             from cooperative_tf import inference_report, quality
             trainer = factory.build_trainer(config)
-            ckpt = workdir_lib.restore(trainer, workdir, required=True)
+            ckpt = workdir_lib.restore(trainer, workdir, required=True,
+                                       policy_weights=FLAGS.policy_weights)
             result = inference_report.report(
                 trainer, config, workdir, examples=FLAGS.inference_examples,
                 num_candidates=FLAGS.num_candidates)
@@ -264,8 +276,9 @@ def main(argv):
             print(f"Wrote {path}")
         elif FLAGS.mode == "export":
             from cooperative_tf import serving
-            path = serving.export_from_workdir(workdir, FLAGS.export_dir,
-                                              FLAGS.model_name)
+            path = serving.export_from_workdir(
+                workdir, FLAGS.export_dir, FLAGS.model_name,
+                policy_weights=FLAGS.policy_weights)
             print(f"Exported {path}")
     except (ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import (autotune, images, label_stage, quality, safety,
-                            workdir_lock)
+from cooperative_tf import (autotune, averaging, images, label_stage, quality,
+                            safety, workdir_lock)
 from cooperative_tf.callbacks import (DivergenceError, DivergenceGuard,
                                       PeriodicCallback, ProgressLogger)
 from cooperative_tf.distribute import is_chief, needs_distributed_input
@@ -248,9 +248,10 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
 
     def sample(step):
         if chief and preemption.signum is None:
-            last["sample"] = write_samples(
-                trainer, samples,
-                os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
+            with averaging.averaged_policy(trainer):
+                last["sample"] = write_samples(
+                    trainer, samples,
+                    os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
             summaries.image_file(step, "samples", last["sample"])
 
     def keep_line(step, values):
@@ -281,7 +282,9 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
         def assess(step):
             if preemption.signum is not None:
                 return
-            row = evaluator(trainer, t.eval_samples, seed=step)
+            # The answers a user would get: the policy's average, if kept.
+            with averaging.averaged_policy(trainer):
+                row = evaluator(trainer, t.eval_samples, seed=step)
             append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
             summaries.scalars(step, row, split="eval")
             log(f"quality at step {step}: {brief_quality(row)}")

@@ -25,7 +25,7 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
-from cooperative_tf import config_io, safety
+from cooperative_tf import averaging, config_io, safety
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -65,13 +65,22 @@ def check_workdir_config(config: config_lib.TaskConfig,
       ValueError: When `workdir/config.json` exists and its model or data
         section or its method differs from `config`'s (other than where
         the data lives or `model.planner_conv_form`, which leaves the
-        weights as they are).
+        weights as they are), or it switches `train.policy_ema` on or off.
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         saved = config_io.from_json(f.read())
+    if bool(saved.train.policy_ema) != bool(config.train.policy_ema):
+        raise ValueError(
+            f"{workdir} holds a run trained with train.policy_ema="
+            f"{saved.train.policy_ema}; the policy's weight average is kept "
+            "from a run's first step or not at all, so it cannot be "
+            f"switched {'on' if config.train.policy_ema else 'off'} now. Use "
+            "a new --workdir, or --set train.policy_ema="
+            f"{saved.train.policy_ema}. Received: train.policy_ema="
+            f"{config.train.policy_ema}")
     for section in ("model", "data", "method"):
         old, new = getattr(saved, section), getattr(config, section)
         if section == "data":  # where the data lives may move
@@ -142,19 +151,23 @@ def _variables_by_path(model) -> dict:
     return variables
 
 
-def restore(trainer, workdir: str,
-            required: bool = False) -> Optional[str]:
+def restore(trainer, workdir: str, required: bool = False,
+            policy_weights: str = averaging.AVERAGED) -> Optional[str]:
     """Restores the newest usable checkpoint in `workdir`; returns its path.
 
     Checkpoints that cannot be read or hold NaN/Inf are named and skipped
     (left in place: training, which holds the work directory's lock, is the
-    one that sets them aside).
+    one that sets them aside). For evaluation, sampling and export, not
+    for training on: where the run kept a policy average
+    (`train.policy_ema`) and `policy_weights` is `averaged`, the policy
+    carries the average (`cooperative_tf.averaging`).
 
     Raises:
       FileNotFoundError: No checkpoint, when `required`.
       cooperative_tf.safety.CheckpointError: None of them is usable.
       ValueError: A checkpoint of another model.
     """
+    averaging.check_policy_weights(policy_weights)
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     latest = safety.restore_checkpoint(
         make_checkpoint(trainer), directory, safety.state_variables(trainer),
@@ -165,6 +178,7 @@ def restore(trainer, workdir: str,
             f"Received: workdir={workdir!r}")
     if latest is not None:
         restore_step_size(trainer, latest)
+        averaging.select(trainer, policy_weights)
     return latest
 
 

@@ -200,6 +200,15 @@ def test_a_gradient_penalty_is_in_the_key_only_when_on():
             != autotune.cache_key(material))
 
 
+def test_a_policy_average_is_in_the_key_only_when_on():
+    config = tiny_mnist()
+    material = autotune.key_material(config, 1, AVX2)
+    assert "policy_ema" not in material["train"]
+    averaged = tiny_mnist("train.policy_ema=0.999")
+    assert (autotune.cache_key(autotune.key_material(averaged, 1, AVX2))
+            != autotune.cache_key(material))
+
+
 def test_nothing_auto_means_nothing_timed():
     timer = FakeTimer()
     forced = ("train.jit_compile=false", "langevin.unroll=false")

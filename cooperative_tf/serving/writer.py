@@ -169,7 +169,8 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
 
 
 def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
-                        model_name: Optional[str] = None, **kwargs) -> str:
+                        model_name: Optional[str] = None,
+                        policy_weights: str = "averaged", **kwargs) -> str:
     """Exports the latest checkpoint of a training work directory.
 
     Args:
@@ -177,6 +178,9 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
         `cooperative_tf.workdir`).
       export_dir: Default `<workdir>/export`.
       model_name: Default the task name.
+      policy_weights: `averaged` exports the policy's weight average where
+        the run kept one (`train.policy_ema`), `trained` its trained
+        weights (`cooperative_tf.averaging`).
       **kwargs: Passed to `export_trainer` (`max_steps`, `max_step_size`,
         `version`).
 
@@ -189,7 +193,7 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
     config = load_config(workdir)
     # float32 networks restore a mixed-precision run's float32 variables.
     trainer = build_trainer(float32_config(config))
-    restore(trainer, workdir, required=True)
+    restore(trainer, workdir, required=True, policy_weights=policy_weights)
     return export_trainer(trainer, config,
                           export_dir or os.path.join(workdir, "export"),
                           model_name or config.name, **kwargs)

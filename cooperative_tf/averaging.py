@@ -1,0 +1,93 @@
+"""The policy's weight average (`train.policy_ema`).
+
+With `train.policy_ema` = m > 0 the policy's optimizer keeps, beside each
+trainable weight w, an exponential moving average a <- m a + (1 - m) w,
+updated after each of the policy's steps (Keras' `use_ema`; its first step
+copies w). Training proposes with w, so the cooperative dynamics are those
+of a run without it; answers that are judged, sampled, exported or served
+come from a, which averages out the step-to-step jitter of the weights (the
+generator average of GAN practice). The batch-norm statistics are the
+trained policy's: they are running means already.
+
+`averaged_policy` swaps a in for a block (training's evaluations and
+sample grids); `use_average` swaps it in for good (a restored checkpoint
+that is only evaluated or exported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+POLICY = "policy"
+AVERAGED, TRAINED = "averaged", "trained"
+POLICY_WEIGHTS = (AVERAGED, TRAINED)
+
+
+def momentum(model) -> float:
+    """The average's momentum m, 0.0 when `model` keeps none."""
+    optimizer = (getattr(model, "optimizers", None) or {}).get(POLICY)
+    if optimizer is None or not getattr(optimizer, "use_ema", False):
+        return 0.0
+    return float(optimizer.ema_momentum)
+
+
+def has_average(model) -> bool:
+    """Whether `model` (a method model exposing `networks` and
+    `optimizers`) holds a policy average that has seen a step: before the
+    first one the optimizer's averages are zeros, not weights."""
+    if not momentum(model):
+        return False
+    optimizer = model.optimizers[POLICY]
+    return bool(optimizer.built) and int(optimizer.iterations.numpy()) > 0
+
+
+def use_average(model) -> bool:
+    """Writes the average into the policy's weights, for good.
+
+    Returns:
+      Whether it did (False: `model` keeps no average, or it has seen no
+      step).
+    """
+    if not has_average(model):
+        return False
+    policy = model.networks[POLICY]
+    model.optimizers[POLICY].finalize_variable_values(
+        policy.trainable_variables)
+    return True
+
+
+@contextlib.contextmanager
+def averaged_policy(model):
+    """Within the block the policy carries its average; after it, its own
+    trained weights again, bit for bit. Yields whether the average is in
+    (False where `use_average` would do nothing)."""
+    if not has_average(model):
+        yield False
+        return
+    variables = model.networks[POLICY].trainable_variables
+    trained = [v.numpy() for v in variables]
+    use_average(model)
+    try:
+        yield True
+    finally:
+        for variable, value in zip(variables, trained):
+            variable.assign(value)
+
+
+def select(model, policy_weights: str) -> bool:
+    """Puts the policy's `averaged` (when it keeps one) or `trained`
+    weights in for good; returns whether the average is in.
+
+    Raises:
+      ValueError: `policy_weights` is neither.
+    """
+    check_policy_weights(policy_weights)
+    return policy_weights == AVERAGED and use_average(model)
+
+
+def check_policy_weights(policy_weights: str) -> None:
+    """Raises a ValueError naming the choices unless `policy_weights` is
+    one of them."""
+    if policy_weights not in POLICY_WEIGHTS:
+        raise ValueError(f"policy_weights must be one of {POLICY_WEIGHTS}. "
+                         f"Received: policy_weights={policy_weights!r}")

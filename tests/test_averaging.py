@@ -1,0 +1,133 @@
+"""The policy's weight average (`train.policy_ema`,
+`cooperative_tf.averaging`)."""
+
+import numpy as np
+import pytest
+
+import tiny
+from cooperative_tf import (averaging, config_io, factory, tasks, trainer,
+                            workdir)
+
+
+def averaged_trainer(momentum=0.5):
+    config = tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + [f"train.policy_ema={momentum}"])
+    result = factory.build_trainer(config)
+    result.make_train_function()
+    return config, result
+
+
+def step(model, seed):
+    from pipelines.synthetic import synthetic_batch
+
+    model.train_function([synthetic_batch(
+        tasks.resolve_config("mnist", overrides=tiny.LABEL).data, 4, seed)])
+
+
+def weights(model):
+    return [v.numpy().copy() for v in model.policy.trainable_variables]
+
+
+def test_the_average_follows_the_trained_weights_step_by_step():
+    _, model = averaged_trainer(momentum=0.5)
+    assert averaging.momentum(model) == 0.5
+    # Before any step the optimizer's averages are zeros, not weights.
+    assert not averaging.has_average(model)
+    with averaging.averaged_policy(model) as swapped:
+        assert not swapped
+    step(model, 0)
+    first = weights(model)
+    with averaging.averaged_policy(model) as swapped:
+        assert swapped  # the first step copies the weights
+        for got, want in zip(weights(model), first):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    step(model, 1)
+    second = weights(model)
+    assert max(np.abs(a - b).max() for a, b in zip(first, second)) > 1e-5
+    with averaging.averaged_policy(model):
+        for got, a, b in zip(weights(model), first, second):
+            np.testing.assert_allclose(got, 0.5 * a + 0.5 * b, rtol=1e-5,
+                                       atol=1e-7)
+    # After the block the trained weights are back, bit for bit.
+    for got, want in zip(weights(model), second):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_answers_inside_the_block_come_from_the_average():
+    _, model = averaged_trainer(momentum=0.9)
+    for seed in range(3):
+        step(model, seed)
+    labels = np.eye(tiny.CLASSES, dtype=np.float32)[:4]
+    before = model.generate(labels, seed=5)["fast"].numpy()
+    with averaging.averaged_policy(model):
+        inside = model.generate(labels, seed=5)["fast"].numpy()
+    after = model.generate(labels, seed=5)["fast"].numpy()
+    np.testing.assert_array_equal(before, after)
+    assert np.abs(inside - before).max() > 1e-4
+
+
+def test_no_average_means_the_trained_weights_everywhere(tmp_path):
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL)
+    model = factory.build_trainer(config)
+    model.make_train_function()
+    step(model, 0)
+    assert averaging.momentum(model) == 0.0
+    assert not averaging.has_average(model)
+    with averaging.averaged_policy(model) as swapped:
+        assert not swapped
+    assert not averaging.use_average(model)
+
+
+def test_restoring_puts_the_average_in_unless_trained_is_asked(tmp_path):
+    config, model = averaged_trainer(momentum=0.5)
+    for seed in range(2):
+        step(model, seed)
+    trained = weights(model)
+    with averaging.averaged_policy(model):
+        average = weights(model)
+    workdir.make_checkpoint(model).save(
+        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    for policy_weights, want in (("averaged", average), ("trained", trained)):
+        restored = factory.build_trainer(config)
+        workdir.restore(restored, str(tmp_path), required=True,
+                        policy_weights=policy_weights)
+        for got, expected in zip(weights(restored), want):
+            np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="policy_weights must be one of"):
+        workdir.restore(factory.build_trainer(config), str(tmp_path),
+                        policy_weights="ema")
+
+
+def test_the_average_cannot_be_switched_on_or_off_in_a_run(tmp_path):
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL)
+    averaged = config_io.override(config, ["train.policy_ema=0.999"])
+    (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(config))
+    with pytest.raises(ValueError, match="cannot be switched on"):
+        workdir.check_workdir_config(averaged, str(tmp_path))
+    (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(averaged))
+    with pytest.raises(ValueError, match="cannot be switched off"):
+        workdir.check_workdir_config(config, str(tmp_path))
+    # Another momentum keeps the average's variables: allowed.
+    workdir.check_workdir_config(
+        config_io.override(config, ["train.policy_ema=0.99"]), str(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
+def test_a_momentum_outside_zero_one_is_named(value):
+    with pytest.raises(ValueError, match="train.policy_ema must lie in"):
+        tasks.resolve_config("mnist",
+                             overrides=[f"train.policy_ema={value}"])
+
+
+def test_the_trainer_step_is_the_same_with_or_without_an_average():
+    # Training proposes with the trained weights: the average only watches.
+    _, plain = averaged_trainer(momentum=0.0)
+    _, averaged = averaged_trainer(momentum=0.9)
+    averaged.policy.set_weights(plain.policy.get_weights())
+    averaged.planner.set_weights(plain.planner.get_weights())
+    for seed in range(2):
+        step(plain, seed)
+        step(averaged, seed)
+    for a, b in zip(weights(plain), weights(averaged)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert isinstance(averaged, trainer.CooperativeTrainer)
