@@ -11,7 +11,8 @@ trained policy's: they are running means already.
 
 `averaged_policy` swaps a in for a block (training's evaluations and
 sample grids); `use_average` swaps it in for good (a restored checkpoint
-that is only evaluated or exported).
+that is only evaluated or exported). `in_use` says which weights the policy
+carries, for what is written about its answers (evaluations, exports).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def momentum(model) -> float:
     if optimizer is None or not getattr(optimizer, "use_ema", False):
         return 0.0
     return float(optimizer.ema_momentum)
+
+
+def in_use(model) -> str:
+    """`averaged` while the policy carries its average, else `trained`."""
+    return getattr(model, _IN_USE, TRAINED)
+
+
+_IN_USE = "_policy_weights_in_use"
 
 
 def has_average(model) -> bool:
@@ -50,9 +59,12 @@ def use_average(model) -> bool:
     """
     if not has_average(model):
         return False
+    if in_use(model) == AVERAGED:
+        return True
     policy = model.networks[POLICY]
     model.optimizers[POLICY].finalize_variable_values(
         policy.trainable_variables)
+    setattr(model, _IN_USE, AVERAGED)
     return True
 
 
@@ -61,8 +73,8 @@ def averaged_policy(model):
     """Within the block the policy carries its average; after it, its own
     trained weights again, bit for bit. Yields whether the average is in
     (False where `use_average` would do nothing)."""
-    if not has_average(model):
-        yield False
+    if not has_average(model) or in_use(model) == AVERAGED:
+        yield in_use(model) == AVERAGED
         return
     variables = model.networks[POLICY].trainable_variables
     trained = [v.numpy() for v in variables]
@@ -72,6 +84,7 @@ def averaged_policy(model):
     finally:
         for variable, value in zip(variables, trained):
             variable.assign(value)
+        setattr(model, _IN_USE, TRAINED)
 
 
 def select(model, policy_weights: str) -> bool:

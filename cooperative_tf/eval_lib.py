@@ -82,8 +82,8 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     # Which checkpoint the numbers (and a test-time compute chart) are of.
     result["step"] = float(checkpoint_step(checkpoint))
     result["policy_ema"] = (averaging.momentum(trainer)
-                            if policy_weights == averaging.AVERAGED
-                            and averaging.has_average(trainer) else 0.0)
+                            if averaging.in_use(trainer) == averaging.AVERAGED
+                            else 0.0)
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tiny import MAX_STEPS, MNIST, assert_close, eager, export_tiny, seeds
+from tiny import (MAX_STEPS, MNIST, assert_close, differ, eager,
+                  export_tiny, seeds)
 from tiny import value
 
 
@@ -134,6 +135,45 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
     served = loaded.signatures["energy"](image=tf.constant(image),
                                          label=tf.constant([5], tf.int64))
     assert_close(served["value"], value(trainer, image, np.eye(10)[[5]]))
+
+
+def test_export_serves_the_policy_average_or_the_trained_weights(
+        tmp_path):
+    from pipelines.synthetic import synthetic_batch
+
+    from cooperative_tf import averaging, config_io, factory, serving, tasks
+    from cooperative_tf import workdir as workdir_lib
+
+    config = tasks.resolve_config("mnist",
+                                  overrides=MNIST + ["train.policy_ema=0.5"])
+    trainer = factory.build_trainer(config)
+    trainer.make_train_function()
+    for seed in range(3):
+        trainer.train_function([synthetic_batch(config.data, 4, seed)])
+    workdir = tmp_path / "run"
+    os.makedirs(workdir)
+    (workdir / workdir_lib.CONFIG_FILE).write_text(config_io.to_json(config))
+    tf.train.CheckpointManager(
+        workdir_lib.make_checkpoint(trainer),
+        str(workdir / workdir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
+    condition = np.eye(10, dtype=np.float32)[[3, 8]]
+    trained, _ = eager(trainer, condition, [5, 6], [0, 0])
+    with averaging.averaged_policy(trainer):
+        averaged, _ = eager(trainer, condition, [5, 6], [0, 0])
+    assert differ(averaged, trained)
+    for policy_weights, want in (("averaged", averaged),
+                                 ("trained", trained)):
+        path = serving.export_from_workdir(
+            str(workdir), str(tmp_path / policy_weights), max_steps=4,
+            policy_weights=policy_weights)
+        info = serving.read_export_info(path)
+        assert info["policy_weights"] == policy_weights
+        assert info["policy_ema"] == 0.5
+        out = tf.saved_model.load(path).signatures["refine"](
+            label=tf.constant([3, 8], tf.int64),
+            seed=tf.constant(seeds(5, 6)), steps=tf.constant([0, 0]),
+            step_size=tf.constant([0.002, 0.002], tf.float32))
+        assert_close(out["fast"], want)
 
 
 # ------------------------------------------------- float32 copies

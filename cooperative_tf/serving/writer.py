@@ -18,7 +18,7 @@ from typing import Optional
 import tensorflow as tf
 
 from cooperative_tf import config as config_lib
-from cooperative_tf import config_io
+from cooperative_tf import averaging, config_io
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.serving.module import ServingModule
 from cooperative_tf.workdir import load_config, restore
@@ -132,6 +132,8 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
 
     train_step = (int(trainer.planner_optimizer.iterations.numpy())
                   if hasattr(trainer, "planner_optimizer") else None)
+    policy_weights = averaging.in_use(trainer)
+    policy_ema = averaging.momentum(trainer)
     trainer = _float32_copy(trainer, config)
     # Trace before touching the disk, so a model that cannot be exported
     # leaves nothing behind.
@@ -141,6 +143,9 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
         "model_name": model_name, "version": version, "task": config.name,
         "condition": config.data.condition,
         "train_step": train_step,
+        # Which policy answers: its weight average (`train.policy_ema`)
+        # or its trained weights.
+        "policy_weights": policy_weights, "policy_ema": policy_ema,
         "max_steps": module.max_steps, "max_step_size": module.max_step_size,
         "default_steps": int(trainer.langevin_steps),
         "default_step_size": float(trainer.step_size),
