@@ -182,17 +182,19 @@ def planner_slope(planner, images, conditions, batch_size: int = 250
     Returns:
       The mean over images of the L2 norm of df/dY over all pixels.
     """
-    norms = []
-    for start in range(0, len(images), batch_size):
-        y = tf.convert_to_tensor(images[start:start + batch_size],
-                                 tf.float32)
-        c = tf.convert_to_tensor(conditions[start:start + batch_size],
-                                 tf.float32)
-        # The Langevin step's own gradient, without the reference term.
-        _, slope = log_density_and_grad(lambda v: planner(v, c), y, None)
-        norms.append(tf.norm(tf.reshape(slope, [tf.shape(y)[0], -1]),
-                             axis=1).numpy())
-    return float(np.mean(np.concatenate(norms)))
+    return float(np.mean(np.concatenate([
+        _slope_norms(planner, images[start:start + batch_size],
+                     conditions[start:start + batch_size])
+        for start in range(0, len(images), batch_size)])))
+
+
+def _slope_norms(planner, images, conditions) -> np.ndarray:
+    """|df/dY| of each of `images` `[n, H, W, C]` under its condition."""
+    y = tf.convert_to_tensor(images, tf.float32)
+    c = tf.convert_to_tensor(conditions, tf.float32)
+    # The Langevin step's own gradient, without the reference term.
+    _, slope = log_density_and_grad(lambda v: planner(v, c), y, None)
+    return tf.norm(tf.reshape(slope, [tf.shape(y)[0], -1]), axis=1).numpy()
 
 
 def image_quality(trainer, dataset, condition: str,
@@ -220,6 +222,8 @@ def image_quality(trainer, dataset, condition: str,
       `psnr_*`, `ssim_*`, `l1_*`, `colour_error_*`, `diversity_*` and
       `checkerboard_*` and `detail_ratio_*` (`metrics.detail_ratio` over
       the split, on the hole for inpainting) for fast and refined answers,
+      `planner_slope` (see `planner_slope`; at the split's photos under
+      their conditions, for a planner with `encode_condition`),
       the `delta_*`, `refinement_alignment` (where both answers exist: the
       mean cosine between the planner's move and the fast answer's error;
       NaN when no answer moved) and `examples`.
@@ -235,6 +239,9 @@ def image_quality(trainer, dataset, condition: str,
     energy = {kind: [] for kind in kinds + ("target",)}
     both = all(kind in kinds for kind in ANSWERS)
     alignment = []
+    # A baseline may have no planner.
+    planner = trainer.networks.get("planner")
+    slopes = [] if hasattr(planner, "encode_condition") else None
     seen = 0
     for i, batch in enumerate(dataset):
         cond, target = batch["condition"], batch["target"]
@@ -265,6 +272,8 @@ def image_quality(trainer, dataset, condition: str,
                 metrics.checkerboard_energy(first))
             energy[kind].append(metrics.laplacian_energy(first, mask))
         energy["target"].append(metrics.laplacian_energy(target, mask))
+        if slopes is not None:
+            slopes.append(_slope_norms(planner, target, cond))
         if both:
             alignment.append(metrics.refinement_alignment(
                 firsts["fast"], firsts["refined"], target, mask))
@@ -284,6 +293,8 @@ def image_quality(trainer, dataset, condition: str,
         result["refinement_alignment"] = (
             float(np.mean(cosines[np.isfinite(cosines)]))
             if np.isfinite(cosines).any() else float("nan"))
+    if slopes is not None:
+        result["planner_slope"] = float(np.mean(np.concatenate(slopes)))
     result["examples"] = float(seen)
     return with_deltas(result)
 

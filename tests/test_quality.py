@@ -122,6 +122,7 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
         for kind in ("fast", "refined"):
             assert np.isfinite(rows[-1][f"{name}_{kind}"]), name
     assert -1 <= rows[-1]["refinement_alignment"] <= 1
+    assert rows[-1]["planner_slope"] > 0
     assert rows[-1]["examples"] == 6
     # Untrained answers still differ with X.
     assert rows[-1]["diversity_fast"] > 0
@@ -141,6 +142,7 @@ def test_image_run_logs_quality_and_history_and_eval_reports_it(tmp_path):
     result = eval_lib.evaluate(config, workdir, refine_steps=(0, 1),
                                 versus_samples=4)
     assert result["examples"] == 20  # the sample's whole val split
+    assert result["policy_ema"] == 0.0  # no average kept: trained weights
     assert [r["steps"] for r in result["versus_steps"]] == [0, 1]
     zero = result["versus_steps"][0]
     # Zero refinement steps: the refined answer is the fast one.
@@ -259,6 +261,21 @@ def test_a_cached_judge_is_reused_however_its_folder_is_spelt(
     other = dataclasses.replace(cached, data_dir=str(tmp_path / "other"))
     with pytest.raises(AssertionError, match="trained again"):
         classifier_lib.get_classifier(other, str(workdir))
+
+
+def test_image_quality_reports_the_planners_slope_at_the_photos():
+    trainer = tiny.trainer("image")
+    batches = [tiny.batch("image", size) for size in (3, 2)]
+    got = quality.image_quality(trainer, batches, "image",
+                                diversity_samples=2)
+    targets = np.concatenate([np.asarray(b["target"]) for b in batches])
+    conditions = np.concatenate([np.asarray(b["condition"])
+                                 for b in batches])
+    assert got["examples"] == 5
+    assert got["planner_slope"] == pytest.approx(
+        quality.planner_slope(trainer.planner, targets, conditions),
+        rel=1e-5)
+    assert got["planner_slope"] > 0
 
 
 @pytest.mark.parametrize("condition", ["label", "image"])
