@@ -37,6 +37,19 @@ def in_use(model) -> str:
     return getattr(model, _IN_USE, TRAINED)
 
 
+def momentum_in_use(model) -> float:
+    """The momentum of the average the policy carries; 0.0 while it
+    carries its trained weights (what evaluations and exports record as
+    `policy_ema`)."""
+    return momentum(model) if in_use(model) == AVERAGED else 0.0
+
+
+def forget(model) -> None:
+    """Marks the policy as carrying its trained weights, as after a
+    checkpoint is restored into it."""
+    setattr(model, _IN_USE, TRAINED)
+
+
 _IN_USE = "_policy_weights_in_use"
 
 

@@ -481,6 +481,10 @@ def _check_method(config: TaskConfig) -> None:
             f"{m.discriminator_lr}, planner_only_steps="
             f"{m.planner_only_steps}, planner_only_step_size="
             f"{m.planner_only_step_size}")
+    if config.train.policy_ema and m.name == "planner_only":
+        raise ValueError("train.policy_ema averages a policy's weights; "
+                         "method.name='planner_only' trains none. Received: "
+                         f"train.policy_ema={config.train.policy_ema}")
     if any(f < 1 for f in m.discriminator_filters):
         raise ValueError("method.discriminator_filters must be positive "
                          "channel counts. Received: "

@@ -81,9 +81,7 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     result = {k: float(v) for k, v in result.items()}
     # Which checkpoint the numbers (and a test-time compute chart) are of.
     result["step"] = float(checkpoint_step(checkpoint))
-    result["policy_ema"] = (averaging.momentum(trainer)
-                            if averaging.in_use(trainer) == averaging.AVERAGED
-                            else 0.0)
+    result["policy_ema"] = averaging.momentum_in_use(trainer)
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))

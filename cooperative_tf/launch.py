@@ -132,7 +132,9 @@ def _config_for_mode(workdir):
         extra.append(f"data.data_dir={FLAGS.data_dir}")
     if FLAGS.batch_size:
         extra.append(f"train.batch_size={FLAGS.batch_size}")
-    return config_io.override(config, extra)
+    overridden = config_io.override(config, extra)
+    workdir_lib.check_policy_average(config, overridden, workdir)
+    return overridden
 
 
 def main(argv):
@@ -202,8 +204,12 @@ def main(argv):
                           "is for comparison (--mode=eval scores it).")
                 elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
+                    import contextlib
+
                     from cooperative_tf import averaging
-                    with averaging.averaged_policy(result.trainer):
+                    with (averaging.averaged_policy(result.trainer)
+                          if FLAGS.policy_weights == averaging.AVERAGED
+                          else contextlib.nullcontext()):
                         path = serving.export_trainer(
                             result.trainer, config,
                             FLAGS.export_dir or os.path.join(workdir,
@@ -270,6 +276,8 @@ def main(argv):
                 trainer, config, workdir, examples=FLAGS.inference_examples,
                 num_candidates=FLAGS.num_candidates)
             result["step"] = float(safety.checkpoint_step(ckpt))
+            from cooperative_tf import averaging
+            result["policy_ema"] = averaging.momentum_in_use(trainer)
             print(quality.format_table(result))
             path = eval_lib.write_eval(workdir, result,
                                        eval_lib.INFERENCE_FILE)

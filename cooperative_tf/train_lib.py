@@ -285,6 +285,8 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
             # The answers a user would get: the policy's average, if kept.
             with averaging.averaged_policy(trainer):
                 row = evaluator(trainer, t.eval_samples, seed=step)
+                if t.policy_ema:
+                    row["policy_ema"] = averaging.momentum_in_use(trainer)
             append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
             summaries.scalars(step, row, split="eval")
             log(f"quality at step {step}: {brief_quality(row)}")

@@ -72,15 +72,7 @@ def check_workdir_config(config: config_lib.TaskConfig,
         return None
     with open(path) as f:
         saved = config_io.from_json(f.read())
-    if bool(saved.train.policy_ema) != bool(config.train.policy_ema):
-        raise ValueError(
-            f"{workdir} holds a run trained with train.policy_ema="
-            f"{saved.train.policy_ema}; the policy's weight average is kept "
-            "from a run's first step or not at all, so it cannot be "
-            f"switched {'on' if config.train.policy_ema else 'off'} now. Use "
-            "a new --workdir, or --set train.policy_ema="
-            f"{saved.train.policy_ema}. Received: train.policy_ema="
-            f"{config.train.policy_ema}")
+    check_policy_average(saved, config, workdir)
     for section in ("model", "data", "method"):
         old, new = getattr(saved, section), getattr(config, section)
         if section == "data":  # where the data lives may move
@@ -103,6 +95,30 @@ def check_workdir_config(config: config_lib.TaskConfig,
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
                 f"saved settings. Received: workdir={workdir!r}")
     return saved
+
+
+def check_policy_average(saved: config_lib.TaskConfig,
+                         config: config_lib.TaskConfig, workdir: str) -> None:
+    """Refuses `config` switching `train.policy_ema` on or off against the
+    run `saved` in `workdir`.
+
+    The average is kept from a run's first step or not at all, and its
+    variables sit among the policy optimizer's: a checkpoint restored with
+    it switched off would fill Adam's slots with the wrong values.
+
+    Raises:
+      ValueError: Naming the saved setting and the ways out.
+    """
+    was, now = saved.train.policy_ema, config.train.policy_ema
+    if bool(was) != bool(now):
+        raise ValueError(
+            f"{workdir} holds a run with train.policy_ema={was}; the "
+            "policy's weight average is kept from a run's first step or not "
+            f"at all, so it cannot be switched {'on' if now else 'off'} "
+            f"here. Keep --set train.policy_ema={was} (or leave it unset); "
+            "to use the trained weights of a run with an average, pass "
+            "--policy_weights=trained; to train with another setting, use "
+            f"a new --workdir. Received: train.policy_ema={now}")
 
 
 def load_config(workdir: str) -> config_lib.TaskConfig:
@@ -168,6 +184,7 @@ def restore(trainer, workdir: str, required: bool = False,
       ValueError: A checkpoint of another model.
     """
     averaging.check_policy_weights(policy_weights)
+    averaging.forget(trainer)  # the checkpoint's trained weights come in
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     latest = safety.restore_checkpoint(
         make_checkpoint(trainer), directory, safety.state_variables(trainer),

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import tiny
-from cooperative_tf import (averaging, config_io, factory, tasks, trainer,
-                            workdir)
+from cooperative_tf import averaging, config_io, factory, tasks, workdir
 
 
 def averaged_trainer(momentum=0.5):
@@ -130,4 +129,30 @@ def test_the_trainer_step_is_the_same_with_or_without_an_average():
         step(averaged, seed)
     for a, b in zip(weights(plain), weights(averaged)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert isinstance(averaged, trainer.CooperativeTrainer)
+
+
+def test_the_planner_only_baseline_has_no_policy_to_average():
+    with pytest.raises(ValueError, match="planner_only' trains none"):
+        tasks.resolve_config("mnist", overrides=[
+            "method.name=planner_only", "train.policy_ema=0.99"])
+
+
+def test_a_second_restore_forgets_the_average_it_replaced(tmp_path):
+    config, model = averaged_trainer(momentum=0.5)
+    for seed in range(2):
+        step(model, seed)
+    trained = weights(model)
+    workdir.make_checkpoint(model).save(
+        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    restored = factory.build_trainer(config)
+    workdir.restore(restored, str(tmp_path), required=True)
+    assert averaging.in_use(restored) == averaging.AVERAGED
+    assert averaging.momentum_in_use(restored) == 0.5
+    # Restored again for its trained weights: they come in, and the model
+    # no longer claims the average.
+    workdir.restore(restored, str(tmp_path), required=True,
+                    policy_weights="trained")
+    assert averaging.in_use(restored) == averaging.TRAINED
+    assert averaging.momentum_in_use(restored) == 0.0
+    for got, want in zip(weights(restored), trained):
+        np.testing.assert_array_equal(got, want)

@@ -213,6 +213,19 @@ def test_resuming_with_another_model_is_refused(tmp_path):
         "latent_dim"] == 8
 
 
+def test_eval_refuses_switching_off_a_runs_policy_average(tmp_path):
+    # Its variables sit among the policy optimizer's: restored without
+    # them, Adam's slots would be filled with the wrong values.
+    config = tasks.resolve_config("mnist",
+                                  overrides=["train.policy_ema=0.99"])
+    (tmp_path / "config.json").write_text(config_io.to_json(config))
+    out = run_cli("--mode=eval", f"--workdir={tmp_path}",
+                  "--set", "train.policy_ema=0")
+    assert out.returncode == 2
+    assert "cannot be switched off" in out.stderr
+    assert "--policy_weights=trained" in out.stderr
+
+
 def test_config_file_applies_before_set_and_round_trips(tmp_path):
     from cooperative_tf import config_io
 

@@ -168,7 +168,8 @@ def test_export_serves_the_policy_average_or_the_trained_weights(
             policy_weights=policy_weights)
         info = serving.read_export_info(path)
         assert info["policy_weights"] == policy_weights
-        assert info["policy_ema"] == 0.5
+        assert info["policy_ema"] == (0.5 if policy_weights == "averaged"
+                                      else 0.0)
         out = tf.saved_model.load(path).signatures["refine"](
             label=tf.constant([3, 8], tf.int64),
             seed=tf.constant(seeds(5, 6)), steps=tf.constant([0, 0]),

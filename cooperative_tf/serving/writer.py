@@ -133,7 +133,7 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
     train_step = (int(trainer.planner_optimizer.iterations.numpy())
                   if hasattr(trainer, "planner_optimizer") else None)
     policy_weights = averaging.in_use(trainer)
-    policy_ema = averaging.momentum(trainer)
+    policy_ema = averaging.momentum_in_use(trainer)
     trainer = _float32_copy(trainer, config)
     # Trace before touching the disk, so a model that cannot be exported
     # leaves nothing behind.
@@ -143,8 +143,8 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
         "model_name": model_name, "version": version, "task": config.name,
         "condition": config.data.condition,
         "train_step": train_step,
-        # Which policy answers: its weight average (`train.policy_ema`)
-        # or its trained weights.
+        # Which policy answers: its weight average (`train.policy_ema`,
+        # its momentum here) or its trained weights (0).
         "policy_weights": policy_weights, "policy_ema": policy_ema,
         "max_steps": module.max_steps, "max_step_size": module.max_step_size,
         "default_steps": int(trainer.langevin_steps),
