@@ -81,7 +81,7 @@ LAYERS = [
      "cooperative_tf.callbacks", "cooperative_tf.safety",
      "cooperative_tf.workdir_lock", "cooperative_tf.seeds",
      "cooperative_tf.summaries", "cooperative_tf.replicated",
-     "cooperative_tf.plots"),
+     "cooperative_tf.plots", "cooperative_tf.averaging"),
     # the trainer (Algorithm 1) and the baselines, the configs, the judge
     # classifier, where the label stage begins
     ("cooperative_tf.trainer", "cooperative_tf.baselines",
