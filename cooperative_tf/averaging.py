@@ -22,6 +22,8 @@ import contextlib
 POLICY = "policy"
 AVERAGED, TRAINED = "averaged", "trained"
 POLICY_WEIGHTS = (AVERAGED, TRAINED)
+# The model attribute naming the weights its policy carries.
+_IN_USE = "_policy_weights_in_use"
 
 
 def momentum(model) -> float:
@@ -48,9 +50,6 @@ def forget(model) -> None:
     """Marks the policy as carrying its trained weights, as after a
     checkpoint is restored into it."""
     setattr(model, _IN_USE, TRAINED)
-
-
-_IN_USE = "_policy_weights_in_use"
 
 
 def has_average(model) -> bool:
@@ -97,18 +96,7 @@ def averaged_policy(model):
     finally:
         for variable, value in zip(variables, trained):
             variable.assign(value)
-        setattr(model, _IN_USE, TRAINED)
-
-
-def select(model, policy_weights: str) -> bool:
-    """Puts the policy's `averaged` (when it keeps one) or `trained`
-    weights in for good; returns whether the average is in.
-
-    Raises:
-      ValueError: `policy_weights` is neither.
-    """
-    check_policy_weights(policy_weights)
-    return policy_weights == AVERAGED and use_average(model)
+        forget(model)
 
 
 def check_policy_weights(policy_weights: str) -> None:

@@ -24,6 +24,7 @@ Examples:
   python -m cooperative_tf.launch --list_tasks
 """
 
+import contextlib
 import os
 import sys
 
@@ -204,8 +205,6 @@ def main(argv):
                           "is for comparison (--mode=eval scores it).")
                 elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
-                    import contextlib
-
                     from cooperative_tf import averaging
                     with (averaging.averaged_policy(result.trainer)
                           if FLAGS.policy_weights == averaging.AVERAGED

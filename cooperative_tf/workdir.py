@@ -195,7 +195,8 @@ def restore(trainer, workdir: str, required: bool = False,
             f"Received: workdir={workdir!r}")
     if latest is not None:
         restore_step_size(trainer, latest)
-        averaging.select(trainer, policy_weights)
+        if policy_weights == averaging.AVERAGED:
+            averaging.use_average(trainer)
     return latest
 
 

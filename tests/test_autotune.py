@@ -188,24 +188,19 @@ def test_the_key_holds_the_environment_that_changes_kernels(monkeypatch):
     assert autotune.cache_key(autotune.key_material(config, 1, AVX2)) != base
 
 
-def test_a_gradient_penalty_is_in_the_key_only_when_on():
-    # It adds a second differentiation to every step, so a path timed
-    # without it does not answer for a run with it; off, the key is the
-    # one cached before the option existed.
-    config = tiny_mnist()
-    material = autotune.key_material(config, 1, AVX2)
-    assert "gradient_penalty_weight" not in material["train"]
-    penalised = tiny_mnist("train.gradient_penalty_weight=1e-6")
-    assert (autotune.cache_key(autotune.key_material(penalised, 1, AVX2))
-            != autotune.cache_key(material))
-
-
-def test_a_policy_average_is_in_the_key_only_when_on():
-    config = tiny_mnist()
-    material = autotune.key_material(config, 1, AVX2)
-    assert "policy_ema" not in material["train"]
-    averaged = tiny_mnist("train.policy_ema=0.999")
-    assert (autotune.cache_key(autotune.key_material(averaged, 1, AVX2))
+@pytest.mark.parametrize("field, override", [
+    ("gradient_penalty_weight", "train.gradient_penalty_weight=1e-6"),
+    ("policy_ema", "train.policy_ema=0.999"),
+])
+def test_work_added_to_each_step_is_in_the_key_only_when_on(field,
+                                                             override):
+    # The penalty adds a second differentiation to every step, the average
+    # an update, so a path timed without them does not answer for a run
+    # with them; off, the key is the one cached before the option existed.
+    material = autotune.key_material(tiny_mnist(), 1, AVX2)
+    assert field not in material["train"]
+    assert (autotune.cache_key(autotune.key_material(tiny_mnist(override), 1,
+                                                     AVX2))
             != autotune.cache_key(material))
 
 
