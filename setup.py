@@ -41,8 +41,10 @@ setup(
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         # matplotlib: the test-time compute chart is tested too; dill:
-        # tfds.testing (our builders' DatasetBuilderTestCase) imports it.
-        "test": ["pytest>=8", "matplotlib>=3.7", "dill"],
+        # tfds.testing (our builders' DatasetBuilderTestCase) imports it;
+        # pytest-xdist: the suite runs in two processes (README).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.7",
+                 "dill"],
         # tools/plot_quality.py draws the README's curves.
         "plot": ["matplotlib>=3.7"],
     },
