@@ -22,38 +22,62 @@ def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
     np.testing.assert_allclose(half["noise"], 0.5 * plain["noise"],
                                rtol=1e-6)
     assert not np.allclose(half["fast"], plain["fast"])
+    # Nested blocks compose, and each exit undoes its own scale.
+    with latent_scale.scaled_latent(trainer, 0.5):
+        with latent_scale.scaled_latent(trainer, 2.0):
+            both = trainer.generate(labels, seed=5)
+        inner_undone = trainer.generate(labels, seed=5)
+    np.testing.assert_allclose(both["noise"], plain["noise"], rtol=1e-6)
+    np.testing.assert_allclose(inner_undone["noise"], half["noise"],
+                               rtol=1e-6)
     again = trainer.generate(labels, seed=5)
     np.testing.assert_array_equal(again["noise"], plain["noise"])
     np.testing.assert_array_equal(again["fast"], plain["fast"])
+    assert "sample_latent" not in vars(trainer)
     with pytest.raises(ValueError, match="must be > 0"):
         with latent_scale.scaled_latent(trainer, 0.0):
             pass
+    with pytest.raises(ValueError, match="draws no X"):  # planner_only
+        with latent_scale.scaled_latent(object(), 0.8):
+            pass
+
+
+def _parzen(config, workdir, policy_weights, samples):
+    import pipelines
+
+    trainer = factory.build_trainer(config)
+    workdir_lib.restore(trainer, workdir, required=True,
+                        policy_weights=policy_weights)
+    d = config.data
+    return eval_lib.parzen_scores(
+        trainer, config, pipelines.build_dataset(
+            d, d.eval_split, config.train.batch_size, training=False,
+            repeat=False), samples)
 
 
 @pytest.mark.slow
 def test_latent_scale_at_one_gives_the_evaluations_parzen(tmp_path, capsys):
-    import pipelines
-
-    # The mnist sample the package ships; two steps of the tiny networks.
-    config = tasks.resolve_config("mnist", train_steps=2,
-                                  overrides=tiny.LABEL)
+    # The mnist sample the package ships; three steps of the tiny networks,
+    # keeping a policy average that differs from the trained weights.
+    config = tasks.resolve_config(
+        "mnist", train_steps=3,
+        overrides=tiny.LABEL + ["train.policy_ema=0.5",
+                                "train.policy_lr=1e-2"])
     train_lib.train(config, str(tmp_path), verbose=False)
     latent_scale.main([f"--workdir={tmp_path}", "--scales=1,0.5",
                        "--samples=40"])
     rows = [json.loads(line) for line in
             capsys.readouterr().out.strip().splitlines()]
     assert [row["scale"] for row in rows] == [1.0, 0.5]
-    assert all(row["checkpoint"].endswith("ckpt-2") for row in rows)
-    trainer = factory.build_trainer(config)
-    workdir_lib.restore(trainer, str(tmp_path), required=True)
-    d = config.data
-    expected = eval_lib.parzen_scores(
-        trainer, config, pipelines.build_dataset(
-            d, d.eval_split, config.train.batch_size, training=False,
-            repeat=False), 40)
+    assert all(row["checkpoint"].endswith("ckpt-3") for row in rows)
+    # Like --mode=eval, the average answers unless the trained weights
+    # are asked for.
+    averaged = _parzen(config, str(tmp_path), "averaged", 40)
+    trained = _parzen(config, str(tmp_path), "trained", 40)
+    assert averaged["parzen_ll_fast"] != trained["parzen_ll_fast"]
     for kind in ("fast", "refined", "real"):
         assert rows[0][f"parzen_ll_{kind}"] == pytest.approx(
-            expected[f"parzen_ll_{kind}"], rel=1e-6)
+            averaged[f"parzen_ll_{kind}"], rel=1e-6)
     # Other X, other answers; the real digits' reference does not move.
     assert rows[1]["parzen_ll_fast"] != rows[0]["parzen_ll_fast"]
     assert rows[1]["parzen_ll_real"] == rows[0]["parzen_ll_real"]
