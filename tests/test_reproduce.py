@@ -65,14 +65,16 @@ def test_quick_run_writes_every_method_of_every_task_and_resumes(
         row = by[("mnist", method)]
         assert np.isfinite(float(row["parzen_ll"]))
         assert float(row["parzen_ll_real"]) > float(row["parzen_ll"]) - 1e3
-    # Each run trained its share of the budget (time, not steps): at least
-    # the share, and at most a few steps more.
+    # Each run trained at least its share of the budget (time, not steps).
+    # How far past it a run stops is a question of one step's time (a
+    # checkpoint save lands in it), which a loaded machine stretches: the
+    # clock's own tests pin "the first step past the mark" with a fake clock.
     weights = sum(len(spec.methods) * spec.budget_weight
                   for spec in reproduce.TASKS.values())
     for result in out["results"]:
         share = (settings.budget_minutes * reproduce.TRAIN_SHARE / weights
                  * reproduce.TASKS[result["task"]].budget_weight)
-        assert share <= result["train_minutes"] <= share + 0.05, result
+        assert share <= result["train_minutes"], result
         assert result["steps"] >= 1
     text = (root / "results.md").read_text()
     for name in reproduce.TASKS:

@@ -81,3 +81,20 @@ def test_latent_scale_at_one_gives_the_evaluations_parzen(tmp_path, capsys):
     # Other X, other answers; the real digits' reference does not move.
     assert rows[1]["parzen_ll_fast"] != rows[0]["parzen_ll_fast"]
     assert rows[1]["parzen_ll_real"] == rows[0]["parzen_ll_real"]
+
+
+def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path):
+    # Refused before any checkpoint is read: the config names the run.
+    planner_only = tmp_path / "planner_only"
+    planner_only.mkdir()
+    workdir_lib.write_config(tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + ["method.name=planner_only"]),
+        str(planner_only))
+    with pytest.raises(SystemExit, match="planner_only run.*draws no X"):
+        latent_scale.main([f"--workdir={planner_only}"])
+    image = tmp_path / "zappos"
+    image.mkdir()
+    workdir_lib.write_config(tasks.resolve_config(
+        "zappos", overrides=tiny.IMAGE_16), str(image))
+    with pytest.raises(SystemExit, match="edges-conditioned run"):
+        latent_scale.main([f"--workdir={image}"])

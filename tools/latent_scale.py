@@ -21,6 +21,15 @@ import contextlib
 import json
 import time
 
+from cooperative_tf import averaging
+
+
+def require_latent(trainer) -> None:
+    """Raises ValueError where `trainer` draws no X (a planner_only run)."""
+    if not hasattr(trainer, "sample_latent"):
+        raise ValueError(f"{type(trainer).__name__} draws no X (a "
+                         "planner_only run): there is no scale to change.")
+
 
 @contextlib.contextmanager
 def scaled_latent(trainer, scale: float):
@@ -32,9 +41,7 @@ def scaled_latent(trainer, scale: float):
     """
     if not scale > 0:
         raise ValueError(f"The scale of X must be > 0. Received: {scale}")
-    if not hasattr(trainer, "sample_latent"):
-        raise ValueError(f"{type(trainer).__name__} draws no X (a "
-                         "planner_only run): there is no scale to change.")
+    require_latent(trainer)
     draw = trainer.sample_latent
     patched = "sample_latent" in vars(trainer)  # by an enclosing block
     trainer.sample_latent = lambda batch, seed: scale * draw(batch, seed)
@@ -56,8 +63,8 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=10000,
                         help="Answers scored at each scale (--mode=eval's "
                         "--parzen_samples).")
-    parser.add_argument("--policy_weights", default="averaged",
-                        choices=("averaged", "trained"),
+    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
+                        choices=averaging.POLICY_WEIGHTS,
                         help="As --mode=eval's: the policy average where "
                         "the run kept one, or the trained weights.")
     args = parser.parse_args(argv)
@@ -73,16 +80,18 @@ def main(argv=None) -> None:
                          f"{config.data.condition}-conditioned run; the "
                          "Parzen estimate is for label tasks.")
     trainer = factory.build_trainer(config)
-    if not hasattr(trainer, "sample_latent"):
+    try:
+        require_latent(trainer)
+    except ValueError as e:
         raise SystemExit(f"error: {args.workdir} holds a "
-                         f"{config.method.name} run, which draws no X.")
+                         f"{config.method.name} run. {e}")
     checkpoint = workdir_lib.restore(trainer, args.workdir, required=True,
                                      policy_weights=args.policy_weights)
     d = config.data
+    # Not repeated: each scale's pass reads the split from its start.
+    dataset = pipelines.build_dataset(d, d.eval_split, config.train.batch_size,
+                                      training=False, repeat=False)
     for scale in scales:
-        dataset = pipelines.build_dataset(d, d.eval_split,
-                                          config.train.batch_size,
-                                          training=False, repeat=False)
         start = time.time()
         with scaled_latent(trainer, scale):
             scores = eval_lib.parzen_scores(trainer, config, dataset,
