@@ -83,7 +83,8 @@ def test_latent_scale_at_one_gives_the_evaluations_parzen(tmp_path, capsys):
     assert rows[1]["parzen_ll_real"] == rows[0]["parzen_ll_real"]
 
 
-def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path):
+def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path,
+                                                           capsys):
     # Refused before any checkpoint is read: the config names the run.
     planner_only = tmp_path / "planner_only"
     planner_only.mkdir()
@@ -98,3 +99,10 @@ def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path):
         "zappos", overrides=tiny.IMAGE_16), str(image))
     with pytest.raises(SystemExit, match="edges-conditioned run"):
         latent_scale.main([f"--workdir={image}"])
+    # A bad scale is named before the run is looked at.
+    for scales in ("0.8,0", "-1", "one", ""):
+        with pytest.raises(SystemExit) as stop:
+            latent_scale.main([f"--workdir={image}", f"--scales={scales}"])
+        assert stop.value.code == 2
+        assert "--scales must be comma-separated numbers > 0" in (
+            capsys.readouterr().err)

@@ -68,7 +68,14 @@ def main(argv=None) -> None:
                         help="As --mode=eval's: the policy average where "
                         "the run kept one, or the trained weights.")
     args = parser.parse_args(argv)
-    scales = [float(s) for s in args.scales.split(",")]
+    try:
+        scales = [float(s) for s in args.scales.split(",")]
+    except ValueError:
+        scales = []
+    # Checked before the checkpoint is read: a bad scale fails at once.
+    if not scales or not all(s > 0 for s in scales):
+        parser.error("--scales must be comma-separated numbers > 0, as "
+                     f"'1,0.8'. Received: {args.scales!r}")
 
     import pipelines
     from cooperative_tf import eval_lib, factory
