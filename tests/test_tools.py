@@ -34,9 +34,10 @@ def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
     np.testing.assert_array_equal(again["noise"], plain["noise"])
     np.testing.assert_array_equal(again["fast"], plain["fast"])
     assert "sample_latent" not in vars(trainer)
-    with pytest.raises(ValueError, match="must be > 0"):
-        with latent_scale.scaled_latent(trainer, 0.0):
-            pass
+    for scale in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite number > 0"):
+            with latent_scale.scaled_latent(trainer, scale):
+                pass
     with pytest.raises(ValueError, match="draws no X"):  # planner_only
         with latent_scale.scaled_latent(object(), 0.8):
             pass
@@ -100,9 +101,9 @@ def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path,
     with pytest.raises(SystemExit, match="edges-conditioned run"):
         latent_scale.main([f"--workdir={image}"])
     # A bad scale is named before the run is looked at.
-    for scales in ("0.8,0", "-1", "one", ""):
+    for scales in ("0.8,0", "-1", "one", "", "inf", "nan"):
         with pytest.raises(SystemExit) as stop:
             latent_scale.main([f"--workdir={image}", f"--scales={scales}"])
         assert stop.value.code == 2
-        assert "--scales must be comma-separated numbers > 0" in (
+        assert "--scales must be comma-separated finite numbers > 0" in (
             capsys.readouterr().err)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import time
-
-from cooperative_tf import averaging
 
 
 def require_latent(trainer) -> None:
@@ -39,8 +38,9 @@ def scaled_latent(trainer, scale: float):
       trainer: A `CooperativeTrainer`.
       scale: Standard deviation of X, > 0.
     """
-    if not scale > 0:
-        raise ValueError(f"The scale of X must be > 0. Received: {scale}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError("The scale of X must be a finite number > 0. "
+                         f"Received: {scale}")
     require_latent(trainer)
     draw = trainer.sample_latent
     patched = "sample_latent" in vars(trainer)  # by an enclosing block
@@ -55,6 +55,9 @@ def scaled_latent(trainer, scale: float):
 
 
 def main(argv=None) -> None:
+    # TensorFlow loads with it, after a usage error would have been named.
+    from cooperative_tf import averaging
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True,
                         help="A label task's run (mnist, cifar10, ...).")
@@ -73,9 +76,9 @@ def main(argv=None) -> None:
     except ValueError:
         scales = []
     # Checked before the checkpoint is read: a bad scale fails at once.
-    if not scales or not all(s > 0 for s in scales):
-        parser.error("--scales must be comma-separated numbers > 0, as "
-                     f"'1,0.8'. Received: {args.scales!r}")
+    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+        parser.error("--scales must be comma-separated finite numbers > 0, "
+                     f"as '1,0.8'. Received: {args.scales!r}")
 
     import pipelines
     from cooperative_tf import eval_lib, factory
