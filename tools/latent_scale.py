@@ -23,6 +23,14 @@ import math
 import time
 
 
+def check_scale(scale: float) -> float:
+    """`scale`, or ValueError where it is not a finite number > 0."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError("The scale of X must be a finite number > 0. "
+                         f"Received: {scale}")
+    return scale
+
+
 def require_latent(trainer) -> None:
     """Raises ValueError where `trainer` draws no X (a planner_only run)."""
     if not hasattr(trainer, "sample_latent"):
@@ -38,9 +46,7 @@ def scaled_latent(trainer, scale: float):
       trainer: A `CooperativeTrainer`.
       scale: Standard deviation of X, > 0.
     """
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError("The scale of X must be a finite number > 0. "
-                         f"Received: {scale}")
+    check_scale(scale)
     require_latent(trainer)
     draw = trainer.sample_latent
     patched = "sample_latent" in vars(trainer)  # by an enclosing block
@@ -71,12 +77,10 @@ def main(argv=None) -> None:
                         help="As --mode=eval's: the policy average where "
                         "the run kept one, or the trained weights.")
     args = parser.parse_args(argv)
-    try:
-        scales = [float(s) for s in args.scales.split(",")]
-    except ValueError:
-        scales = []
     # Checked before the checkpoint is read: a bad scale fails at once.
-    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+    try:
+        scales = [check_scale(float(s)) for s in args.scales.split(",")]
+    except ValueError:
         parser.error("--scales must be comma-separated finite numbers > 0, "
                      f"as '1,0.8'. Received: {args.scales!r}")
 
