@@ -44,9 +44,9 @@ from pipelines.synthetic import synthetic_batch
 
 CACHE_ENV = "COOPERATIVE_TF_CACHE"
 CACHE_FILE = "autotune.json"
-# Raised when the library's step changes what is fast (older choices are
-# then timed again).
-CACHE_VERSION = 1
+# Raised when the library's step changes what is fast, or the key's form
+# changes (older choices are then timed again). 2: terms keyed on or off.
+CACHE_VERSION = 2
 # Environment that changes which kernels run, and how many threads.
 _ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS",
              "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
@@ -202,7 +202,7 @@ def timed_label_weight(config: config_lib.TaskConfig) -> float:
 def key_material(config: config_lib.TaskConfig, replicas: int,
                  info: Optional[dict] = None) -> dict:
     """Everything the fastest path may depend on."""
-    d, t = config.data, config.train
+    d, t, lv = config.data, config.train, config.langevin
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -215,22 +215,25 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         "replicas": replicas,
         "method": dataclasses.asdict(config.method),
         "model": dataclasses.asdict(config.model),
-        "langevin": dataclasses.asdict(config.langevin),
+        # What the chain runs, not its step size: numbers change no cost.
+        "langevin": {"steps": lv.steps, "noise": lv.noise,
+                     "reference": lv.reference_sigma is not None,
+                     "metropolis": lv.metropolis, "clip": lv.clip,
+                     "unroll": lv.unroll},
         "data": {name: getattr(d, name, None) for name in (
             "image_size", "channels", "condition", "num_classes",
             "condition_channels")},
+        # A term's weight changes no cost, only whether it is traced: runs
+        # that differ in weights alone share one timing.
         "train": {"batch_size": t.batch_size, "jit_compile": t.jit_compile,
                   "precision": t.precision,
-                  "label_loss_weight": timed_label_weight(config),
-                  "mismatch_weight": t.mismatch_weight,
-                  "reconstruction_weight": t.reconstruction_weight,
-                  "diversity_weight": t.diversity_weight,
-                  # Only when on, so that the keys cached before it existed
-                  # still match.
-                  **({"gradient_penalty_weight": t.gradient_penalty_weight}
-                     if t.gradient_penalty_weight else {}),
+                  "label_loss": bool(timed_label_weight(config)),
+                  "mismatch": bool(t.mismatch_weight),
+                  "reconstruction": bool(t.reconstruction_weight),
+                  "diversity": bool(t.diversity_weight),
+                  "gradient_penalty": bool(t.gradient_penalty_weight),
                   # The average's update is work in each step too.
-                  **({"policy_ema": True} if t.policy_ema else {})},
+                  "policy_ema": bool(t.policy_ema)},
     }
 
 

@@ -188,20 +188,28 @@ def test_the_key_holds_the_environment_that_changes_kernels(monkeypatch):
     assert autotune.cache_key(autotune.key_material(config, 1, AVX2)) != base
 
 
-@pytest.mark.parametrize("field, override", [
-    ("gradient_penalty_weight", "train.gradient_penalty_weight=1e-6"),
-    ("policy_ema", "train.policy_ema=0.999"),
+@pytest.mark.parametrize("off, on, other", [
+    ("train.gradient_penalty_weight=0", "train.gradient_penalty_weight=1e-6",
+     "train.gradient_penalty_weight=3e-6"),
+    ("train.policy_ema=0", "train.policy_ema=0.999", "train.policy_ema=0.99"),
+    ("train.reconstruction_weight=0", "train.reconstruction_weight=0.2",
+     "train.reconstruction_weight=1"),
+    ("langevin.reference_sigma=None", "langevin.reference_sigma=0.016",
+     "langevin.reference_sigma=0.3"),
 ])
-def test_work_added_to_each_step_is_in_the_key_only_when_on(field,
-                                                             override):
-    # The penalty adds a second differentiation to every step, the average
-    # an update, so a path timed without them does not answer for a run
-    # with them; off, the key is the one cached before the option existed.
-    material = autotune.key_material(tiny_mnist(), 1, AVX2)
-    assert field not in material["train"]
-    assert (autotune.cache_key(autotune.key_material(tiny_mnist(override), 1,
-                                                     AVX2))
-            != autotune.cache_key(material))
+def test_the_key_holds_whether_a_term_runs_not_its_weight(off, on, other):
+    # A term adds work to every step (the penalty a second differentiation,
+    # the average an update), so a path timed without it does not answer
+    # for a run with it; its weight changes no cost, so a sweep over
+    # weights is timed once.
+    def key(*overrides):
+        return autotune.cache_key(autotune.key_material(
+            tiny_mnist(*overrides), 1, AVX2))
+
+    assert key(off) != key(on)
+    assert key(on) == key(other)
+    assert key("langevin.step_size=0.002") == key("langevin.step_size=0.01")
+    assert key("langevin.steps=10") != key("langevin.steps=20")
 
 
 def test_nothing_auto_means_nothing_timed():
