@@ -213,6 +213,23 @@ METHODS: Dict[str, Callable] = {
 }
 
 
+# `method.name` -> the class of the model its builder makes, read for what
+# it answers without building one (`method_answers`).
+METHOD_CLASSES: Dict[str, type] = {
+    "cooperative": CooperativeTrainer,
+    "pix2pix": baselines.Pix2Pix,
+    "regression": baselines.Regression,
+    "cgan": baselines.ConditionalGAN,
+    "planner_only": baselines.PlannerOnly,
+}
+
+
+def method_answers(name: str) -> Tuple[str, ...]:
+    """The answers (`fast`, `refined`) the model of method `name` gives,
+    as `quality.answer_kinds` reads them from a built one."""
+    return tuple(METHOD_CLASSES[name].answers)
+
+
 def build_trainer(config: config_lib.TaskConfig,
                   strategy: Optional[tf.distribute.Strategy] = None):
     """Creates, compiles and builds the model of `config.method` (the

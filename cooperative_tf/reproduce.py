@@ -439,7 +439,7 @@ def _diverged(name: str, method: str, config, run_dir: str, why: str,
               log: Callable[[str], None]) -> dict:
     """The result of a run that diverged for good (kept like a finished
     one): the step and training time it reached, its last evaluation."""
-    from cooperative_tf import factory, quality
+    from cooperative_tf import factory
     from cooperative_tf.workdir import read_jsonl, write_text_atomic
 
     clock = read_jsonl(run_dir, CLOCK_FILE)
@@ -455,8 +455,7 @@ def _diverged(name: str, method: str, config, run_dir: str, why: str,
            "steps": steps, "train_minutes": minutes,
            "seconds_per_step": 60.0 * minutes / max(steps, 1),
            "evaluated": evaluated,
-           "answers": list(quality.answer_kinds(
-               factory.build_trainer(config))),
+           "answers": list(factory.method_answers(config.method.name)),
            "metrics": metrics}
     write_text_atomic(os.path.join(run_dir, RESULT_FILE),
                       json.dumps(out, indent=2, sort_keys=True))

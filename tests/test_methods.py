@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tiny
-from cooperative_tf import config_io, factory, tasks, train_lib, workdir
+from cooperative_tf import (config_io, factory, quality, tasks, train_lib,
+                            workdir)
 from cooperative_tf.config import METHODS
 
 # Each method on a task it fits, tiny.
@@ -42,6 +43,13 @@ def test_a_method_that_does_not_fit_the_task_is_refused_by_name():
             "data.load_size=16"])
 
 
+def test_every_method_has_a_builder_and_a_class():
+    assert set(factory.METHODS) == set(factory.METHOD_CLASSES) == set(METHODS)
+    assert factory.method_answers("cooperative") == quality.answer_kinds(
+        factory.build_trainer(tasks.resolve_config("mnist",
+                                                   overrides=tiny.LABEL)))
+
+
 def test_configs_written_before_baselines_read_as_cooperative():
     config = tasks.resolve_config("mnist")
     raw = json.loads(config_io.to_json(config))
@@ -70,6 +78,9 @@ def test_every_method_checkpoints_and_restores_all_its_state(
     config = _config(method, task, overrides)
     model = factory.build_trainer(config)
     assert type(model).__name__ != "CooperativeTrainer"
+    # What a run that diverged reports it answered, read without a model.
+    assert type(model) is factory.METHOD_CLASSES[method]
+    assert factory.method_answers(method) == quality.answer_kinds(model)
     model.make_train_function()
     batch = synthetic_batch(config.data, 4, 0)
     for _ in range(2):

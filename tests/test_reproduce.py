@@ -242,6 +242,7 @@ def test_a_run_that_keeps_diverging_is_kept_as_a_result(tmp_path,
                                "|value_gap| = 2e+12")
     assert out["steps"] == 7 and out["train_minutes"] == pytest.approx(0.05)
     assert tuple(out["evaluated"]) == (5, 0.04)
+    assert out["answers"] == ["fast"]  # a regression has no planner
     text = reproduce.results_markdown([out], settings, 1.0, "a CPU")
     assert "| regression † | 7 | 0.1 |" in text
     assert "regression: diverged at step 7" in text and "at step 5" in text
