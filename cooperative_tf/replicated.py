@@ -47,6 +47,23 @@ class BuiltUpFront:
                 optimizer.build(self.networks[name].trainable_variables)
         self.built = True
 
+    def unpack_batch(self, data):
+        """`(condition, target, batch, global_batch)` of a training batch.
+
+        Args:
+          data: `{"condition": [batch, ...], "target": [batch, H, W, C]}`,
+            this replica's rows.
+
+        Returns:
+          The condition; the target in the answers' dtype (`answer_dtype`);
+          this replica's rows `batch`; and `global_batch`, all replicas'
+          rows, by which every loss divides its sum so that replicas' summed
+          gradients are the one-device mean.
+        """
+        target = tf.cast(data["target"], self.answer_dtype)
+        batch = tf.shape(target)[0]
+        return data["condition"], target, batch, batch * num_replicas()
+
     # Keras 3.15 under MultiWorkerMirroredStrategy (keras-team/keras#20585):
     # before training, fit() pulls a batch from the distributed iterator and
     # reduces it across workers to build the model symbolically, which fails

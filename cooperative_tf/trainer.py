@@ -262,10 +262,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
 
     # --------------------------------------------------------------- training
     def train_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        batch = tf.shape(target)[0]
-        global_batch = batch * num_replicas()
+        condition, target, batch, global_batch = self.unpack_batch(data)
         step = self.planner_optimizer.iterations
 
         # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept

@@ -87,10 +87,7 @@ class Adversarial(BuiltUpFront, PolicyAnswers, keras.Model):
                                          None)}
 
     def train_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        batch = tf.shape(target)[0]
-        global_batch = batch * num_replicas()
+        condition, target, batch, global_batch = self.unpack_batch(data)
         step = self.step_counter
 
         # 1. The generator answers Y = g(X, C). The tape stays open for

@@ -171,9 +171,7 @@ class PlannerOnly(BuiltUpFront, keras.Model):
 
     # --------------------------------------------------------------- training
     def train_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        batch = tf.shape(target)[0]
+        condition, target, batch, global_batch = self.unpack_batch(data)
         step = self.step_counter
 
         # 1. Start from noise: Y_init ~ U(-1, 1).
@@ -186,8 +184,7 @@ class PlannerOnly(BuiltUpFront, keras.Model):
         # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1).
         with tf.GradientTape() as tape:
             observed, refined = self._values(target, y1, condition)
-            loss = value_shift_loss(observed, refined,
-                                    batch * num_replicas())
+            loss = value_shift_loss(observed, refined, global_batch)
             scaled = self.planner_optimizer.scale_loss(loss)
         variables = self.planner.trainable_variables
         grads = tape.gradient(scaled, variables)

@@ -77,10 +77,7 @@ class Regression(BuiltUpFront, PolicyAnswers, keras.Model):
         return {"policy": getattr(self, "policy_optimizer", None)}
 
     def train_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        batch = tf.shape(target)[0]
-        global_batch = batch * num_replicas()
+        condition, target, batch, global_batch = self.unpack_batch(data)
         step = self.step_counter
 
         # 1. The policy answers Y = g(X, C).
