@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -95,23 +95,27 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     return result
 
 
-def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
-    """The Parzen-window log-likelihood of the paper's Table 1 (see
-    `evaluate`) for each of the method's answers and for as many real
-    training images, on the evaluation `dataset` (label tasks).
+class ParzenFrame(NamedTuple):
+    """What every Parzen score of a label task is measured against.
 
-    Returns:
-      `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`,
-      `parzen_validation_ll_<kind>` (the mean on the half that chose
-      sigma) and `parzen_nearest_<kind>` (the median distance from a
-      scored digit to its nearest sample) for each answer kind and `real`,
-      and `parzen_real_samples`.
-      Where the training split holds fewer images than `num_samples`, the
-      same five for `equal_<kind>`: the first answers, as many as the real
-      reference (the fair comparison; more samples score higher).
-      Both halves and the real reference are drawn in a fixed random order,
-      so a file sorted by class gives every class to each.
+    Attributes:
+      unit: Maps `[N, H, W, C]` images in [-1, 1] to the scored frame:
+        [0, 1], 28x28 digits cut from their 32x32 frame.
+      validation: `[V, ...]` the held-out half that chooses sigma.
+      test: `[T, ...]` the held-out half that is scored.
+      train_real: `[R, ...]` up to `num_samples` real training images, the
+        reference the answers are compared with.
     """
+    unit: Callable[[np.ndarray], np.ndarray]
+    validation: np.ndarray
+    test: np.ndarray
+    train_real: np.ndarray
+
+
+def parzen_frame(config, dataset, num_samples: int) -> ParzenFrame:
+    """The held-out halves and real reference of `parzen_scores` (label
+    tasks): the evaluation `dataset` split in two in a fixed random order,
+    and `num_samples` real training images in another."""
     d = config.data
     held_out = np.concatenate([b["target"].numpy() for b in dataset])
     # 28x28 digits framed in 32x32 by the readers (`pipelines.source.
@@ -133,6 +137,19 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
                          f"examples (half to choose sigma, half to score). "
                          f"Received: {len(real)} in split {d.eval_split!r}")
     half = len(real) // 2
+    # The reference: as many real training images as generated ones (all
+    # of them if the split is smaller), scored the same way.
+    training = pipelines.build_dataset(d, d.train_split, 500, training=False,
+                                       repeat=False)
+    train_real = _shuffled(unit(np.concatenate([
+        b["target"].numpy() for b in training])), seed=1, count=num_samples)
+    return ParzenFrame(unit, real[:half], real[half:], train_real)
+
+
+def parzen_answers(trainer, config, num_samples: int) -> dict:
+    """`{kind: [num_samples, H, W, C]}` answers in [-1, 1], label i mod
+    classes for answer i, X and the chains seeded by batch."""
+    d = config.data
     batch = config.train.batch_size
     answers = {kind: [] for kind in quality.answer_kinds(trainer)}
     for i, start in enumerate(range(0, num_samples, batch)):
@@ -142,30 +159,52 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
                                seed=i)
         for name in answers:
             answers[name].append(out[name].numpy())
-    # The reference: as many real training images as generated ones (all
-    # of them if the split is smaller), scored the same way.
-    training = pipelines.build_dataset(d, d.train_split, 500, training=False,
-                                       repeat=False)
-    train_real = _shuffled(unit(np.concatenate([
-        b["target"].numpy() for b in training])), seed=1, count=num_samples)
+    return {name: np.concatenate(parts) for name, parts in answers.items()}
+
+
+def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
+    """The Parzen-window log-likelihood of the paper's Table 1 (see
+    `evaluate`) for each of the method's answers and for as many real
+    training images, on the evaluation `dataset` (label tasks).
+
+    Returns:
+      `parzen_ll_<kind>`, `parzen_ll_stderr_<kind>`, `parzen_sigma_<kind>`,
+      `parzen_validation_ll_<kind>` (the mean on the half that chose
+      sigma) and `parzen_nearest_<kind>` (the median distance from a
+      scored digit to its nearest sample) for each answer kind and `real`,
+      and `parzen_real_samples`.
+      Where the training split holds fewer images than `num_samples`, the
+      same five for `equal_<kind>`: the first answers, as many as the real
+      reference (the fair comparison; more samples score higher).
+      Both halves and the real reference are drawn in a fixed random order,
+      so a file sorted by class gives every class to each.
+    """
+    frame = parzen_frame(config, dataset, num_samples)
+    train_real = frame.train_real
     scores = {"parzen_real_samples": float(len(train_real))}
-    samples = {name: unit(np.concatenate(parts))
-               for name, parts in answers.items()}
+    samples = {name: frame.unit(images) for name, images in
+               parzen_answers(trainer, config, num_samples).items()}
     if len(train_real) < num_samples:
         # A window over more samples scores higher, so the comparison with
         # real digits is also made at their count (labels stay balanced:
         # answer i has label i mod classes).
-        for name in answers:
+        for name in list(samples):
             samples[f"equal_{name}"] = samples[name][:len(train_real)]
     samples["real"] = train_real
     for name, images in samples.items():
-        got = parzen.evaluate(images, real[:half], real[half:])
-        scores[f"parzen_ll_{name}"] = got["ll"]
-        scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
-        scores[f"parzen_sigma_{name}"] = got["sigma"]
-        scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
-        scores[f"parzen_nearest_{name}"] = got["nearest"]
+        scores.update(parzen_row(name, images, frame))
     return scores
+
+
+def parzen_row(name: str, samples: np.ndarray, frame: ParzenFrame) -> dict:
+    """The five `parzen_*_<name>` scores of `samples` (in the scored frame,
+    [0, 1]) against `frame`'s held-out halves."""
+    got = parzen.evaluate(samples, frame.validation, frame.test)
+    return {f"parzen_ll_{name}": got["ll"],
+            f"parzen_ll_stderr_{name}": got["ll_stderr"],
+            f"parzen_sigma_{name}": got["sigma"],
+            f"parzen_validation_ll_{name}": got["validation_ll"],
+            f"parzen_nearest_{name}": got["nearest"]}
 
 
 def _digit_framed(images: np.ndarray) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import tiny
 from cooperative_tf import eval_lib, factory, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
-from tools import latent_scale
+from tools import latent_scale, parzen_calibration
 
 
 def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
@@ -56,15 +56,23 @@ def _parzen(config, workdir, policy_weights, samples):
             repeat=False), samples)
 
 
+# The mnist sample the package ships; three steps of the tiny networks,
+# keeping a policy average that differs from the trained weights.
+TINY_RUN = ["train.policy_ema=0.5", "train.policy_lr=1e-2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    config = tasks.resolve_config("mnist", train_steps=3,
+                                  overrides=tiny.LABEL + TINY_RUN)
+    train_lib.train(config, str(workdir), verbose=False)
+    return config, workdir
+
+
 @pytest.mark.slow
-def test_latent_scale_at_one_gives_the_evaluations_parzen(tmp_path, capsys):
-    # The mnist sample the package ships; three steps of the tiny networks,
-    # keeping a policy average that differs from the trained weights.
-    config = tasks.resolve_config(
-        "mnist", train_steps=3,
-        overrides=tiny.LABEL + ["train.policy_ema=0.5",
-                                "train.policy_lr=1e-2"])
-    train_lib.train(config, str(tmp_path), verbose=False)
+def test_latent_scale_at_one_gives_the_evaluations_parzen(tiny_run, capsys):
+    config, tmp_path = tiny_run
     latent_scale.main([f"--workdir={tmp_path}", "--scales=1,0.5",
                        "--samples=40"])
     rows = [json.loads(line) for line in
@@ -107,3 +115,75 @@ def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path,
         assert stop.value.code == 2
         assert "--scales must be comma-separated finite numbers > 0" in (
             capsys.readouterr().err)
+
+
+def test_a_blur_spreads_an_impulse_by_the_gaussian_and_keeps_its_mass():
+    image = np.zeros((1, 15, 15, 1), np.float32)
+    image[0, 7, 7, 0] = 1.0
+    got = parzen_calibration.gaussian_blur(image, 1.0)[0, :, :, 0]
+    t = np.arange(-3, 4)
+    kernel = np.exp(-t ** 2 / 2.0)
+    kernel /= kernel.sum()
+    np.testing.assert_allclose(got[4:11, 4:11], np.outer(kernel, kernel),
+                               rtol=1e-5)
+    assert got.sum() == pytest.approx(1.0, rel=1e-5)
+    assert got[:4].max() == 0.0  # beyond three sigmas
+    for sigma in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="finite number > 0"):
+            parzen_calibration.gaussian_blur(image, sigma)
+
+
+def test_a_shift_moves_each_image_by_at_most_a_pixel_and_keeps_its_ink():
+    rng = np.random.default_rng(0)
+    images = np.zeros((50, 8, 8, 1), np.float32)
+    images[:, 3:5, 3:5, 0] = rng.uniform(0.5, 1.0, (50, 2, 2))
+    moved = parzen_calibration.shifted(images, np.random.default_rng(1))
+    seen = set()
+    for before, after in zip(images, moved):
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if np.array_equal(np.roll(before, (dy, dx), (0, 1)),
+                                     after)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 9  # every move occurs among 50 images
+
+
+def test_fewer_distinct_keeps_the_count_and_repeats_the_first():
+    images = np.arange(12, dtype=np.float32).reshape(6, 2)
+    got = parzen_calibration.fewer_distinct(images, 2)
+    assert got.shape == images.shape
+    np.testing.assert_array_equal(got[:, 0], [0, 2, 0, 2, 0, 2])
+    with pytest.raises(ValueError, match=r"distinct must be in \[1, 6\]"):
+        parzen_calibration.fewer_distinct(images, 7)
+
+
+@pytest.mark.slow
+def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
+    config, workdir = tiny_run
+    parzen_calibration.main([f"--workdir={workdir}", "--samples=40"])
+    rows = [json.loads(line) for line in
+            capsys.readouterr().out.strip().splitlines()]
+    by = {(row["samples"], row["change"]): row for row in rows}
+    assert [row["change"] for row in rows if row["samples"] == "real"] == [
+        name for name, _ in parzen_calibration.changes(40)]
+    assert {row["count"] for row in rows} == {40}
+    # Unchanged, the real digits and the answers score as --mode=eval
+    # scores them (the averaged policy, as there).
+    expected = _parzen(config, str(workdir), "averaged", 40)
+    for kind in ("fast", "refined"):
+        assert by[(kind, "as they are")]["parzen_ll"] == pytest.approx(
+            expected[f"parzen_ll_{kind}"], rel=1e-6)
+    assert by[("real", "as they are")]["parzen_ll"] == pytest.approx(
+        expected["parzen_ll_real"], rel=1e-6)
+    # A change changes the score.
+    assert by[("real", "blurred, sigma 0.5 px")]["parzen_ll"] != by[
+        ("real", "as they are")]["parzen_ll"]
+
+
+def test_parzen_calibration_refuses_an_image_task_by_name(capsys):
+    with pytest.raises(SystemExit, match="edges-conditioned"):
+        parzen_calibration.main(["--task=zappos"])
+    with pytest.raises(SystemExit) as stop:
+        parzen_calibration.main(["--samples=2"])
+    assert stop.value.code == 2
+    assert "--samples must be at least 3" in capsys.readouterr().err
