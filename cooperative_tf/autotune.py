@@ -202,7 +202,7 @@ def timed_label_weight(config: config_lib.TaskConfig) -> float:
 def key_material(config: config_lib.TaskConfig, replicas: int,
                  info: Optional[dict] = None) -> dict:
     """Everything the fastest path may depend on."""
-    d, t, lv = config.data, config.train, config.langevin
+    d, t, lv, m = config.data, config.train, config.langevin, config.method
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -213,7 +213,11 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         "cores": cores,
         "environment": {name: os.environ.get(name) for name in _ENV_KEYS},
         "replicas": replicas,
-        "method": dataclasses.asdict(config.method),
+        # Which baseline, and its shapes: its weight, rate and step size
+        # change no cost (pix2pix computes its L1 at any weight).
+        "method": {"name": m.name,
+                   "discriminator_filters": m.discriminator_filters,
+                   "planner_only_steps": m.planner_only_steps},
         "model": dataclasses.asdict(config.model),
         # What the chain runs, not its step size: numbers change no cost.
         "langevin": {"steps": lv.steps, "noise": lv.noise,

@@ -14,11 +14,11 @@ import numpy as np
 
 import pipelines
 from cooperative_tf import config as config_lib
-from cooperative_tf import averaging, parzen, quality
+from cooperative_tf import averaging, config_io, parzen, quality
 from cooperative_tf.factory import build_trainer
 from cooperative_tf.safety import checkpoint_step
-from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, restore,
-                                    write_text_atomic)
+from cooperative_tf.workdir import (EVAL_FILE, INFERENCE_FILE, load_config,
+                                    restore, write_text_atomic)
 
 def evaluate(config: config_lib.TaskConfig, workdir: str,
              steps: Optional[int] = None,
@@ -72,9 +72,7 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     trainer = build_trainer(config)
     checkpoint = restore(trainer, workdir, required=True,
                          policy_weights=policy_weights)
-    dataset = pipelines.build_dataset(config.data, config.data.eval_split,
-                                      config.train.batch_size, training=False,
-                                      repeat=False)
+    dataset = eval_dataset(config)
     if steps is not None:
         dataset = dataset.take(steps)
     result = trainer.evaluate(dataset, return_dict=True, verbose=0)
@@ -95,12 +93,42 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     return result
 
 
+def eval_dataset(config: config_lib.TaskConfig):
+    """The evaluation split in file order, read once (not repeated):
+    batches of `config.train.batch_size` as `pipelines.build_dataset`
+    gives them."""
+    d = config.data
+    return pipelines.build_dataset(d, d.eval_split, config.train.batch_size,
+                                   training=False, repeat=False)
+
+
+def label_run_config(workdir: str,
+                     data_dir: Optional[str] = None) -> config_lib.TaskConfig:
+    """The config of the label-task run in `workdir` (its data read from
+    `data_dir` where given), for the tools that score its answers.
+
+    Raises:
+      FileNotFoundError: `workdir` holds no run (`workdir.load_config`).
+      ValueError: The run is of an image task, naming its condition.
+    """
+    config = load_config(workdir)
+    if data_dir:
+        config = config_io.override(config, [f"data.data_dir={data_dir}"])
+    if config.data.condition != "label":
+        raise ValueError(
+            f"{workdir} holds a {config.data.condition}-conditioned run; the "
+            "Parzen estimate is for label tasks. Point --workdir at a run of "
+            "mnist, fashion_mnist or cifar10.")
+    return config
+
+
 class ParzenFrame(NamedTuple):
     """What every Parzen score of a label task is measured against.
 
     Attributes:
       unit: Maps `[N, H, W, C]` images in [-1, 1] to the scored frame:
-        [0, 1], 28x28 digits cut from their 32x32 frame.
+        [0, 1]; the centre 28x28 where the evaluation images are digits
+        framed in 32x32 (`_digit_framed`), else the whole image.
       validation: `[V, ...]` the held-out half that chooses sigma.
       test: `[T, ...]` the held-out half that is scored.
       train_real: `[R, ...]` up to `num_samples` real training images, the

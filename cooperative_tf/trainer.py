@@ -308,9 +308,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                for k, v in extra.items()})
 
     def test_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        batch = tf.shape(target)[0]
+        condition, target, batch, _ = self.unpack_batch(data)
         step = self.planner_optimizer.iterations
         x = self.replica_latent(batch, step_seed(self.seed + 1, step, 0))
         other_x = (self.replica_latent(batch,

@@ -208,8 +208,21 @@ def test_the_key_holds_whether_a_term_runs_not_its_weight(off, on, other):
 
     assert key(off) != key(on)
     assert key(on) == key(other)
-    assert key("langevin.step_size=0.002") == key("langevin.step_size=0.01")
-    assert key("langevin.steps=10") != key("langevin.steps=20")
+
+
+@pytest.mark.parametrize("one, other, same", [
+    ("langevin.step_size=0.002", "langevin.step_size=0.01", True),
+    ("method.l1_weight=100", "method.l1_weight=10", True),
+    ("method.discriminator_lr=2e-4", "method.discriminator_lr=1e-3", True),
+    ("method.planner_only_step_size=0.01",
+     "method.planner_only_step_size=0.02", True),
+    ("langevin.steps=10", "langevin.steps=20", False),
+    ("method.planner_only_steps=60", "method.planner_only_steps=30", False),
+])
+def test_a_number_that_changes_no_cost_is_not_in_the_key(one, other, same):
+    keys = [autotune.cache_key(autotune.key_material(tiny_mnist(o), 1, AVX2))
+            for o in (one, other)]
+    assert (keys[0] == keys[1]) is same
 
 
 def test_nothing_auto_means_nothing_timed():

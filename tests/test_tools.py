@@ -44,16 +44,11 @@ def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
 
 
 def _parzen(config, workdir, policy_weights, samples):
-    import pipelines
-
     trainer = factory.build_trainer(config)
     workdir_lib.restore(trainer, workdir, required=True,
                         policy_weights=policy_weights)
-    d = config.data
-    return eval_lib.parzen_scores(
-        trainer, config, pipelines.build_dataset(
-            d, d.eval_split, config.train.batch_size, training=False,
-            repeat=False), samples)
+    return eval_lib.parzen_scores(trainer, config,
+                                  eval_lib.eval_dataset(config), samples)
 
 
 # The mnist sample the package ships; three steps of the tiny networks,
@@ -160,16 +155,20 @@ def test_fewer_distinct_keeps_the_count_and_repeats_the_first():
 @pytest.mark.slow
 def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
     config, workdir = tiny_run
-    parzen_calibration.main([f"--workdir={workdir}", "--samples=40"])
+    parzen_calibration.main([f"--workdir={workdir}", "--samples=40",
+                             "--policy_weights=trained"])
     rows = [json.loads(line) for line in
             capsys.readouterr().out.strip().splitlines()]
     by = {(row["samples"], row["change"]): row for row in rows}
     assert [row["change"] for row in rows if row["samples"] == "real"] == [
         name for name, _ in parzen_calibration.changes(40)]
     assert {row["count"] for row in rows} == {40}
+    assert {row["checkpoint"].rsplit("/", 1)[-1] for row in rows} == {
+        "ckpt-3"}
     # Unchanged, the real digits and the answers score as --mode=eval
-    # scores them (the averaged policy, as there).
-    expected = _parzen(config, str(workdir), "averaged", 40)
+    # scores them, with the weights asked for (the run keeps an average
+    # that answers otherwise).
+    expected = _parzen(config, str(workdir), "trained", 40)
     for kind in ("fast", "refined"):
         assert by[(kind, "as they are")]["parzen_ll"] == pytest.approx(
             expected[f"parzen_ll_{kind}"], rel=1e-6)
@@ -180,9 +179,15 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
         ("real", "as they are")]["parzen_ll"]
 
 
-def test_parzen_calibration_refuses_an_image_task_by_name(capsys):
+def test_parzen_calibration_refuses_what_it_cannot_score_by_name(
+        tmp_path, capsys):
     with pytest.raises(SystemExit, match="edges-conditioned"):
         parzen_calibration.main(["--task=zappos"])
+    # A run without a checkpoint is named before any scoring.
+    workdir_lib.write_config(tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        parzen_calibration.main([f"--workdir={tmp_path}"])
     with pytest.raises(SystemExit) as stop:
         parzen_calibration.main(["--samples=2"])
     assert stop.value.code == 2

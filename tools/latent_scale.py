@@ -84,15 +84,13 @@ def main(argv=None) -> None:
         parser.error("--scales must be comma-separated finite numbers > 0, "
                      f"as '1,0.8'. Received: {args.scales!r}")
 
-    import pipelines
     from cooperative_tf import eval_lib, factory
     from cooperative_tf import workdir as workdir_lib
 
-    config = workdir_lib.load_config(args.workdir)
-    if config.data.condition != "label":
-        raise SystemExit(f"error: {args.workdir} holds a "
-                         f"{config.data.condition}-conditioned run; the "
-                         "Parzen estimate is for label tasks.")
+    try:
+        config = eval_lib.label_run_config(args.workdir)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
     trainer = factory.build_trainer(config)
     try:
         require_latent(trainer)
@@ -101,10 +99,8 @@ def main(argv=None) -> None:
                          f"{config.method.name} run. {e}")
     checkpoint = workdir_lib.restore(trainer, args.workdir, required=True,
                                      policy_weights=args.policy_weights)
-    d = config.data
     # Not repeated: each scale's pass reads the split from its start.
-    dataset = pipelines.build_dataset(d, d.eval_split, config.train.batch_size,
-                                      training=False, repeat=False)
+    dataset = eval_lib.eval_dataset(config)
     for scale in scales:
         start = time.time()
         with scaled_latent(trainer, scale):

@@ -32,8 +32,9 @@ Change = Tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]
 
 
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
-    """`[N, H, W, C]` images blurred by a Gaussian of `sigma` pixels, zero
-    outside the frame (the digits' black border)."""
+    """`[N, H, W, C]` images blurred by a Gaussian of `sigma` pixels, taking
+    0 outside the frame: the digits' black border for images in [0, 1],
+    the frame `eval_lib.parzen_frame` scores."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0. Received: "
                          f"{sigma}")
@@ -111,32 +112,40 @@ def main(argv=None) -> None:
         parser.error(f"--samples must be at least 3. Received: "
                      f"{args.samples}")
 
-    import pipelines
-    from cooperative_tf import config_io, eval_lib, factory, tasks
+    from cooperative_tf import eval_lib, factory, tasks
     from cooperative_tf import workdir as workdir_lib
 
+    trainer = checkpoint = None
+    try:
+        if args.workdir:
+            config = eval_lib.label_run_config(args.workdir, args.data_dir)
+        else:
+            config = tasks.resolve_config(args.task, data_dir=args.data_dir)
+            if config.data.condition != "label":
+                raise ValueError(
+                    f"task {config.name!r} is {config.data.condition}-"
+                    "conditioned; the Parzen estimate is for label tasks.")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
     if args.workdir:
-        config = workdir_lib.load_config(args.workdir)
-        if args.data_dir:
-            config = config_io.override(config,
-                                        [f"data.data_dir={args.data_dir}"])
-    else:
-        config = tasks.resolve_config(args.task, data_dir=args.data_dir)
-    if config.data.condition != "label":
-        raise SystemExit(f"error: task {config.name!r} is "
-                         f"{config.data.condition}-conditioned; the Parzen "
-                         "estimate is for label tasks.")
-    d = config.data
-    dataset = pipelines.build_dataset(d, d.eval_split,
-                                      config.train.batch_size,
-                                      training=False, repeat=False)
-    frame = eval_lib.parzen_frame(config, dataset, args.samples)
+        # Restored before the real rows' minutes of work, so that a run
+        # without a checkpoint is named at once.
+        trainer = factory.build_trainer(config)
+        checkpoint = workdir_lib.restore(trainer, args.workdir, required=True,
+                                         policy_weights=args.policy_weights)
+    frame = eval_lib.parzen_frame(config, eval_lib.eval_dataset(config),
+                                  args.samples)
     real = frame.train_real
+    if len(real) < 3:
+        raise SystemExit(
+            f"error: the training split {config.data.train_split!r} of "
+            f"{config.data.data_dir} holds {len(real)} images; the changes "
+            "need at least 3. Point --data_dir at the task's full data.")
 
     def emit(samples, change, images):
         got = eval_lib.parzen_row("x", images, frame)
         print(json.dumps({"samples": samples, "change": change,
-                          "count": len(images),
+                          "count": len(images), "checkpoint": checkpoint,
                           "parzen_ll": got["parzen_ll_x"],
                           "parzen_ll_stderr": got["parzen_ll_stderr_x"],
                           "sigma": got["parzen_sigma_x"],
@@ -144,10 +153,7 @@ def main(argv=None) -> None:
 
     for name, change in changes(len(real)):
         emit("real", name, change(real, np.random.default_rng(0)))
-    if args.workdir:
-        trainer = factory.build_trainer(config)
-        workdir_lib.restore(trainer, args.workdir, required=True,
-                            policy_weights=args.policy_weights)
+    if trainer is not None:
         # As many answers as real images: the comparison --mode=eval makes.
         answers = eval_lib.parzen_answers(trainer, config, len(real))
         for kind, images in answers.items():

@@ -130,9 +130,8 @@ class Adversarial(BuiltUpFront, PolicyAnswers, keras.Model):
             "fast_mse": tf.reduce_mean(tf.square(y - target))})
 
     def test_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
-        x = self.replica_latent(tf.shape(target)[0], step_seed(
+        condition, target, batch, _ = self.unpack_batch(data)
+        x = self.replica_latent(batch, step_seed(
             self.seed + 1, self.step_counter, 0))
         y = self.answer(x, condition, training=False)
         real_logits, fake_logits = self._logits(target, y, condition,

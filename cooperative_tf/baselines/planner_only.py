@@ -194,11 +194,9 @@ class PlannerOnly(BuiltUpFront, keras.Model):
         return self._log(loss * replicas, observed, refined, y1, target)
 
     def test_step(self, data):
-        condition, target = data["condition"], data["target"]
-        target = tf.cast(target, self.answer_dtype)
+        condition, target, batch, _ = self.unpack_batch(data)
         step = self.step_counter
-        y_init = self.replica_initial(tf.shape(target)[0],
-                                      step_seed(self.seed + 1, step, 0))
+        y_init = self.replica_initial(batch, step_seed(self.seed + 1, step, 0))
         y1 = self.solve_slow(y_init, condition,
                              replica_seed(self.seed + 1, step, 1))
         observed, refined = self._values(target, y1, condition)
