@@ -114,12 +114,18 @@ def label_run_config(workdir: str,
     config = load_config(workdir)
     if data_dir:
         config = config_io.override(config, [f"data.data_dir={data_dir}"])
+    require_label_task(config, f"The run in {workdir}")
+    return config
+
+
+def require_label_task(config: config_lib.TaskConfig, source: str) -> None:
+    """ValueError naming `source` (a run or a task) where `config` is not
+    label-conditioned: the Parzen estimate scores label tasks only."""
     if config.data.condition != "label":
         raise ValueError(
-            f"{workdir} holds a {config.data.condition}-conditioned run; the "
-            "Parzen estimate is for label tasks. Point --workdir at a run of "
-            "mnist, fashion_mnist or cifar10.")
-    return config
+            f"{source} is {config.data.condition}-conditioned; the Parzen "
+            "estimate is for label tasks. Use a run or task of mnist, "
+            "fashion_mnist or cifar10.")
 
 
 class ParzenFrame(NamedTuple):
@@ -220,19 +226,13 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
             samples[f"equal_{name}"] = samples[name][:len(train_real)]
     samples["real"] = train_real
     for name, images in samples.items():
-        scores.update(parzen_row(name, images, frame))
+        got = parzen.evaluate(images, frame.validation, frame.test)
+        scores[f"parzen_ll_{name}"] = got["ll"]
+        scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
+        scores[f"parzen_sigma_{name}"] = got["sigma"]
+        scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
+        scores[f"parzen_nearest_{name}"] = got["nearest"]
     return scores
-
-
-def parzen_row(name: str, samples: np.ndarray, frame: ParzenFrame) -> dict:
-    """The five `parzen_*_<name>` scores of `samples` (in the scored frame,
-    [0, 1]) against `frame`'s held-out halves."""
-    got = parzen.evaluate(samples, frame.validation, frame.test)
-    return {f"parzen_ll_{name}": got["ll"],
-            f"parzen_ll_stderr_{name}": got["ll_stderr"],
-            f"parzen_sigma_{name}": got["sigma"],
-            f"parzen_validation_ll_{name}": got["validation_ll"],
-            f"parzen_nearest_{name}": got["nearest"]}
 
 
 def _digit_framed(images: np.ndarray) -> bool:

@@ -51,6 +51,12 @@ def _parzen(config, workdir, policy_weights, samples):
                                   eval_lib.eval_dataset(config), samples)
 
 
+def _json_lines(capsys):
+    """The rows a tool printed, one JSON object a line."""
+    return [json.loads(line) for line in
+            capsys.readouterr().out.strip().splitlines()]
+
+
 # The mnist sample the package ships; three steps of the tiny networks,
 # keeping a policy average that differs from the trained weights.
 TINY_RUN = ["train.policy_ema=0.5", "train.policy_lr=1e-2"]
@@ -70,8 +76,7 @@ def test_latent_scale_at_one_gives_the_evaluations_parzen(tiny_run, capsys):
     config, tmp_path = tiny_run
     latent_scale.main([f"--workdir={tmp_path}", "--scales=1,0.5",
                        "--samples=40"])
-    rows = [json.loads(line) for line in
-            capsys.readouterr().out.strip().splitlines()]
+    rows = _json_lines(capsys)
     assert [row["scale"] for row in rows] == [1.0, 0.5]
     assert all(row["checkpoint"].endswith("ckpt-3") for row in rows)
     # Like --mode=eval, the average answers unless the trained weights
@@ -101,7 +106,7 @@ def test_latent_scale_refuses_runs_it_cannot_score_by_name(tmp_path,
     image.mkdir()
     workdir_lib.write_config(tasks.resolve_config(
         "zappos", overrides=tiny.IMAGE_16), str(image))
-    with pytest.raises(SystemExit, match="edges-conditioned run"):
+    with pytest.raises(SystemExit, match="run in .* is edges-conditioned"):
         latent_scale.main([f"--workdir={image}"])
     # A bad scale is named before the run is looked at.
     for scales in ("0.8,0", "-1", "one", "", "inf", "nan"):
@@ -157,8 +162,7 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
     config, workdir = tiny_run
     parzen_calibration.main([f"--workdir={workdir}", "--samples=40",
                              "--policy_weights=trained"])
-    rows = [json.loads(line) for line in
-            capsys.readouterr().out.strip().splitlines()]
+    rows = _json_lines(capsys)
     by = {(row["samples"], row["change"]): row for row in rows}
     assert [row["change"] for row in rows if row["samples"] == "real"] == [
         name for name, _ in parzen_calibration.changes(40)]
@@ -181,7 +185,7 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
 
 def test_parzen_calibration_refuses_what_it_cannot_score_by_name(
         tmp_path, capsys):
-    with pytest.raises(SystemExit, match="edges-conditioned"):
+    with pytest.raises(SystemExit, match="Task 'zappos' is edges-conditioned"):
         parzen_calibration.main(["--task=zappos"])
     # A run without a checkpoint is named before any scoring.
     workdir_lib.write_config(tasks.resolve_config(

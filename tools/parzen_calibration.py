@@ -112,7 +112,7 @@ def main(argv=None) -> None:
         parser.error(f"--samples must be at least 3. Received: "
                      f"{args.samples}")
 
-    from cooperative_tf import eval_lib, factory, tasks
+    from cooperative_tf import eval_lib, factory, parzen, tasks
     from cooperative_tf import workdir as workdir_lib
 
     trainer = checkpoint = None
@@ -121,10 +121,7 @@ def main(argv=None) -> None:
             config = eval_lib.label_run_config(args.workdir, args.data_dir)
         else:
             config = tasks.resolve_config(args.task, data_dir=args.data_dir)
-            if config.data.condition != "label":
-                raise ValueError(
-                    f"task {config.name!r} is {config.data.condition}-"
-                    "conditioned; the Parzen estimate is for label tasks.")
+            eval_lib.require_label_task(config, f"Task {config.name!r}")
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     if args.workdir:
@@ -143,13 +140,13 @@ def main(argv=None) -> None:
             "need at least 3. Point --data_dir at the task's full data.")
 
     def emit(samples, change, images):
-        got = eval_lib.parzen_row("x", images, frame)
+        got = parzen.evaluate(images, frame.validation, frame.test)
         print(json.dumps({"samples": samples, "change": change,
                           "count": len(images), "checkpoint": checkpoint,
-                          "parzen_ll": got["parzen_ll_x"],
-                          "parzen_ll_stderr": got["parzen_ll_stderr_x"],
-                          "sigma": got["parzen_sigma_x"],
-                          "nearest": got["parzen_nearest_x"]}), flush=True)
+                          "parzen_ll": got["ll"],
+                          "parzen_ll_stderr": got["ll_stderr"],
+                          "sigma": got["sigma"],
+                          "nearest": got["nearest"]}), flush=True)
 
     for name, change in changes(len(real)):
         emit("real", name, change(real, np.random.default_rng(0)))
