@@ -116,12 +116,13 @@ def headline(results: dict) -> dict:
             out[f"auto_over_fastest@{name}"] = {
                 "value": auto["over_fastest"], "variant": auto["variant"],
                 "fastest": auto["fastest"]}
-    stage = results.get("mnist", {}).get("label_stage", [])
-    if len(stage) == 2 and all("median_s" in r.get("step", {})
-                               for r in stage):
-        out["label_term_step_over_paper_step"] = {
-            "value": stage[1]["step"]["median_s"]
-            / stage[0]["step"]["median_s"]}
+    stage = {r.get("stage"): r.get("step", {}).get("median_s")
+             for r in results.get("mnist", {}).get("label_stage", [])}
+    for name, key in (("label term", "label_term_step_over_paper_step"),
+                      ("gradient penalty",
+                       "gradient_penalty_step_over_paper_step")):
+        if stage.get(name) and stage.get("paper loss"):
+            out[key] = {"value": stage[name] / stage["paper loss"]}
     return out
 
 

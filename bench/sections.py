@@ -229,6 +229,10 @@ def default_variant(settings, results) -> Variant:
     return settings.mnist_variants[0]
 
 
+# The rows of the `mnist` section's `label_stage`, in order.
+STAGE_ROWS = ("paper loss", "label term", "gradient penalty")
+
+
 def section_mnist(settings, workloads, results):
     """The `mnist` task (32x32, batch 64, 10 Langevin steps) per variant."""
     block = _config_block("mnist", settings.mnist_overrides, settings,
@@ -242,18 +246,22 @@ def section_mnist(settings, workloads, results):
 
 def _label_stage(settings, workloads, block):
     """The picked variant's step with the planner's label term on (the
-    last 1,000 of the default run's 7,000 steps), beside the same variant
-    without it, in the same rounds."""
+    last 1,000 of the default run's 7,000 steps), and with the planner's
+    gradient penalty on (`train.gradient_penalty_weight`, off by default;
+    it differentiates the planner twice), beside the same variant with
+    neither, in the same rounds."""
     variant = Variant.from_path(ExecutionPath.from_json(
         block["auto"]["path"]))
     base = tuple(block["overrides"])
     with_term = tuple(o for o in base
                       if not o.startswith("train.label_loss_weight="))
     with_term += ("train.label_loss_weight=1.0",)
+    with_penalty = base + ("train.gradient_penalty_weight=3e-6",)
     works = [workloads.get("mnist", base, variant),
-             workloads.get("mnist", with_term, variant)]
+             workloads.get("mnist", with_term, variant),
+             workloads.get("mnist", with_penalty, variant)]
     rows = measure_variants(works, settings, parts=("step",))
-    for row, name in zip(rows, ("paper loss", "label term")):
+    for row, name in zip(rows, STAGE_ROWS):
         row["stage"] = name
         print_row(f"mnist {name}", row)
     return rows

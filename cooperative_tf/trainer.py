@@ -345,33 +345,36 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
     def _planner_values(self, target, y1, condition, mismatch_seed):
         """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None, df/dY at Y_obs or
         None)`, C' a wrong condition when the mismatch term is on, the slope
-        when the gradient penalty is on. One forward pass over all of them:
-        the planner scores each example on its own, and one batch of 2B
-        (3B) runs faster than two (three) of B."""
-        if not self.gradient_penalty_weight:
-            return self._planner_forward(target, y1, condition,
-                                         mismatch_seed) + (None,)
-        # Only Y_obs is watched: the slope's own gradient in the weights is
-        # taken by the caller's tape, which records this one.
-        with tf.GradientTape(watch_accessed_variables=False) as slope_tape:
-            slope_tape.watch(target)
-            values = self._planner_forward(target, y1, condition,
-                                           mismatch_seed)
-            observed_total = tf.reduce_sum(values[0])
-        return values + (slope_tape.gradient(observed_total, target),)
-
-    def _planner_forward(self, target, y1, condition, mismatch_seed):
+        when the gradient penalty is on. One forward pass over all of them
+        (Y_obs apart when its slope is taken): the planner scores each
+        example on its own, and one batch of 2B (3B) runs faster than two
+        (three) of B."""
         condition_map = self.planner.encode_condition(condition)
         answers, maps = [target, y1], [condition_map, condition_map]
         if self.mismatch_weight:
             answers.append(target)
             maps.append(self.planner.encode_condition(
                 mismatched_condition(condition, mismatch_seed)))
+        slope = None
+        if self.gradient_penalty_weight:
+            # Y_obs gets its own pass: in the joint batch the slope's
+            # backward pass, and the caller's second-order pass through it,
+            # would run over all 2B (3B) rows for B that matter. Only Y_obs
+            # is watched; the slope's own gradient in the weights is taken
+            # by the caller's tape, which records this one.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(target)
+                observed = self.planner.value(target, condition_map)
+                total = tf.reduce_sum(observed)
+            slope = tape.gradient(total, target)
+            answers, maps = answers[1:], maps[1:]
         values = tf.split(self.planner.value(tf.concat(answers, axis=0),
                                              tf.concat(maps, axis=0)),
                           len(answers))
-        return values[0], values[1], (values[2] if self.mismatch_weight
-                                      else None)
+        if slope is not None:
+            values = [observed] + values
+        return (values[0], values[1],
+                values[2] if self.mismatch_weight else None, slope)
 
     def _planner_loss(self, values, target, condition, global_batch=None):
         observed, refined, mismatched, slope = values

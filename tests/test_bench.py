@@ -11,6 +11,7 @@ import tensorflow as tf
 from bench import flops as bench_flops
 from bench import latency
 from bench import op_profile as bench_profile
+from bench import report as bench_report
 from bench import runner as bench
 from bench.authors import AuthorsMnistIteration
 from bench.workloads import Variant, time_calls
@@ -154,10 +155,11 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
     # chain as a loop outside XLA). Timing itself: tests/test_autotune.py.
     assert (auto["source"], auto["choose_step_s"]) == ("rule", {})
     assert auto["variant"] == "graph/while_loop"
-    # The default run's two stages: without and with the label term.
+    # The default run's two stages, without and with the label term, and
+    # the step with the gradient penalty.
     assert [r["stage"] for r in mnist["label_stage"]] == [
-        "paper loss", "label term"]
-    assert mnist["label_stage"][1]["step"]["median_s"] > 0
+        "paper loss", "label term", "gradient penalty"]
+    assert all(r["step"]["median_s"] > 0 for r in mnist["label_stage"])
     for row in mnist["variants"]:
         for part in ("step", "solver", "fast", "refined"):
             _check_timing(row[part])
@@ -184,6 +186,28 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
     assert f"| mnist@32 | {auto['variant']} **(auto)** |" in table
     assert "machine: " in table
     assert "authors TF1 @28 interleaved" in table
+
+
+def test_headline_gives_each_stage_step_over_the_paper_step():
+    # The authors' head-to-head gives the step time; the label-stage rows
+    # give the two ratios, by name whatever their order.
+    step = {"median_s": 2.0, "pct_of_matmul_peak": 10.0}
+    results = {
+        "authors": {"ours": {"variant": "xla/unrolled", "step": step,
+                             "solver": step}},
+        "mnist": {"label_stage": [
+            {"stage": "gradient penalty", "step": {"median_s": 0.6}},
+            {"stage": "paper loss", "step": {"median_s": 0.5}},
+            {"stage": "label term", "step": {"median_s": 1.0}}]}}
+    got = bench_report.headline(results)
+    assert got["label_term_step_over_paper_step"]["value"] == pytest.approx(
+        2.0)
+    assert got["gradient_penalty_step_over_paper_step"][
+        "value"] == pytest.approx(1.2)
+    # A stage that failed to time gives no ratio.
+    results["mnist"]["label_stage"][0]["step"] = {"error": "boom"}
+    assert "gradient_penalty_step_over_paper_step" not in (
+        bench_report.headline(results))
 
 
 def test_batch_image_and_pipeline_sections_report():

@@ -330,6 +330,30 @@ def _slope_norm(trainer, batch):
                          np.asarray(batch["condition"]))
 
 
+@pytest.mark.parametrize("kind", ["label", "image"])
+def test_the_penalty_scores_every_answer_as_the_joint_pass_does(kind):
+    # With the penalty on, Y_obs is scored in a pass of its own (for its
+    # slope); f(Y_obs, C), f(Y1, C) and f(Y_obs, C') are those of the one
+    # joint pass without it, from the same weights.
+    batch = tiny.batch(kind)
+    plain = tiny.trainer(kind, mismatch_weight=1.0)
+    penalised = tiny.trainer(kind, mismatch_weight=1.0,
+                             gradient_penalty_weight=1.0)
+    penalised.planner.set_weights(plain.planner.get_weights())
+    target = tf.constant(batch["target"], tf.float32)
+    y1 = target + 0.1 * tf.random.stateless_normal(tf.shape(target), [4, 5])
+    seed = tf.constant([1, 2], tf.int64)
+    got = penalised._planner_values(target, y1, batch["condition"], seed)
+    want = plain._planner_values(target, y1, batch["condition"], seed)
+    assert want[3] is None and got[3] is not None
+    for name, a, b in zip(("observed", "refined", "mismatched"), got, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    # Three different scores, so the order of the passes is checked too.
+    assert tiny.differ(got[0].numpy(), got[1].numpy())
+    assert not np.array_equal(got[0].numpy(), got[2].numpy())
+
+
 def test_the_gradient_penalty_uses_the_planners_slope_and_bounds_it():
     batch = tiny.batch("label")
     trainer = tiny.trainer("label", gradient_penalty_weight=1.0)
