@@ -6,12 +6,14 @@ import pytest
 import keras
 import tensorflow as tf
 
+import tiny
 from cooperative_tf.baselines import (ConditionalGAN, PatchDiscriminator,
                                       Pix2Pix, PlannerOnly,
                                       ProjectionDiscriminator, Regression)
 from cooperative_tf.baselines.losses import (discriminator_loss,
                                              generator_loss, l1_loss,
                                              mean_score)
+from cooperative_tf.baselines.spectral_norm import SpectralNorm
 from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
 from cooperative_tf.seeds import replica_seed, step_seed
 
@@ -98,6 +100,91 @@ def test_projection_discriminator_gives_one_logit_that_reads_the_label():
     other = d(answer, tf.one_hot([1, 1, 1], CLASSES))
     assert tuple(logits.shape) == (3,) and logits.dtype == tf.float32
     assert np.abs(logits.numpy() - other.numpy()).min() > 1e-6
+
+
+def _sn_pair(kind):
+    """A `SpectralNorm` layer of `kind` (`dense` or `conv`), built, with an
+    input for it."""
+    keras.utils.set_random_seed(4)
+    if kind == "dense":
+        layer, x = keras.layers.Dense(5), tf.random.normal([3, 7], seed=1)
+    else:
+        layer = keras.layers.Conv2D(6, 3, strides=2, padding="same")
+        x = tf.random.normal([2, 8, 8, 2], seed=1)
+    wrapped = SpectralNorm(layer, power_iterations=60)
+    wrapped.build(x.shape)
+    # A kernel of known singular values, far from unit norm.
+    kernel = wrapped.kernel.numpy().reshape(-1, wrapped.kernel.shape[-1])
+    kernel = 3.0 * kernel / np.linalg.svd(kernel, compute_uv=False)[0]
+    wrapped.kernel.assign(kernel.reshape(wrapped.kernel.shape))
+    layer.bias.assign(np.linspace(-1, 1, layer.bias.shape[0]))
+    return wrapped, layer, x
+
+
+def _plain(layer, x, kernel):
+    """The wrapped layer's computation with `kernel`."""
+    if isinstance(layer, keras.layers.Dense):
+        return tf.matmul(x, kernel) + layer.bias
+    return layer.convolution_op(x, kernel) + layer.bias
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_spectral_norm_computes_with_w_over_sigma_and_keeps_the_kernel(kind):
+    wrapped, layer, x = _sn_pair(kind)
+    kernel = wrapped.kernel.numpy()
+    top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]),
+                        compute_uv=False)[0]
+    assert top == pytest.approx(3.0, rel=1e-5)
+    got = wrapped(x, training=True).numpy()
+    np.testing.assert_array_equal(wrapped.kernel.numpy(), kernel)
+    np.testing.assert_allclose(got, _plain(layer, x, kernel / top).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    assert float(wrapped.sigma()) == pytest.approx(top, rel=1e-4)
+    # Inference uses the stored u: the same sigma, nothing written.
+    u = wrapped.vector_u.numpy()
+    np.testing.assert_allclose(wrapped(x).numpy(), got, rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_array_equal(wrapped.vector_u.numpy(), u)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_spectral_norm_gradient_passes_through_sigma(kind):
+    # d/dW of sum(layer(x)) is that of sum(plain(x, W / (v W u^T))) with u
+    # and v held fixed (Miyato et al. 2018, eq. 12), not that of
+    # sum(plain(x, W_sn)) with W_sn a constant (the in-place rescale of
+    # keras.layers.SpectralNormalization).
+    wrapped, layer, x = _sn_pair(kind)
+    wrapped(x, training=True)      # u converged to the top direction
+    u = tf.constant(wrapped.vector_u.numpy())
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(wrapped(x))
+    got = tape.gradient(total, wrapped.kernel)
+    kernel = tf.Variable(wrapped.kernel.numpy())
+    with tf.GradientTape() as tape:
+        flat = tf.reshape(kernel, [-1, kernel.shape[-1]])
+        v = tf.math.l2_normalize(tf.matmul(u, flat, transpose_b=True))
+        sigma = tf.reshape(tf.matmul(tf.matmul(tf.stop_gradient(v), flat),
+                                     u, transpose_b=True), [])
+        total = tf.reduce_sum(_plain(layer, x, kernel / sigma))
+    want = tape.gradient(total, kernel)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
+                               atol=1e-5)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(_plain(layer, x, kernel / float(sigma)))
+    constant = tape.gradient(total, kernel)
+    assert tiny.differ(got.numpy(), constant.numpy())
+
+
+def test_spectral_norm_has_the_variables_of_keras_wrapper():
+    # Checkpoints written with keras.layers.SpectralNormalization restore.
+    def paths(cls):
+        layer = cls(keras.layers.Dense(4, name="head"), name="sn_head")
+        layer.build((None, 3))
+        return sorted(v.path for v in layer.weights)
+
+    assert paths(SpectralNorm) == paths(keras.layers.SpectralNormalization)
+    with pytest.raises(ValueError, match="Conv2D or Dense"):
+        SpectralNorm(keras.layers.Embedding(3, 2))
 
 
 # ---- tiny methods on a toy: two conditions, each with one fixed answer ------

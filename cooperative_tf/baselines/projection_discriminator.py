@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from cooperative_tf.baselines.spectral_norm import SpectralNorm
+
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
 class ProjectionDiscriminator(keras.Model):
@@ -13,9 +15,10 @@ class ProjectionDiscriminator(keras.Model):
     (global sum pooling) into features h `[batch, filters[-1]]`. The logit
     is a linear function psi(h) of the features plus their inner product
     with the label's embedding e_C (a bias-free dense layer on the one-hot
-    label). Every layer is wrapped in `keras.layers.SpectralNormalization`,
-    which bounds its Lipschitz constant; in training mode each call runs
-    one power iteration and rescales the layer's kernel.
+    label). Every layer is spectrally normalised (`SpectralNorm`: computed
+    with W / sigma(W), the gradient passing through sigma), which bounds
+    its Lipschitz constant; in training mode each call runs one power
+    iteration.
 
     Args:
       filters: Channels of the stride-2 convolutions, from the input down.
@@ -43,7 +46,7 @@ class ProjectionDiscriminator(keras.Model):
                              f"convolution. Received: filters={filters}")
         self.filters = tuple(filters)
         self.convs = [
-            layers.SpectralNormalization(
+            SpectralNorm(
                 layers.Conv2D(width, 4, strides=2, padding="same",
                               name=f"conv_{i}"),
                 name=f"sn_conv_{i}")
@@ -51,9 +54,9 @@ class ProjectionDiscriminator(keras.Model):
         # Wrapped layers are named, so that variable paths (by which
         # checkpoints list variables) do not depend on how many layers the
         # process made before.
-        self.head = layers.SpectralNormalization(
+        self.head = SpectralNorm(
             layers.Dense(1, name="head"), name="sn_head")
-        self.embedding = layers.SpectralNormalization(
+        self.embedding = SpectralNorm(
             layers.Dense(self.filters[-1], use_bias=False, name="embedding"),
             name="sn_embedding")
 
