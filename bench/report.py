@@ -10,6 +10,10 @@ from typing import List, Optional
 
 from bench.workloads import Variant
 
+# The rows of the `mnist` section's `label_stage`, in order: the paper's
+# loss first, each other row's step is given over it in the headline.
+STAGE_ROWS = ("paper loss", "label term", "gradient penalty")
+
 # The library's path where nothing is timed (`execution.by_rule`): whole-step
 # XLA, unrolled Langevin. A run's default (`auto`) is marked in each block.
 DEFAULT = Variant("xla", True)
@@ -118,11 +122,11 @@ def headline(results: dict) -> dict:
                 "fastest": auto["fastest"]}
     stage = {r.get("stage"): r.get("step", {}).get("median_s")
              for r in results.get("mnist", {}).get("label_stage", [])}
-    for name, key in (("label term", "label_term_step_over_paper_step"),
-                      ("gradient penalty",
-                       "gradient_penalty_step_over_paper_step")):
-        if stage.get(name) and stage.get("paper loss"):
-            out[key] = {"value": stage[name] / stage["paper loss"]}
+    paper, *others = STAGE_ROWS
+    for name in others:
+        if stage.get(name) and stage.get(paper):
+            key = f"{name.replace(' ', '_')}_step_over_paper_step"
+            out[key] = {"value": stage[name] / stage[paper]}
     return out
 
 

@@ -22,7 +22,7 @@ from bench import op_profile as bench_profile
 from cooperative_tf import autotune
 from cooperative_tf.execution import ExecutionPath
 from cooperative_tf.models import space_to_depth
-from bench.report import print_row
+from bench.report import STAGE_ROWS, print_row
 from bench.workloads import (OtherLoad, Variant, Workload,
                                             current_rss, interleaved,
                                             resolve, time_calls, warm_up)
@@ -227,10 +227,6 @@ def default_variant(settings, results) -> Variant:
     if "path" in picked:
         return Variant.from_path(ExecutionPath.from_json(picked["path"]))
     return settings.mnist_variants[0]
-
-
-# The rows of the `mnist` section's `label_stage`, in order.
-STAGE_ROWS = ("paper loss", "label term", "gradient penalty")
 
 
 def section_mnist(settings, workloads, results):

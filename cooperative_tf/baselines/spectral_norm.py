@@ -22,10 +22,6 @@ import keras
 from keras import layers, ops
 
 
-def _unit(x):
-    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x))), 1e-12)
-
-
 @keras.saving.register_keras_serializable(package="cooperative_tf")
 class SpectralNorm(layers.SpectralNormalization):
     """Wraps a `Conv2D` or `Dense` layer to compute it with W / sigma(W).
@@ -65,10 +61,11 @@ class SpectralNorm(layers.SpectralNormalization):
         weights = ops.reshape(kernel, (-1, self.kernel_shape[-1]))
         u = ops.cast(self.vector_u.value, "float32")
         iterations = self.power_iterations if training else 0
-        v = _unit(ops.matmul(u, ops.transpose(weights)))
+        # u and v are rows [1, n]: each is normalised along its one axis.
+        v = ops.normalize(ops.matmul(u, ops.transpose(weights)))
         for _ in range(iterations):
-            u = _unit(ops.matmul(v, weights))
-            v = _unit(ops.matmul(u, ops.transpose(weights)))
+            u = ops.normalize(ops.matmul(v, weights))
+            v = ops.normalize(ops.matmul(u, ops.transpose(weights)))
         u, v = ops.stop_gradient(u), ops.stop_gradient(v)
         if training:
             self.vector_u.assign(ops.cast(u, self.vector_u.dtype))
