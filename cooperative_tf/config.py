@@ -94,6 +94,9 @@ class ModelConfig:
         over the last convolution's input). See `models/planner.py`.
       template_activation: Output activation of the label template
         (`tanh`, or `None` for unbounded).
+      planner_activation: After each of the planner's convolutions:
+        `leaky_relu` (the paper's; f piecewise linear in Y), or the smooth
+        `swish` or `softplus`. See `models/planner.py`.
       policy_output: Last layer of the U-Net policy: `resize_conv`
         (checkerboard-free) or `deconv` (stride-2 conv-transpose).
     """
@@ -114,6 +117,7 @@ class ModelConfig:
     planner_label: str = "template"
     template_activation: Optional[str] = None
     policy_output: str = "deconv"
+    planner_activation: str = "leaky_relu"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,6 +412,10 @@ def validate(config: TaskConfig) -> None:
     if m.template_activation not in (None, "tanh"):
         raise ValueError("model.template_activation must be tanh or none. "
                          f"Received: {m.template_activation!r}")
+    if m.planner_activation not in ("leaky_relu", "swish", "softplus"):
+        raise ValueError("model.planner_activation must be 'leaky_relu', "
+                         "'swish' or 'softplus'. Received: "
+                         f"{m.planner_activation!r}")
     if m.policy_output not in ("resize_conv", "deconv"):
         raise ValueError("model.policy_output must be 'resize_conv' or "
                          f"'deconv'. Received: {m.policy_output!r}")

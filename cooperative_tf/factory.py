@@ -41,7 +41,8 @@ def _label_planner(config: config_lib.TaskConfig):
                    units=m.planner_units, template_filters=m.template_filters,
                    conv_form=m.planner_conv_form,
                    label_conditioning=m.planner_label,
-                   template_activation=m.template_activation, name="planner")
+                   template_activation=m.template_activation,
+                   activation=m.planner_activation, name="planner")
 
 
 def _unet_policy(config: config_lib.TaskConfig):
@@ -61,7 +62,7 @@ def _image_planner(config: config_lib.TaskConfig):
                    condition="image", condition_channels=d.condition_channels,
                    filters=m.planner_filters, kernel_size=m.planner_kernel,
                    units=m.planner_units, conv_form=m.planner_conv_form,
-                   name="planner")
+                   activation=m.planner_activation, name="planner")
 
 
 def _label_models(config: config_lib.TaskConfig):

@@ -66,7 +66,39 @@ def test_deconv_stack_reaches_image_size():
         assert out.shape == (2, size, size, 2)
 
 
+def _hessian_vector_product(planner, y, c, v):
+    encoded = planner.encode_condition(c)
+    with tf.GradientTape() as outer:
+        outer.watch(y)
+        with tf.GradientTape() as inner:
+            inner.watch(y)
+            f = tf.reduce_sum(planner.value(y, encoded))
+        slope = inner.gradient(f, y)
+        directional = tf.reduce_sum(slope * v)
+    return outer.gradient(directional, y), slope
+
+
+@pytest.mark.parametrize("activation", Planner.ACTIVATIONS)
+def test_only_a_smooth_planner_curves_in_y(activation):
+    """Leaky ReLU makes f piecewise linear in Y (a zero Hessian between
+    kinks), so its Langevin drift does not turn toward a mode; the smooth
+    activations give f curvature, which moves df/dY along a chain."""
+    planner = tiny_planner("label", label_conditioning="projection",
+                           activation=activation)
+    y, c = planner_inputs("label")
+    v = tf.random.normal(y.shape, seed=8)
+    hv, slope = _hessian_vector_product(planner, y, c, v)
+    ratio = float(tf.norm(hv) / tf.norm(slope))
+    if activation == "leaky_relu":
+        assert ratio == 0.0
+    else:
+        assert ratio > 1e-3
+    assert Planner.from_config(planner.get_config()).activation == activation
+
+
 def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="activation"):
+        Planner(activation="relu6")
     with pytest.raises(ValueError, match="condition"):
         Planner(condition="text")
     with pytest.raises(ValueError, match="divisible"):

@@ -50,9 +50,9 @@ def _tile_onto(x, one_hot):
 class Planner(keras.Model):
     """Value function f(Y, C); exp(f) is an unnormalised density p(Y | C).
 
-    Y is scored by stride-2 convolutions with leaky ReLU (no normalisation,
-    so each example's value depends on that example only, as Langevin
-    dynamics needs) and a dense layer with `units` outputs u. How the
+    Y is scored by stride-2 convolutions with leaky ReLU or a smooth
+    activation (no normalisation, so each example's value depends on that
+    example only, as Langevin dynamics needs) and a dense layer with `units` outputs u. How the
     condition C enters:
 
     * an image condition is concatenated with Y along channels (paper
@@ -91,6 +91,11 @@ class Planner(keras.Model):
         planners only).
       template_activation: Output activation of the template (`tanh` or
         `None`).
+      activation: After each convolution. `leaky_relu` (slope 0.2, the
+        authors' choice) makes f piecewise linear in Y: its Hessian is zero
+        between kinks, so a Langevin chain with the reference term drifts
+        toward s^2 df/dY rather than settling on a mode. `swish` (x
+        sigmoid(x)) and `softplus` are smooth, so f can curve in Y.
       conv_form: How the stride-2 convolutions are computed; the weights and
         values are the same either way. `direct`: strided convolutions.
         `space_to_depth`: stride-1 convolutions on a space-to-depth input,
@@ -110,13 +115,14 @@ class Planner(keras.Model):
     """
 
     LABEL_CONDITIONINGS = ("projection", "template", "tiled")
+    ACTIVATIONS = ("leaky_relu", "swish", "softplus")
 
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
                  filters=(64, 128, 256), kernel_size=4, units=100,
                  template_filters=(128, 64, 32), conv_form="auto",
                  label_conditioning="template", template_activation=None,
-                 **kwargs):
+                 activation="leaky_relu", **kwargs):
         super().__init__(**kwargs)
         if condition not in ("label", "image"):
             raise ValueError("Planner condition must be 'label' or 'image'. "
@@ -138,6 +144,11 @@ class Planner(keras.Model):
                 "Planner label_conditioning must be one of "
                 f"{self.LABEL_CONDITIONINGS}. Received: "
                 f"label_conditioning={label_conditioning!r}")
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"Planner activation must be one of "
+                             f"{self.ACTIVATIONS}. Received: "
+                             f"activation={activation!r}")
+        self.activation = activation
         self.conv_form = conv_form
         self.label_conditioning = label_conditioning
         self.template_activation = template_activation
@@ -322,9 +333,16 @@ class Planner(keras.Model):
                 x = space_to_depth.conv(conv, x)
             else:
                 x = conv(x)
-            x = keras.ops.leaky_relu(x, 0.2)
+            x = self._activate(x)
         # Summed in the variable dtype: float32 under mixed precision.
         return keras.ops.cast(self.head(self.flatten(x)), self.variable_dtype)
+
+    def _activate(self, x):
+        if self.activation == "swish":
+            return keras.ops.silu(x)
+        if self.activation == "softplus":
+            return keras.ops.softplus(x)
+        return keras.ops.leaky_relu(x, 0.2)
 
     def call(self, y, condition):
         return self.value(y, self.encode_condition(condition))
@@ -339,5 +357,6 @@ class Planner(keras.Model):
                       template_filters=list(self.template_filters),
                       conv_form=self.conv_form,
                       label_conditioning=self.label_conditioning,
-                      template_activation=self.template_activation)
+                      template_activation=self.template_activation,
+                      activation=self.activation)
         return config
