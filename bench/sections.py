@@ -449,7 +449,8 @@ def section_precision(settings, workloads, results):
                               filters=m.planner_filters,
                               kernel_size=m.planner_kernel,
                               units=m.planner_units,
-                              template_filters=m.template_filters)
+                              template_filters=m.template_filters,
+                              activation=m.planner_activation)
         finally:
             keras.config.set_dtype_policy(previous)
         planner.build((batch, d.image_size, d.image_size, d.channels),
@@ -602,7 +603,7 @@ def section_profile(settings, workloads, results):
     x = tf.concat([tf.cast(batch["target"], planner.compute_dtype),
                    tf.cast(planner.encode_condition(batch["condition"]),
                            planner.compute_dtype)], axis=-1)
-    layers = [(conv.name, lambda t, conv=conv: tf.nn.leaky_relu(conv(t), 0.2))
+    layers = [(conv.name, lambda t, conv=conv: planner.activate(conv(t)))
               for conv in planner.convs]
     layers.append(("head", lambda t: tf.reduce_sum(
         planner.head(planner.flatten(t)), axis=-1)))
@@ -611,11 +612,11 @@ def section_profile(settings, workloads, results):
     folded, shape = [], x.shape
     for conv in planner.convs:
         if space_to_depth.applies(conv, shape[1], shape[2]):
-            folded.append((conv.name, lambda t, conv=conv: tf.nn.leaky_relu(
-                space_to_depth.conv(conv, t), 0.2)))
+            folded.append((conv.name, lambda t, conv=conv: planner.activate(
+                space_to_depth.conv(conv, t))))
         else:
-            folded.append((conv.name, lambda t, conv=conv: tf.nn.leaky_relu(
-                conv(t), 0.2)))
+            folded.append((conv.name, lambda t, conv=conv: planner.activate(
+                conv(t))))
         shape = conv.compute_output_shape(shape)
     jit = default.jit == "xla"
     with OtherLoad() as load:

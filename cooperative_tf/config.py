@@ -15,6 +15,7 @@ import math
 from typing import Optional, Tuple, Union
 
 from cooperative_tf.models import POLICY_CONDITIONS
+from cooperative_tf.models.planner import ACTIVATIONS as PLANNER_ACTIVATIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
 from pipelines import spec as data_spec
 
@@ -94,11 +95,11 @@ class ModelConfig:
         over the last convolution's input). See `models/planner.py`.
       template_activation: Output activation of the label template
         (`tanh`, or `None` for unbounded).
-      planner_activation: After each of the planner's convolutions:
-        `leaky_relu` (the paper's; f piecewise linear in Y), or the smooth
-        `swish` or `softplus`. See `models/planner.py`.
       policy_output: Last layer of the U-Net policy: `resize_conv`
         (checkerboard-free) or `deconv` (stride-2 conv-transpose).
+      planner_activation: Activation after each of the planner's
+        convolutions: `leaky_relu` (the paper's; f piecewise linear in Y),
+        or the smooth `swish` or `softplus`. See `models/planner.py`.
     """
 
     policy: str = "unet"
@@ -412,9 +413,9 @@ def validate(config: TaskConfig) -> None:
     if m.template_activation not in (None, "tanh"):
         raise ValueError("model.template_activation must be tanh or none. "
                          f"Received: {m.template_activation!r}")
-    if m.planner_activation not in ("leaky_relu", "swish", "softplus"):
-        raise ValueError("model.planner_activation must be 'leaky_relu', "
-                         "'swish' or 'softplus'. Received: "
+    if m.planner_activation not in PLANNER_ACTIVATIONS:
+        raise ValueError("model.planner_activation must be one of "
+                         f"{PLANNER_ACTIVATIONS}. Received: "
                          f"{m.planner_activation!r}")
     if m.policy_output not in ("resize_conv", "deconv"):
         raise ValueError("model.policy_output must be 'resize_conv' or "

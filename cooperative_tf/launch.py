@@ -135,6 +135,7 @@ def _config_for_mode(workdir):
         extra.append(f"train.batch_size={FLAGS.batch_size}")
     overridden = config_io.override(config, extra)
     workdir_lib.check_policy_average(config, overridden, workdir)
+    workdir_lib.check_same_networks(config, overridden, workdir)
     return overridden
 
 

@@ -136,8 +136,9 @@ def gradient_penalty(value_slope: tf.Tensor,
     """Half the squared norm of the planner's slope at observed answers.
 
     0.5 |df/dY (Y_obs, C)|^2 per example, the R1 penalty of GAN
-    discriminators (Mescheder et al. 2018). The planner's value is piecewise
-    linear in Y (leaky ReLU convolutions, a linear head), so the slope sets
+    discriminators (Mescheder et al. 2018). With the default leaky ReLU
+    (`model.planner_activation`) the planner's value is piecewise linear
+    in Y (a linear head after the convolutions), so the slope sets
     how far a Langevin step moves an answer (d^2 / 2 x slope); unbounded, it
     can grow until the chains leave the data (docs/quality.md measures this
     past 11,500 mnist steps). A constant offset of f, which the value shift

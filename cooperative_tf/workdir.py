@@ -73,7 +73,29 @@ def check_workdir_config(config: config_lib.TaskConfig,
     with open(path) as f:
         saved = config_io.from_json(f.read())
     check_policy_average(saved, config, workdir)
-    for section in ("model", "data", "method"):
+    _check_sections(saved, config, workdir, ("model", "data", "method"))
+    return saved
+
+
+def check_same_networks(saved: config_lib.TaskConfig,
+                        config: config_lib.TaskConfig, workdir: str) -> None:
+    """Refuses `config` (a saved run's config with flags applied, as
+    evaluation, sampling and export use it) when it would build other
+    networks than `saved`'s checkpoints hold.
+
+    A change such as `model.planner_activation` keeps every variable, so
+    the checkpoint would restore without error into a different function.
+
+    Raises:
+      ValueError: Naming the settings that differ.
+    """
+    _check_sections(saved, config, workdir, ("model", "method"))
+
+
+def _check_sections(saved, config, workdir, sections):
+    """Raises ValueError naming the first of `sections` in which `config`
+    differs from `saved` in what the checkpoints depend on."""
+    for section in sections:
         old, new = getattr(saved, section), getattr(config, section)
         if section == "data":  # where the data lives may move
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
@@ -94,7 +116,6 @@ def check_workdir_config(config: config_lib.TaskConfig,
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
                 f"saved settings. Received: workdir={workdir!r}")
-    return saved
 
 
 def check_policy_average(saved: config_lib.TaskConfig,

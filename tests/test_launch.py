@@ -85,6 +85,7 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.label_stage_planner_lr_scale=nan", "planner_lr_scale must be a "),
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
+    ("model.planner_activation=relu6", "planner_activation"),
     ("train.eval_every=-1", "eval_every"),
 ])
 def test_bad_overrides_are_named(bad, message):
@@ -224,6 +225,20 @@ def test_eval_refuses_switching_off_a_runs_policy_average(tmp_path):
     assert out.returncode == 2
     assert "cannot be switched off" in out.stderr
     assert "--policy_weights=trained" in out.stderr
+
+
+def test_eval_refuses_a_network_setting_the_checkpoints_were_not_made_with(
+        tmp_path):
+    # The activation leaves every variable as it is: the checkpoint would
+    # restore without error into another function.
+    config = tasks.resolve_config("mnist")
+    (tmp_path / "config.json").write_text(config_io.to_json(config))
+    out = run_cli("--mode=eval", f"--workdir={tmp_path}",
+                  "--set", "model.planner_activation=swish")
+    assert out.returncode == 2
+    assert "different model config" in out.stderr
+    assert "planner_activation" in out.stderr
+    assert not (tmp_path / "eval.json").exists()
 
 
 def test_config_file_applies_before_set_and_round_trips(tmp_path):

@@ -96,6 +96,16 @@ def test_only_a_smooth_planner_curves_in_y(activation):
     assert Planner.from_config(planner.get_config()).activation == activation
 
 
+@pytest.mark.parametrize("task", ["mnist", "zappos"])
+def test_the_factory_builds_the_configured_activation(task):
+    from cooperative_tf import factory, tasks
+
+    config = tasks.resolve_config(
+        task, overrides=["model.planner_activation=softplus"])
+    _, planner = factory.build_models(config)
+    assert planner.activation == "softplus"
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="activation"):
         Planner(activation="relu6")

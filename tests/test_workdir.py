@@ -1,5 +1,8 @@
 """The work directory: the config check on resuming, checkpoints, JSON lines."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,6 +32,36 @@ def test_resume_check_allows_what_keeps_the_weights(tmp_path):
         workdir.check_workdir_config(
             config_io.override(config, ["model.latent_dim=16"]),
             str(tmp_path))
+
+
+def test_a_saved_run_is_evaluated_only_with_its_own_networks():
+    config = tasks.resolve_config("mnist")
+    for same in (["model.planner_conv_form=direct"], ["langevin.steps=30"],
+                 ["data.eval_split=train"]):
+        workdir.check_same_networks(
+            config, config_io.override(config, same), "w")
+    for other, field in ((["model.planner_activation=swish"],
+                          "planner_activation"),
+                         (["method.name=cgan"], "method")):
+        with pytest.raises(ValueError, match=field):
+            workdir.check_same_networks(
+                config, config_io.override(config, other), "w")
+
+
+def test_a_config_file_without_the_newer_model_fields_loads_their_old_values():
+    # Work directories of older releases: their networks had the defaults.
+    config = tasks.resolve_config("mnist")
+    saved = json.loads(config_io.to_json(config))
+    for field in ("planner_activation", "policy_output", "planner_label",
+                  "template_activation"):
+        del saved["model"][field]
+    loaded = config_io.from_json(json.dumps(saved))
+    assert loaded.model.planner_activation == "leaky_relu"
+    assert loaded.model.policy_output == "deconv"
+    assert loaded.model.planner_label == "template"
+    assert loaded.model == dataclasses.replace(
+        config.model, planner_activation="leaky_relu", policy_output="deconv",
+        planner_label="template", template_activation=None)
 
 
 @pytest.mark.parametrize("task, overrides", [

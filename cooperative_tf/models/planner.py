@@ -10,6 +10,7 @@ from cooperative_tf.models.initializers import small_normal
 # How the stride-2 convolutions are computed (`conv_form`); the config
 # (`model.planner_conv_form`) reads this table.
 CONV_FORMS = ("auto", "direct", "space_to_depth")
+ACTIVATIONS = ("leaky_relu", "swish", "softplus")
 
 
 def accelerator_visible():
@@ -52,8 +53,8 @@ class Planner(keras.Model):
 
     Y is scored by stride-2 convolutions with leaky ReLU or a smooth
     activation (no normalisation, so each example's value depends on that
-    example only, as Langevin dynamics needs) and a dense layer with `units` outputs u. How the
-    condition C enters:
+    example only, as Langevin dynamics needs) and a dense layer with
+    `units` outputs u. How the condition C enters:
 
     * an image condition is concatenated with Y along channels (paper
       §4.2.1), and f = sum(u);
@@ -91,11 +92,11 @@ class Planner(keras.Model):
         planners only).
       template_activation: Output activation of the template (`tanh` or
         `None`).
-      activation: After each convolution. `leaky_relu` (slope 0.2, the
-        authors' choice) makes f piecewise linear in Y: its Hessian is zero
-        between kinks, so a Langevin chain with the reference term drifts
-        toward s^2 df/dY rather than settling on a mode. `swish` (x
-        sigmoid(x)) and `softplus` are smooth, so f can curve in Y.
+      activation: Activation after each convolution: `leaky_relu` (slope
+        0.2, the authors' choice) makes f piecewise linear in Y: its Hessian
+        is zero between kinks, so a Langevin chain with the reference term
+        drifts toward s^2 df/dY rather than settling on a mode. `swish`
+        (x sigmoid(x)) and `softplus` are smooth, so f can curve in Y.
       conv_form: How the stride-2 convolutions are computed; the weights and
         values are the same either way. `direct`: strided convolutions.
         `space_to_depth`: stride-1 convolutions on a space-to-depth input,
@@ -115,7 +116,7 @@ class Planner(keras.Model):
     """
 
     LABEL_CONDITIONINGS = ("projection", "template", "tiled")
-    ACTIVATIONS = ("leaky_relu", "swish", "softplus")
+    ACTIVATIONS = ACTIVATIONS
 
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
@@ -333,11 +334,12 @@ class Planner(keras.Model):
                 x = space_to_depth.conv(conv, x)
             else:
                 x = conv(x)
-            x = self._activate(x)
+            x = self.activate(x)
         # Summed in the variable dtype: float32 under mixed precision.
         return keras.ops.cast(self.head(self.flatten(x)), self.variable_dtype)
 
-    def _activate(self, x):
+    def activate(self, x):
+        """The activation after each convolution, on any tensor."""
         if self.activation == "swish":
             return keras.ops.silu(x)
         if self.activation == "softplus":
