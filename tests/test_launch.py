@@ -214,30 +214,24 @@ def test_resuming_with_another_model_is_refused(tmp_path):
         "latent_dim"] == 8
 
 
-def test_eval_refuses_switching_off_a_runs_policy_average(tmp_path):
-    # Its variables sit among the policy optimizer's: restored without
-    # them, Adam's slots would be filled with the wrong values.
-    config = tasks.resolve_config("mnist",
-                                  overrides=["train.policy_ema=0.99"])
-    (tmp_path / "config.json").write_text(config_io.to_json(config))
-    out = run_cli("--mode=eval", f"--workdir={tmp_path}",
-                  "--set", "train.policy_ema=0")
-    assert out.returncode == 2
-    assert "cannot be switched off" in out.stderr
-    assert "--policy_weights=trained" in out.stderr
-
-
-def test_eval_refuses_a_network_setting_the_checkpoints_were_not_made_with(
-        tmp_path):
+@pytest.mark.parametrize("saved, change, messages", [
+    # The average's variables sit among the policy optimizer's: restored
+    # without them, Adam's slots would be filled with the wrong values.
+    (["train.policy_ema=0.99"], "train.policy_ema=0",
+     ["cannot be switched off", "--policy_weights=trained"]),
     # The activation leaves every variable as it is: the checkpoint would
     # restore without error into another function.
-    config = tasks.resolve_config("mnist")
+    ([], "model.planner_activation=swish",
+     ["different model config", "planner_activation"]),
+])
+def test_eval_refuses_what_the_checkpoints_cannot_be_read_with(
+        tmp_path, saved, change, messages):
+    config = tasks.resolve_config("mnist", overrides=saved)
     (tmp_path / "config.json").write_text(config_io.to_json(config))
-    out = run_cli("--mode=eval", f"--workdir={tmp_path}",
-                  "--set", "model.planner_activation=swish")
+    out = run_cli("--mode=eval", f"--workdir={tmp_path}", "--set", change)
     assert out.returncode == 2
-    assert "different model config" in out.stderr
-    assert "planner_activation" in out.stderr
+    for message in messages:
+        assert message in out.stderr
     assert not (tmp_path / "eval.json").exists()
 
 

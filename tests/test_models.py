@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import tiny
 from cooperative_tf.models import DeconvStack, Planner, UNetPolicy
+from cooperative_tf.models.planner import ACTIVATIONS
 from tiny import image_inputs, label_inputs, planner_inputs
 from tiny import planner as tiny_planner
 
@@ -78,7 +79,7 @@ def _hessian_vector_product(planner, y, c, v):
     return outer.gradient(directional, y), slope
 
 
-@pytest.mark.parametrize("activation", Planner.ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_only_a_smooth_planner_curves_in_y(activation):
     """Leaky ReLU makes f piecewise linear in Y (a zero Hessian between
     kinks), so its Langevin drift does not turn toward a mode; the smooth

@@ -10,6 +10,8 @@ from cooperative_tf.models.initializers import small_normal
 # How the stride-2 convolutions are computed (`conv_form`); the config
 # (`model.planner_conv_form`) reads this table.
 CONV_FORMS = ("auto", "direct", "space_to_depth")
+# After each convolution (`activation`); the config
+# (`model.planner_activation`) reads this table too.
 ACTIVATIONS = ("leaky_relu", "swish", "softplus")
 
 
@@ -116,7 +118,6 @@ class Planner(keras.Model):
     """
 
     LABEL_CONDITIONINGS = ("projection", "template", "tiled")
-    ACTIVATIONS = ACTIVATIONS
 
     def __init__(self, image_size=64, channels=3, condition="image",
                  condition_channels=3, num_classes=10,
@@ -145,9 +146,9 @@ class Planner(keras.Model):
                 "Planner label_conditioning must be one of "
                 f"{self.LABEL_CONDITIONINGS}. Received: "
                 f"label_conditioning={label_conditioning!r}")
-        if activation not in self.ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(f"Planner activation must be one of "
-                             f"{self.ACTIVATIONS}. Received: "
+                             f"{ACTIVATIONS}. Received: "
                              f"activation={activation!r}")
         self.activation = activation
         self.conv_form = conv_form
