@@ -217,6 +217,7 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         # change no cost (pix2pix computes its L1 at any weight).
         "method": {"name": m.name,
                    "discriminator_filters": m.discriminator_filters,
+                   "discriminator_pooling": m.discriminator_pooling,
                    "planner_only_steps": m.planner_only_steps},
         "model": dataclasses.asdict(config.model),
         # What the chain runs, not its step size: numbers change no cost.

@@ -15,6 +15,8 @@ import math
 from typing import Optional, Tuple, Union
 
 from cooperative_tf.models import POLICY_CONDITIONS
+from cooperative_tf.baselines.projection_discriminator import (
+    POOLINGS as DISCRIMINATOR_POOLINGS)
 from cooperative_tf.models.planner import ACTIVATIONS as PLANNER_ACTIVATIONS
 from cooperative_tf.models.planner import CONV_FORMS as PLANNER_CONV_FORMS
 from pipelines import spec as data_spec
@@ -313,6 +315,11 @@ class MethodConfig:
         empty: the planner's `model.planner_filters`, the same capacity as
         the planner it is compared with (pix2pix's own 70x70 PatchGAN is
         64:128:256:512; four layers give a 70x70 patch either way).
+      discriminator_pooling: How cgan's projection discriminator reads its
+        last feature map: `flatten` (each position its own weights, the
+        default) or `sum` (over positions, the only reading before this
+        field existed, with which its generator collapsed on mnist;
+        docs/quality.md). A saved config without the field is `sum`.
       planner_only_steps: Langevin steps from noise per answer of
         `planner_only`, in training and by default at inference.
       planner_only_step_size: Their step size.
@@ -322,6 +329,7 @@ class MethodConfig:
     l1_weight: float = 100.0
     discriminator_lr: float = 2e-4
     discriminator_filters: Tuple[int, ...] = ()
+    discriminator_pooling: str = "flatten"
     planner_only_steps: int = 60
     planner_only_step_size: float = 0.01
 
@@ -494,6 +502,10 @@ def _check_method(config: TaskConfig) -> None:
         raise ValueError("train.policy_ema averages a policy's weights; "
                          "method.name='planner_only' trains none. Received: "
                          f"train.policy_ema={config.train.policy_ema}")
+    if m.discriminator_pooling not in DISCRIMINATOR_POOLINGS:
+        raise ValueError("method.discriminator_pooling must be one of "
+                         f"{DISCRIMINATOR_POOLINGS}. Received: "
+                         f"{m.discriminator_pooling!r}")
     if any(f < 1 for f in m.discriminator_filters):
         raise ValueError("method.discriminator_filters must be positive "
                          "channel counts. Received: "

@@ -136,8 +136,10 @@ def from_json(text: str) -> TaskConfig:
         model=build(ModelConfig, raw["model"]),
         langevin=build(LangevinConfig, raw["langevin"]),
         train=build(TrainConfig, raw["train"]),
-        # Runs written before baselines existed were cooperative.
-        method=build(MethodConfig, raw.get("method", {})),
+        # Runs written before baselines existed were cooperative; before
+        # the pooling field, cgan's discriminator summed over positions.
+        method=build(MethodConfig, {"discriminator_pooling": "sum",
+                                    **raw.get("method", {})}),
     )
 
 

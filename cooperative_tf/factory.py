@@ -179,7 +179,7 @@ def _cgan(config: config_lib.TaskConfig, compile_kwargs: dict):
         policy = _label_policy(config)
         discriminator = baselines.ProjectionDiscriminator(
             filters=m.discriminator_filters or config.model.planner_filters,
-            name="discriminator")
+            pooling=m.discriminator_pooling, name="discriminator")
     model = baselines.ConditionalGAN(policy, discriminator,
                                      latent_dim=config.model.latent_dim,
                                      seed=t.seed, name="cgan")

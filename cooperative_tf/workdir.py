@@ -101,10 +101,10 @@ def _check_sections(saved, config, workdir, sections):
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
             new = dataclasses.replace(new, data_dir=None, on_error="raise")
         elif section == "method":  # other networks, other checkpoints
-            old = config_lib.MethodConfig(
-                name=old.name, discriminator_filters=old.discriminator_filters)
-            new = config_lib.MethodConfig(
-                name=new.name, discriminator_filters=new.discriminator_filters)
+            old, new = (config_lib.MethodConfig(
+                name=m.name, discriminator_filters=m.discriminator_filters,
+                discriminator_pooling=m.discriminator_pooling)
+                for m in (old, new))
         else:  # the same weights either way
             old = dataclasses.replace(old, planner_conv_form="auto")
             new = dataclasses.replace(new, planner_conv_form="auto")

@@ -102,6 +102,32 @@ def test_projection_discriminator_gives_one_logit_that_reads_the_label():
     assert np.abs(logits.numpy() - other.numpy()).min() > 1e-6
 
 
+def test_projection_discriminator_tells_where_a_stroke_is_only_when_flat():
+    # A blob moved by the discriminator's whole stride (2^3), away from the
+    # border, on a zero background (the padding's own value; the new
+    # network's biases are 0): summed features cannot tell the two places
+    # apart, flattened ones can. The summing network's generator drew one
+    # shape for every label on mnist (docs/quality.md).
+    blob = np.zeros([2, 32, 32, 1], np.float32)
+    blob[0, 8:11, 8:11], blob[1, 16:19, 16:19] = 1.0, 1.0
+    label = tf.one_hot([2, 2], CLASSES)
+    logits = {}
+    for pooling in ("sum", "flatten"):
+        keras.utils.set_random_seed(5)
+        d = ProjectionDiscriminator(filters=(4, 8, 8), pooling=pooling)
+        logits[pooling] = d(tf.constant(blob), label).numpy()
+        assert d.get_config()["pooling"] == pooling
+        assert ProjectionDiscriminator.from_config(
+            d.get_config()).pooling == pooling
+    assert abs(logits["sum"][0] - logits["sum"][1]) < 1e-5
+    assert abs(logits["flatten"][0] - logits["flatten"][1]) > 1e-3
+
+
+def test_projection_discriminator_names_a_bad_pooling():
+    with pytest.raises(ValueError, match="pooling.*max"):
+        ProjectionDiscriminator(pooling="max")
+
+
 def _sn_pair(kind):
     """A `SpectralNorm` layer of `kind` (`dense` or `conv`), built, with an
     input for it."""

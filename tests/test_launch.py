@@ -86,6 +86,7 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("model.planner_label=tiles", "planner_label"),
     ("model.policy_output=pixel_shuffle", "policy_output"),
     ("model.planner_activation=relu6", "planner_activation"),
+    ("method.discriminator_pooling=max", "discriminator_pooling"),
     ("train.eval_every=-1", "eval_every"),
 ])
 def test_bad_overrides_are_named(bad, message):

@@ -42,7 +42,9 @@ def test_a_saved_run_is_evaluated_only_with_its_own_networks():
             config, config_io.override(config, same), "w")
     for other, field in ((["model.planner_activation=swish"],
                           "planner_activation"),
-                         (["method.name=cgan"], "method")):
+                         (["method.name=cgan"], "method"),
+                         (["method.discriminator_pooling=sum"],
+                          "discriminator_pooling")):
         with pytest.raises(ValueError, match=field):
             workdir.check_same_networks(
                 config, config_io.override(config, other), "w")
@@ -62,6 +64,16 @@ def test_a_config_file_without_the_newer_model_fields_loads_their_old_values():
     assert loaded.model == dataclasses.replace(
         config.model, planner_activation="leaky_relu", policy_output="deconv",
         planner_label="template", template_activation=None)
+
+
+def test_a_cgan_config_without_the_pooling_field_sums_as_it_did():
+    config = tasks.resolve_config("mnist", overrides=["method.name=cgan"])
+    assert config.method.discriminator_pooling == "flatten"
+    saved = json.loads(config_io.to_json(config))
+    del saved["method"]["discriminator_pooling"]
+    assert config_io.from_json(json.dumps(saved)).method == (
+        dataclasses.replace(config.method, discriminator_pooling="sum"))
+    assert config_io.from_json(config_io.to_json(config)) == config
 
 
 @pytest.mark.parametrize("task, overrides", [
