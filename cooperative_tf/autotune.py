@@ -217,8 +217,11 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         # change no cost (pix2pix computes its L1 at any weight).
         "method": {"name": m.name,
                    "discriminator_filters": m.discriminator_filters,
-                   "discriminator_pooling": m.discriminator_pooling,
-                   "planner_only_steps": m.planner_only_steps},
+                   "planner_only_steps": m.planner_only_steps,
+                   # Only cgan's discriminator pools (keys of the other
+                   # methods' timings stay as they were).
+                   **({"discriminator_pooling": m.discriminator_pooling}
+                      if m.name == "cgan" else {})},
         "model": dataclasses.asdict(config.model),
         # What the chain runs, not its step size: numbers change no cost.
         "langevin": {"steps": lv.steps, "noise": lv.noise,

@@ -319,7 +319,8 @@ class MethodConfig:
         last feature map: `flatten` (each position its own weights, the
         default) or `sum` (over positions, the only reading before this
         field existed, with which its generator collapsed on mnist;
-        docs/quality.md). A saved config without the field is `sum`.
+        docs/quality.md). A cgan config saved whole without the field
+        (`config_io.saved_method`) is `sum`.
       planner_only_steps: Langevin steps from noise per answer of
         `planner_only`, in training and by default at inference.
       planner_only_step_size: Their step size.

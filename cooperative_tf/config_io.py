@@ -136,11 +136,29 @@ def from_json(text: str) -> TaskConfig:
         model=build(ModelConfig, raw["model"]),
         langevin=build(LangevinConfig, raw["langevin"]),
         train=build(TrainConfig, raw["train"]),
-        # Runs written before baselines existed were cooperative; before
-        # the pooling field, cgan's discriminator summed over positions.
-        method=build(MethodConfig, {"discriminator_pooling": "sum",
-                                    **raw.get("method", {})}),
+        # Runs written before baselines existed were cooperative.
+        method=build(MethodConfig, saved_method(raw.get("method", {}))),
     )
+
+
+def saved_method(method: Any) -> Any:
+    """The `method` section of a config written by `to_json`, with the
+    values of fields added since, for the networks the run was trained
+    with.
+
+    A section holding every other `MethodConfig` field was written whole
+    by an older release; before `discriminator_pooling` existed, cgan's
+    discriminator summed its last map (a run trained so must be read so).
+    Any other section, such as a hand-written file's few fields, is
+    returned as it is: what it leaves out takes today's defaults.
+    """
+    if not isinstance(method, dict) or method.get("name") != "cgan":
+        return method
+    others = {f.name for f in dataclasses.fields(MethodConfig)} - {
+        "discriminator_pooling"}
+    if "discriminator_pooling" in method or not others <= set(method):
+        return method
+    return {**method, "discriminator_pooling": "sum"}
 
 
 def _typed(value: Any, annotation: Any, key: str) -> Any:

@@ -123,6 +123,24 @@ def test_projection_discriminator_tells_where_a_stroke_is_only_when_flat():
     assert abs(logits["flatten"][0] - logits["flatten"][1]) > 1e-3
 
 
+@pytest.mark.parametrize("pooling", ["flatten", "sum"])
+def test_projection_discriminator_keeps_the_precision_it_was_made_under(
+        pooling):
+    # The factory sets the precision while it makes the networks and
+    # builds them after; the flattened embedding is made in `build`.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        d = ProjectionDiscriminator(filters=(4, 8), pooling=pooling)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    d.build((2, 16, 16, 1), (2, CLASSES))
+    for layer in d.convs + [d.head, d.embedding]:
+        assert layer.compute_dtype == "bfloat16", layer.name
+        assert layer.layer.compute_dtype == "bfloat16", layer.name
+    assert d.embedding.layer.kernel.dtype == "float32"
+
+
 def test_projection_discriminator_names_a_bad_pooling():
     with pytest.raises(ValueError, match="pooling.*max"):
         ProjectionDiscriminator(pooling="max")

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 import tiny
+from cooperative_tf.baselines import ProjectionDiscriminator
 from cooperative_tf.classifier import FeatureClassifier
 from cooperative_tf.models import DeconvStack
 from cooperative_tf.trainer import CooperativeTrainer
@@ -53,6 +54,12 @@ NETWORKS = {
     "deconv_stack": (
         lambda: DeconvStack(image_size=tiny.SIZE, channels=2, filters=(8, 4)),
         lambda: tf.random.normal([tiny.BATCH, 5], seed=8), _one_input_call),
+    # Flattened, the label's embedding is made in `build`.
+    **{f"projection_discriminator_{pooling}": (
+        lambda pooling=pooling: ProjectionDiscriminator(filters=(4, 8),
+                                                        pooling=pooling),
+        lambda: (_images(), tiny.label_inputs()[1]), _policy_call)
+       for pooling in ("flatten", "sum")},
     "feature_classifier": (
         lambda: FeatureClassifier(num_classes=tiny.CLASSES, filters=(4, 8, 8),
                                   feature_dim=8),

@@ -42,9 +42,7 @@ def test_a_saved_run_is_evaluated_only_with_its_own_networks():
             config, config_io.override(config, same), "w")
     for other, field in ((["model.planner_activation=swish"],
                           "planner_activation"),
-                         (["method.name=cgan"], "method"),
-                         (["method.discriminator_pooling=sum"],
-                          "discriminator_pooling")):
+                         (["method.name=cgan"], "method")):
         with pytest.raises(ValueError, match=field):
             workdir.check_same_networks(
                 config, config_io.override(config, other), "w")
@@ -66,14 +64,46 @@ def test_a_config_file_without_the_newer_model_fields_loads_their_old_values():
         planner_label="template", template_activation=None)
 
 
-def test_a_cgan_config_without_the_pooling_field_sums_as_it_did():
-    config = tasks.resolve_config("mnist", overrides=["method.name=cgan"])
-    assert config.method.discriminator_pooling == "flatten"
+def _older_release(config, tmp_path):
+    """`config` as a release before `method.discriminator_pooling` wrote
+    it: (the loaded config, the path of the file)."""
     saved = json.loads(config_io.to_json(config))
     del saved["method"]["discriminator_pooling"]
-    assert config_io.from_json(json.dumps(saved)).method == (
-        dataclasses.replace(config.method, discriminator_pooling="sum"))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    return config_io.from_json(json.dumps(saved)), str(path)
+
+
+def test_a_cgan_config_without_the_pooling_field_sums_as_it_did(tmp_path):
+    config = tasks.resolve_config("mnist", overrides=["method.name=cgan"])
+    assert config.method.discriminator_pooling == "flatten"
     assert config_io.from_json(config_io.to_json(config)) == config
+    loaded, path = _older_release(config, tmp_path)
+    summing = dataclasses.replace(config.method, discriminator_pooling="sum")
+    assert loaded.method == summing
+    # --config=<old run>/config.json trains the networks it was made with.
+    assert tasks.resolve_config(None, config_file=path).method == summing
+    with pytest.raises(ValueError, match="discriminator_pooling"):
+        workdir.check_same_networks(loaded, config, "w")
+    # A hand-written file naming the method alone gets today's default.
+    (tmp_path / "mine.json").write_text(json.dumps(
+        {"name": "mnist", "method": {"name": "cgan"}}))
+    assert tasks.resolve_config(
+        None, config_file=str(tmp_path / "mine.json")
+    ).method.discriminator_pooling == "flatten"
+
+
+def test_an_older_run_of_another_method_resumes_with_the_pooling_field(
+        tmp_path):
+    # The field shapes only cgan's networks: other methods' old work
+    # directories resume and are evaluated as before.
+    for overrides in ([], ["method.name=planner_only"]):
+        config = tasks.resolve_config("mnist", overrides=overrides)
+        loaded, _ = _older_release(config, tmp_path)
+        assert loaded == config
+        workdir.check_same_networks(loaded, config, "w")
+        workdir.check_same_networks(loaded, config_io.override(
+            config, ["method.discriminator_pooling=sum"]), "w")
 
 
 @pytest.mark.parametrize("task, overrides", [

@@ -79,11 +79,13 @@ class ProjectionDiscriminator(keras.Model):
         if pooling == "sum":
             self.embedding = self._embedding(self.filters[-1])
 
-    @staticmethod
-    def _embedding(units):
+    def _embedding(self, units):
+        # Made in `build` too, where the global dtype policy may no longer
+        # be the one this network was made under: it takes the network's.
         return SpectralNorm(
-            layers.Dense(units, use_bias=False, name="embedding"),
-            name="sn_embedding")
+            layers.Dense(units, use_bias=False, name="embedding",
+                         dtype=self.dtype_policy),
+            name="sn_embedding", dtype=self.dtype_policy)
 
     def build(self, answer_shape, condition_shape):
         shape = tuple(answer_shape)
