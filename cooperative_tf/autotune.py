@@ -215,13 +215,8 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         "replicas": replicas,
         # Which baseline, and its shapes: its weight, rate and step size
         # change no cost (pix2pix computes its L1 at any weight).
-        "method": {"name": m.name,
-                   "discriminator_filters": m.discriminator_filters,
-                   "planner_only_steps": m.planner_only_steps,
-                   # Only cgan's discriminator pools (keys of the other
-                   # methods' timings stay as they were).
-                   **({"discriminator_pooling": m.discriminator_pooling}
-                      if m.name == "cgan" else {})},
+        "method": {**config_lib.method_networks(m),
+                   "planner_only_steps": m.planner_only_steps},
         "model": dataclasses.asdict(config.model),
         # What the chain runs, not its step size: numbers change no cost.
         "langevin": {"steps": lv.steps, "noise": lv.noise,

@@ -335,6 +335,16 @@ class MethodConfig:
     planner_only_step_size: float = 0.01
 
 
+def method_networks(m: MethodConfig) -> dict:
+    """The fields of `m` that shape the method's networks, and so its
+    checkpoints and costs: its name, the discriminator's filters and, for
+    cgan (the only method whose discriminator pools), the pooling."""
+    fields = {"name": m.name, "discriminator_filters": m.discriminator_filters}
+    if m.name == "cgan":
+        fields["discriminator_pooling"] = m.discriminator_pooling
+    return fields
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """One experiment: data, networks, solver and optimisation."""

@@ -224,6 +224,8 @@ def apply_mapping(config: TaskConfig, mapping: dict,
         if not isinstance(values, dict):
             raise ValueError(f"Section {section_name} of the {source} must "
                              f"map fields to values. Received: {values!r}")
+        if section_name == "method":  # perhaps a run's whole config.json
+            values = saved_method(values)
         section = getattr(config, section_name)
         hints = typing.get_type_hints(type(section))
         for field_name, value in values.items():

@@ -266,9 +266,6 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
                          f"{task!r}. Received: task={task!r}")
     config = get_task(task or named)
     if config_file:
-        if isinstance(mapping, dict) and "method" in mapping:
-            mapping = {**mapping,
-                       "method": config_io.saved_method(mapping["method"])}
         config = config_io.apply_mapping(config, mapping,
                                          source=f"config file {config_file}")
     assignments = list(overrides)

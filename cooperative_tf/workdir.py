@@ -101,12 +101,8 @@ def _check_sections(saved, config, workdir, sections):
             old = dataclasses.replace(old, data_dir=None, on_error="raise")
             new = dataclasses.replace(new, data_dir=None, on_error="raise")
         elif section == "method":  # other networks, other checkpoints
-            # The pooling shapes only cgan's discriminator.
             old, new = (config_lib.MethodConfig(
-                name=m.name, discriminator_filters=m.discriminator_filters,
-                discriminator_pooling=(m.discriminator_pooling
-                                       if m.name == "cgan" else "flatten"))
-                for m in (old, new))
+                **config_lib.method_networks(m)) for m in (old, new))
         else:  # the same weights either way
             old = dataclasses.replace(old, planner_conv_form="auto")
             new = dataclasses.replace(new, planner_conv_form="auto")
