@@ -102,6 +102,12 @@ class ModelConfig:
       planner_activation: Activation after each of the planner's
         convolutions: `leaky_relu` (the paper's; f piecewise linear in Y),
         or the smooth `swish` or `softplus`. See `models/planner.py`.
+      planner_spectral_norm: Spectral normalisation of the planner's
+        convolutions and last layer (W / sigma(W)), bounding f's slope in
+        Y. See `models/planner.py`.
+      planner_value_scale: Constant multiplying the planner's value f,
+        its temperature: with spectral normalisation, how hard f's slope
+        can pull a Langevin chain. 1 leaves f as the layers compute it.
     """
 
     policy: str = "unet"
@@ -121,6 +127,8 @@ class ModelConfig:
     template_activation: Optional[str] = None
     policy_output: str = "deconv"
     planner_activation: str = "leaky_relu"
+    planner_spectral_norm: bool = False
+    planner_value_scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,6 +444,9 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("model.planner_activation must be one of "
                          f"{PLANNER_ACTIVATIONS}. Received: "
                          f"{m.planner_activation!r}")
+    if not m.planner_value_scale > 0:
+        raise ValueError("model.planner_value_scale must be positive. "
+                         f"Received: {m.planner_value_scale!r}")
     if m.policy_output not in ("resize_conv", "deconv"):
         raise ValueError("model.policy_output must be 'resize_conv' or "
                          f"'deconv'. Received: {m.policy_output!r}")

@@ -42,7 +42,9 @@ def _label_planner(config: config_lib.TaskConfig):
                    conv_form=m.planner_conv_form,
                    label_conditioning=m.planner_label,
                    template_activation=m.template_activation,
-                   activation=m.planner_activation, name="planner")
+                   activation=m.planner_activation,
+                   spectral_norm=m.planner_spectral_norm,
+                   value_scale=m.planner_value_scale, name="planner")
 
 
 def _unet_policy(config: config_lib.TaskConfig):
@@ -62,7 +64,9 @@ def _image_planner(config: config_lib.TaskConfig):
                    condition="image", condition_channels=d.condition_channels,
                    filters=m.planner_filters, kernel_size=m.planner_kernel,
                    units=m.planner_units, conv_form=m.planner_conv_form,
-                   activation=m.planner_activation, name="planner")
+                   activation=m.planner_activation,
+                   spectral_norm=m.planner_spectral_norm,
+                   value_scale=m.planner_value_scale, name="planner")
 
 
 def _label_models(config: config_lib.TaskConfig):

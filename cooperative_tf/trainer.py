@@ -274,6 +274,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             y0, other_y0 = self._propose(x, other_x, condition)
 
         # 2. Solve-slow: l Langevin steps on the planner's value give Y1.
+        #    A spectrally normalised planner advances its power iteration
+        #    first, so the chain and the value shift value with one f.
+        if getattr(self.planner, "spectral_norm", False):
+            self.planner.update_spectral_norms()
         y1, acceptance = self.solve_slow(y0, condition,
                                          replica_seed(self.seed, step, 1))
 

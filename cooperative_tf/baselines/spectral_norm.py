@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from cooperative_tf.models.spectral import top_singular_value
+
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
 class SpectralNorm(layers.SpectralNormalization):
@@ -57,20 +59,12 @@ class SpectralNorm(layers.SpectralNormalization):
         """The kernel's largest singular value (a scalar tensor, float32,
         differentiable in the kernel); in training after this call's power
         iterations, which it stores."""
-        kernel = ops.cast(self.kernel.value, "float32")
-        weights = ops.reshape(kernel, (-1, self.kernel_shape[-1]))
-        u = ops.cast(self.vector_u.value, "float32")
         iterations = self.power_iterations if training else 0
-        # u and v are rows [1, n]: each is normalised along its one axis.
-        v = ops.normalize(ops.matmul(u, ops.transpose(weights)))
-        for _ in range(iterations):
-            u = ops.normalize(ops.matmul(v, weights))
-            v = ops.normalize(ops.matmul(u, ops.transpose(weights)))
-        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        sigma, u = top_singular_value(self.kernel.value, self.vector_u.value,
+                                      iterations)
         if training:
             self.vector_u.assign(ops.cast(u, self.vector_u.dtype))
-        return ops.reshape(
-            ops.matmul(ops.matmul(v, weights), ops.transpose(u)), ())
+        return sigma
 
     def call(self, inputs, training=False):
         kernel = ops.cast(self.kernel.value, "float32") / self.sigma(training)

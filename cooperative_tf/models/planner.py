@@ -6,6 +6,7 @@ from keras import layers
 from cooperative_tf.models import space_to_depth
 from cooperative_tf.models.deconv_stack import DeconvStack
 from cooperative_tf.models.initializers import small_normal
+from cooperative_tf.models.spectral import top_singular_value
 
 # How the stride-2 convolutions are computed (`conv_form`); the config
 # (`model.planner_conv_form`) reads this table.
@@ -108,6 +109,18 @@ class Planner(keras.Model):
         otherwise (slower in the plain graph; not measured on
         accelerators). The choice is made when a function is traced. Layers
         it does not apply to (odd kernel or input side) are always direct.
+      spectral_norm: Compute every convolution and the last layer with
+        W / sigma(W) (Miyato et al. 2018), sigma the kernel's largest
+        singular value, so f's slope in Y is bounded by the weights' shape
+        and `value_scale` rather than by how far training has grown them.
+        sigma is read from a stored power-iteration vector per layer, which
+        `update_spectral_norms` advances (the trainer, once per step), so
+        a Langevin chain and the value shift that follows it see the same
+        function.
+      value_scale: Constant multiplying f (and its slope). With
+        `spectral_norm` it sets the energy's temperature: how strongly the
+        planner's slope can pull a Langevin chain against its noise and the
+        reference term. 1 leaves f as the layers compute it.
 
     Shapes:
       y: `[batch, image_size, image_size, channels]`, nominally in [-1, 1].
@@ -124,7 +137,8 @@ class Planner(keras.Model):
                  filters=(64, 128, 256), kernel_size=4, units=100,
                  template_filters=(128, 64, 32), conv_form="auto",
                  label_conditioning="template", template_activation=None,
-                 activation="leaky_relu", **kwargs):
+                 activation="leaky_relu", spectral_norm=False,
+                 value_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if condition not in ("label", "image"):
             raise ValueError("Planner condition must be 'label' or 'image'. "
@@ -150,7 +164,14 @@ class Planner(keras.Model):
             raise ValueError(f"Planner activation must be one of "
                              f"{ACTIVATIONS}. Received: "
                              f"activation={activation!r}")
+        if not value_scale > 0:
+            raise ValueError("Planner value_scale must be positive. "
+                             f"Received: value_scale={value_scale!r}")
         self.activation = activation
+        self.spectral_norm = bool(spectral_norm)
+        self.value_scale = float(value_scale)
+        # One power-iteration vector u per convolution and the head.
+        self.spectral_vectors = []
         self.conv_form = conv_form
         self.label_conditioning = label_conditioning
         self.template_activation = template_activation
@@ -215,8 +236,13 @@ class Planner(keras.Model):
             self.template.build((batch, self.num_classes))
         if self.embedding is not None and not self.embedding.built:
             self.embedding.build((batch, self.num_classes))
-        shape = (batch, self.image_size, self.image_size,
-                 self.channels + self.condition_map_channels)
+        self._build_layers((batch, self.image_size, self.image_size,
+                            self.channels + self.condition_map_channels))
+        self.built = True
+
+    def _build_layers(self, shape):
+        """Builds the convolutions and the head for Y (with its condition
+        map) of `shape`, then the spectral vectors."""
         for i, conv in enumerate(self.convs):
             if self._tiles_before(i):
                 shape = shape[:-1] + (shape[-1] + self.num_classes,)
@@ -227,7 +253,38 @@ class Planner(keras.Model):
             self.flatten.build(shape)
         if not self.head.built:
             self.head.build(self.flatten.compute_output_shape(shape))
-        self.built = True
+        if self.spectral_norm and not self.spectral_vectors:
+            self._build_spectral_vectors()
+
+    def _build_spectral_vectors(self):
+        """Creates u for each layer (their kernels exist)."""
+        for layer in self.convs + [self.head]:
+            self.spectral_vectors.append(self.add_weight(
+                shape=(1, layer.kernel.shape[-1]),
+                initializer=keras.initializers.RandomNormal(stddev=1.0),
+                trainable=False, aggregation="mean",
+                name=f"{layer.name}_spectral_u"))
+
+    def _kernels(self):
+        """Each convolution's and the head's kernel as f uses it: divided
+        by its sigma under `spectral_norm` (float32), the variable itself
+        otherwise."""
+        layers_ = self.convs + [self.head]
+        if not self.spectral_norm:
+            return [layer.kernel for layer in layers_]
+        return [keras.ops.cast(layer.kernel, "float32")
+                / top_singular_value(layer.kernel, u)[0]
+                for layer, u in zip(layers_, self.spectral_vectors)]
+
+    def update_spectral_norms(self, iterations=1):
+        """Advances each layer's power iteration (`spectral_norm` only).
+
+        Run once per training step, before the planner is used in it;
+        between calls f is a fixed function of Y.
+        """
+        for layer, u in zip(self.convs + [self.head], self.spectral_vectors):
+            u.assign(keras.ops.cast(
+                top_singular_value(layer.kernel, u, iterations)[1], u.dtype))
 
     def encode_condition(self, condition):
         """Encodes C once for any number of `value` calls.
@@ -325,19 +382,45 @@ class Planner(keras.Model):
         folded = (self.conv_form == "space_to_depth"
                   or (self.conv_form == "auto" and in_xla_context()
                       and not accelerator_visible()))
+        kernels = None
+        if self.spectral_norm:
+            # The normalised kernels need every layer and u to exist.
+            if not self.spectral_vectors:
+                self._build_layers(tuple(x.shape))
+            kernels = self._kernels()
         for i, conv in enumerate(self.convs):
             if self._tiles_before(i):
                 x = _tile_onto(x, condition_map)
             if not conv.built:  # the folded form reads the kernel directly
                 conv.build(x.shape)
-            if folded and space_to_depth.applies(conv, x.shape[1],
-                                                 x.shape[2]):
+            if kernels is not None:
+                x = self._conv_with(conv, x, kernels[i], folded)
+            elif folded and space_to_depth.applies(conv, x.shape[1],
+                                                   x.shape[2]):
                 x = space_to_depth.conv(conv, x)
             else:
                 x = conv(x)
             x = self.activate(x)
+        flat = self.flatten(x)
+        if kernels is not None:
+            u = keras.ops.matmul(flat, keras.ops.cast(kernels[-1],
+                                                      flat.dtype))
+        else:
+            u = self.head(flat)
         # Summed in the variable dtype: float32 under mixed precision.
-        return keras.ops.cast(self.head(self.flatten(x)), self.variable_dtype)
+        u = keras.ops.cast(u, self.variable_dtype)
+        return u * self.value_scale if self.value_scale != 1.0 else u
+
+    @staticmethod
+    def _conv_with(conv, x, kernel, folded):
+        """`conv(x)` computed with `kernel` in place of its own."""
+        kernel = keras.ops.cast(kernel, x.dtype)
+        if folded and space_to_depth.applies(conv, x.shape[1], x.shape[2]):
+            return space_to_depth.conv(conv, x, kernel)
+        y = conv.convolution_op(x, kernel)
+        if conv.use_bias:
+            y = y + keras.ops.cast(conv.bias, y.dtype)
+        return y
 
     def activate(self, x):
         """The activation after each convolution, on any tensor."""
@@ -361,5 +444,7 @@ class Planner(keras.Model):
                       conv_form=self.conv_form,
                       label_conditioning=self.label_conditioning,
                       template_activation=self.template_activation,
-                      activation=self.activation)
+                      activation=self.activation,
+                      spectral_norm=self.spectral_norm,
+                      value_scale=self.value_scale)
         return config

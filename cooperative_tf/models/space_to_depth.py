@@ -62,12 +62,14 @@ def fold_kernel(kernel):
     return keras.ops.reshape(kernel, (half, half, 4 * channels, filters))
 
 
-def conv(layer, x):
+def conv(layer, x, kernel=None):
     """`layer(x)` for a stride-2 `Conv2D` where `applies` holds.
 
     Args:
       layer: A built `keras.layers.Conv2D`.
       x: `[batch, H, W, C]` with H and W even, in the layer's compute dtype.
+      kernel: `[k, k, C, F]` weights used in place of `layer.kernel` (a
+        spectrally normalised kernel), or `None` for the layer's own.
 
     Returns:
       `[batch, H/2, W/2, filters]`, equal to `layer(x)` to float rounding.
@@ -75,7 +77,8 @@ def conv(layer, x):
     pad = layer.kernel_size[0] // 2 - 1
     if pad:
         x = keras.ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    kernel = keras.ops.cast(layer.kernel, x.dtype)
+    kernel = keras.ops.cast(layer.kernel if kernel is None else kernel,
+                            x.dtype)
     y = keras.ops.conv(fold(x), fold_kernel(kernel), strides=1,
                        padding="valid")
     if layer.use_bias:
