@@ -11,6 +11,7 @@ import tensorflow as tf
 import tiny
 from cooperative_tf.models import DeconvStack, Planner, UNetPolicy
 from cooperative_tf.models.planner import ACTIVATIONS
+from cooperative_tf.models.spectral import top_singular_value
 from tiny import image_inputs, label_inputs, planner_inputs
 from tiny import planner as tiny_planner
 
@@ -254,3 +255,105 @@ def test_label_template_is_decoded_once_per_label_not_per_row(precision):
     for once, every in zip(*grads):
         np.testing.assert_allclose(once.numpy(), every.numpy(), rtol=1e-4,
                                    atol=1e-6)
+
+
+# ---- spectral normalisation of the planner -------------------------------
+def _spectral_planner(**kwargs):
+    planner = tiny_planner("label", spectral_norm=True, **kwargs)
+    y, c = planner_inputs("label")
+    planner(y, c)
+    # Converged power iterations, so sigma is the kernel's own.
+    planner.update_spectral_norms(iterations=100)
+    return planner, y, c
+
+
+def _scale_kernels(planner, factor):
+    for layer in planner.convs + [planner.head]:
+        layer.kernel.assign(layer.kernel * factor)
+
+
+def test_spectral_planner_divides_each_kernel_by_its_top_singular_value():
+    planner, _, _ = _spectral_planner()
+    for kernel in planner._kernels():
+        flat = np.reshape(kernel.numpy(), (-1, kernel.shape[-1]))
+        assert np.linalg.svd(flat, compute_uv=False)[0] == pytest.approx(
+            1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_only_a_spectral_planner_ignores_the_scale_of_its_weights(
+        spectral_norm):
+    """Training that grows the kernels grows an unnormalised planner's
+    values and slopes (the leaky-ReLU stack is homogeneous: biases start
+    at 0); W / sigma(W) undoes any such growth."""
+    planner = tiny_planner("label", spectral_norm=spectral_norm)
+    y, c = planner_inputs("label")
+    planner(y, c)
+    if spectral_norm:
+        planner.update_spectral_norms(iterations=100)
+    before = planner(y, c).numpy()
+    _scale_kernels(planner, 3.0)
+    if spectral_norm:
+        planner.update_spectral_norms(iterations=100)
+    after = planner(y, c).numpy()
+    if spectral_norm:
+        np.testing.assert_allclose(after, before, rtol=1e-3, atol=1e-6)
+    else:
+        np.testing.assert_allclose(after, before * 27.0, rtol=1e-4)
+
+
+def test_value_scale_multiplies_the_value_and_its_slope():
+    planner, y, c = _spectral_planner()
+    scaled = Planner.from_config({**planner.get_config(),
+                                  "value_scale": 250.0})
+    scaled(y, c)
+    scaled.set_weights(planner.get_weights())
+    encoded = planner.encode_condition(c)
+
+    def value_and_slope(network):
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            f = network.value(y, encoded)
+            total = tf.reduce_sum(f)
+        return f.numpy(), tape.gradient(total, y).numpy()
+
+    f, slope = value_and_slope(planner)
+    f_scaled, slope_scaled = value_and_slope(scaled)
+    np.testing.assert_allclose(f_scaled, 250.0 * f, rtol=1e-5)
+    np.testing.assert_allclose(slope_scaled, 250.0 * slope, rtol=1e-4,
+                               atol=1e-6 * np.abs(slope_scaled).max())
+    with pytest.raises(ValueError, match="value_scale"):
+        Planner(value_scale=0.0)
+
+
+def test_spectral_planner_forms_agree_under_xla():
+    """The folded (space-to-depth) convolutions take the normalised
+    kernel too: both forms give the same values."""
+    planner, y, c = _spectral_planner(conv_form="direct")
+    folded = Planner.from_config({**planner.get_config(),
+                                  "conv_form": "space_to_depth"})
+    folded(y, c)
+    folded.set_weights(planner.get_weights())
+    run = lambda p: tf.function(p.value, jit_compile=True)(  # noqa: E731
+        y, p.encode_condition(c)).numpy()
+    np.testing.assert_allclose(run(folded), run(planner), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_a_training_step_advances_the_power_iteration_once():
+    trainer = tiny.trainer("label", planner_kwargs={"spectral_norm": True})
+    planner = trainer.planner
+    before = [u.numpy() for u in planner.spectral_vectors]
+    expected = [top_singular_value(layer.kernel, u, 1)[1].numpy()
+                for layer, u in zip(planner.convs + [planner.head],
+                                    planner.spectral_vectors)]
+    trainer.train_step(tiny.batch("label"))
+    after = [u.numpy() for u in planner.spectral_vectors]
+    for old, new, want in zip(before, after, expected):
+        assert not np.allclose(old, new)
+        # One iteration, from the weights before the planner's update.
+        np.testing.assert_allclose(new, want, rtol=1e-4, atol=1e-6)
+    # u is a non-trainable variable of the planner, so checkpoints and
+    # exports carry it.
+    assert all(any(u is v for v in planner.non_trainable_variables)
+               for u in planner.spectral_vectors)

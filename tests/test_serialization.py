@@ -51,6 +51,10 @@ NETWORKS = {
     "planner_label_projection": (
         lambda: tiny.planner("label", label_conditioning="projection"),
         lambda: tiny.planner_inputs("label"), _planner_call),
+    # Its power-iteration vectors are weights: a copy values as it does.
+    "planner_label_spectral": (
+        lambda: tiny.planner("label", spectral_norm=True, value_scale=40.0),
+        lambda: tiny.planner_inputs("label"), _planner_call),
     "deconv_stack": (
         lambda: DeconvStack(image_size=tiny.SIZE, channels=2, filters=(8, 4)),
         lambda: tf.random.normal([tiny.BATCH, 5], seed=8), _one_input_call),

@@ -174,10 +174,10 @@ def planner_inputs(condition, batch=BATCH):
 
 # ---- a trainer of those networks, and a batch for it ------------------------
 def trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
-            steps=3, whole_step_jit=False, **kwargs):
+            steps=3, whole_step_jit=False, planner_kwargs=None, **kwargs):
     """A compiled, built `CooperativeTrainer` of the tiny `kind` networks
     (`image` or `label`), with a step size that makes a few Langevin steps
-    matter. `kwargs` go to the trainer."""
+    matter. `planner_kwargs` go to the planner, `kwargs` to the trainer."""
     import keras
 
     from cooperative_tf.trainer import CooperativeTrainer
@@ -188,7 +188,8 @@ def trainer(kind="image", jit=False, policy_lr=1e-3, planner_lr=1e-3,
     else:
         shapes = ((None, CLASSES), (None, SIZE, SIZE, 1))
         policy = label_policy()
-    result = CooperativeTrainer(policy, planner(kind), latent_dim=LATENT,
+    value = planner(kind, **(planner_kwargs or {}))
+    result = CooperativeTrainer(policy, value, latent_dim=LATENT,
                                 langevin_steps=steps, step_size=0.05,
                                 reference_sigma=1.0, seed=3, **kwargs)
     result.compile(policy_optimizer=keras.optimizers.Adam(policy_lr, 0.5),
