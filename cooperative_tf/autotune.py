@@ -217,7 +217,10 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
         # change no cost (pix2pix computes its L1 at any weight).
         "method": {**config_lib.method_networks(m),
                    "planner_only_steps": m.planner_only_steps},
-        "model": dataclasses.asdict(config.model),
+        # The value's scale changes no cost either.
+        "model": {name: value for name, value
+                  in dataclasses.asdict(config.model).items()
+                  if name != "planner_value_scale"},
         # What the chain runs, not its step size: numbers change no cost.
         "langevin": {"steps": lv.steps, "noise": lv.noise,
                      "reference": lv.reference_sigma is not None,

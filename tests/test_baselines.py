@@ -358,6 +358,24 @@ def test_planner_only_value_shift_raises_observed_over_refined():
     assert gap() > before + 1e-3
 
 
+def test_planner_only_advances_a_spectral_planners_power_iteration():
+    method = PlannerOnly(
+        Planner(image_size=SIZE, channels=1, condition="image",
+                condition_channels=1, filters=(4, 8), units=3,
+                spectral_norm=True),
+        langevin_steps=2, step_size=0.1, seed=1)
+    method.compile(planner_optimizer=adam(1e-2))
+    batch = toy_batch()
+    method.build_for((None,) + tuple(batch["condition"].shape[1:]),
+                     (None,) + tuple(batch["target"].shape[1:]))
+    vectors = method.planner.spectral_vectors
+    assert len(vectors) == 3
+    before = [u.numpy() for u in vectors]
+    method.train_step(batch)
+    for old, u in zip(before, vectors):
+        assert not np.allclose(old, u.numpy())
+
+
 def test_planner_only_generates_its_initial_noise_after_zero_steps():
     method, batch = make("planner_only")
     out = method.generate(batch["condition"][:2], num_samples=2,

@@ -103,9 +103,12 @@ def test_the_factory_builds_the_configured_activation(task):
     from cooperative_tf import factory, tasks
 
     config = tasks.resolve_config(
-        task, overrides=["model.planner_activation=softplus"])
+        task, overrides=["model.planner_activation=softplus",
+                         "model.planner_spectral_norm=true",
+                         "model.planner_value_scale=300"])
     _, planner = factory.build_models(config)
     assert planner.activation == "softplus"
+    assert planner.spectral_norm and planner.value_scale == 300.0
 
 
 def test_bad_arguments_are_named():
@@ -274,6 +277,7 @@ def _scale_kernels(planner, factor):
 
 def test_spectral_planner_divides_each_kernel_by_its_top_singular_value():
     planner, _, _ = _spectral_planner()
+    assert len(planner._kernels()) == len(planner.convs) + 1
     for kernel in planner._kernels():
         flat = np.reshape(kernel.numpy(), (-1, kernel.shape[-1]))
         assert np.linalg.svd(flat, compute_uv=False)[0] == pytest.approx(
@@ -343,6 +347,7 @@ def test_spectral_planner_forms_agree_under_xla():
 def test_a_training_step_advances_the_power_iteration_once():
     trainer = tiny.trainer("label", planner_kwargs={"spectral_norm": True})
     planner = trainer.planner
+    assert len(planner.spectral_vectors) == len(planner.convs) + 1
     before = [u.numpy() for u in planner.spectral_vectors]
     expected = [top_singular_value(layer.kernel, u, 1)[1].numpy()
                 for layer, u in zip(planner.convs + [planner.head],

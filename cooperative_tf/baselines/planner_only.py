@@ -177,7 +177,11 @@ class PlannerOnly(BuiltUpFront, keras.Model):
         # 1. Start from noise: Y_init ~ U(-1, 1).
         y_init = self.replica_initial(batch, step_seed(self.seed, step, 0))
 
-        # 2. Solve-slow: a short Langevin run on f(., C) gives Y1.
+        # 2. Solve-slow: a short Langevin run on f(., C) gives Y1. A
+        #    spectrally normalised planner advances its power iteration
+        #    first, as in the cooperative trainer.
+        if getattr(self.planner, "spectral_norm", False):
+            self.planner.update_spectral_norms()
         y1 = self.solve_slow(y_init, condition,
                              replica_seed(self.seed, step, 1))
 
