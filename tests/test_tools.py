@@ -157,6 +157,27 @@ def test_fewer_distinct_keeps_the_count_and_repeats_the_first():
         parzen_calibration.fewer_distinct(images, 7)
 
 
+def test_refinement_move_splits_background_and_ink_and_finds_the_data():
+    real = np.zeros((2, 2, 2, 1), np.float32)
+    real[0, 0, 0] = 1.0  # one digit with one inked pixel, one blank
+    fast = np.zeros((1, 2, 2, 1), np.float32)
+    fast[0, 0, 0] = 0.5  # ink at the real digit's pixel, weaker
+    refined = fast.copy()
+    refined[0, 0, 0] = 1.0    # the chain completes the stroke: +0.5
+    refined[0, 1, 1] = -0.2   # and darkens one background pixel past 0
+    got = parzen_calibration.refinement_move(fast, refined, real)
+    assert got["move_mean_abs"] == pytest.approx(0.7 / 4)
+    assert got["move_mean_abs_ink"] == pytest.approx(0.5)
+    assert got["move_mean_abs_background"] == pytest.approx(0.2 / 3)
+    assert got["move_mean_background"] == pytest.approx(-0.2 / 3)
+    assert got["outside_share"] == pytest.approx(0.25)
+    assert got["outside_mean"] == pytest.approx(0.2)
+    assert got["nearest_real_fast"] == pytest.approx(0.5)
+    assert got["nearest_real_refined"] == pytest.approx(0.2, abs=1e-6)
+    with pytest.raises(ValueError, match="paired answers of one shape"):
+        parzen_calibration.refinement_move(fast, refined[:, :1], real)
+
+
 @pytest.mark.slow
 def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
     config, workdir = tiny_run
@@ -181,6 +202,13 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
     # A change changes the score.
     assert by[("real", "blurred, sigma 0.5 px")]["parzen_ll"] != by[
         ("real", "as they are")]["parzen_ll"]
+    # The policy's tanh keeps fast answers in range: clipping is a no-op.
+    assert by[("fast", "clipped to [0, 1]")]["parzen_ll"] == pytest.approx(
+        by[("fast", "as they are")]["parzen_ll"], rel=1e-6)
+    move = by[("refined", "move")]
+    assert move["move_mean_abs"] > 0
+    assert 0 <= move["outside_share"] <= 1
+    assert move["nearest_real_fast"] > 0
 
 
 def test_parzen_calibration_refuses_what_it_cannot_score_by_name(

@@ -8,7 +8,10 @@ its reference (`eval_lib.parzen_frame`: the evaluation split's held-out
 halves, sigma chosen on one), after changes whose size is known: a Gaussian
 blur, lower contrast, added noise, a shift of up to one pixel, and fewer
 distinct images repeated to the same count. With `--workdir`, the run's
-answers too, plain and blurred. One JSON line per row.
+answers too: as they are, clipped to the data range and blurred, and one
+`move` line saying where solve-slow takes them (`refinement_move`: how far
+on background and ink, how much leaves [0, 1], and whether the refined
+answers lie nearer real images than the fast ones). One JSON line per row.
 
 A diagnostic of the metric, not of a model: Theis, van den Oord and Bethge
 (2016, "A note on the evaluation of generative models") showed that Parzen
@@ -23,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -68,6 +71,57 @@ def fewer_distinct(images: np.ndarray, distinct: int) -> np.ndarray:
         raise ValueError(f"distinct must be in [1, {len(images)}]. "
                          f"Received: {distinct}")
     return images[np.arange(len(images)) % distinct]
+
+
+def refinement_move(fast: np.ndarray, refined: np.ndarray,
+                    real: np.ndarray, ink: float = 0.05) -> Dict[str, float]:
+    """Where solve-slow moves the answers, in the scored frame.
+
+    Args:
+      fast: `[N, H, W, C]` the policy's answers, mapped to [0, 1].
+      refined: `[N, H, W, C]` the same answers after the planner's chain
+        (same X, same order), in the same frame; may leave [0, 1].
+      real: `[R, H, W, C]` real images in [0, 1], the reference of the
+        nearest-image distances.
+      ink: A fast pixel above it is ink, at or below it background (the
+        digits' background is exactly 0).
+
+    Returns:
+      `move_mean_abs` (mean |refined - fast| over all pixels),
+      `move_mean_abs_background` / `_ink` (over the fast answers'
+      background and ink pixels), `move_mean_background` (signed: below 0,
+      the chain darkens the background), `outside_share` (share of refined
+      pixels outside [0, 1]), `outside_mean` (mean distance of those pixels
+      to [0, 1]), and the median distance from each answer to its nearest
+      real image, `nearest_real_fast` / `_refined` (a chain toward the data
+      shortens it).
+    """
+    fast = np.asarray(fast, np.float64)
+    refined = np.asarray(refined, np.float64)
+    if fast.shape != refined.shape or not len(fast):
+        raise ValueError("fast and refined must be paired answers of one "
+                         f"shape. Received: {fast.shape} and "
+                         f"{refined.shape}")
+    move = refined - fast
+    background = fast <= ink
+    outside = np.maximum(refined - 1.0, 0.0) + np.maximum(-refined, 0.0)
+
+    def mean(x):
+        return float(x.mean()) if x.size else float("nan")
+
+    from cooperative_tf import parzen
+    return {
+        "move_mean_abs": mean(np.abs(move)),
+        "move_mean_abs_background": mean(np.abs(move[background])),
+        "move_mean_abs_ink": mean(np.abs(move[~background])),
+        "move_mean_background": mean(move[background]),
+        "outside_share": mean(outside > 0),
+        "outside_mean": mean(outside[outside > 0]),
+        "nearest_real_fast": float(np.median(
+            parzen.nearest_distances(real, fast.astype(np.float32)))),
+        "nearest_real_refined": float(np.median(
+            parzen.nearest_distances(real, refined.astype(np.float32)))),
+    }
 
 
 def changes(count: int) -> List[Change]:
@@ -156,9 +210,19 @@ def main(argv=None) -> None:
         for kind, images in answers.items():
             images = frame.unit(images)
             emit(kind, "as they are", images)
+            # The chain is not clipped: a refined pixel past the data's
+            # range is a distance no real digit shares.
+            emit(kind, "clipped to [0, 1]", np.clip(images, 0.0, 1.0))
             for s in (0.5, 0.7):
                 emit(kind, f"blurred, sigma {s} px",
                      gaussian_blur(images, s))
+        if "refined" in answers:
+            print(json.dumps({"samples": "refined", "change": "move",
+                              "count": len(real), "checkpoint": checkpoint,
+                              **refinement_move(
+                                  frame.unit(answers["fast"]),
+                                  frame.unit(answers["refined"]), real)}),
+                  flush=True)
 
 
 if __name__ == "__main__":
