@@ -192,7 +192,7 @@ def solve(trainer, x, condition, refine_steps, seed):
     if refine_steps:
         y, _ = trainer.solve_slow(y, condition, generation_seeds(seed)[1],
                                   steps=int(refine_steps))
-        y = tf.cast(y, tf.float32)
+        y = tf.cast(trainer.answer_range(y), tf.float32)
     return y
 
 

@@ -118,10 +118,24 @@ def mnist() -> TaskConfig:
     # 44.7 against 80.3 / 58.1, Parzen within its error; the curves cross
     # (docs/benchmark.md). Not yet measured on the other tasks, which stay
     # float32.
-    return dataclasses.replace(config, train=dataclasses.replace(
-        config.train, train_steps=7000, label_loss_weight=5.0,
-        label_loss_start=6000, label_stage_policy_lr_scale=0.25,
-        precision="auto"))
+    # A spectrally normalised planner, f times T = 1e5 (models/planner.py;
+    # T chosen once from the reference term's pull, not tuned). Two float32
+    # runs of 7,000 steps, seeds 0 and 1 on two machines, scored with the
+    # trained weights (docs/quality.md): Parzen 200.2 / 197.2 (fast; 4,500
+    # answers, standard error 11) where the unnormalised planner's default
+    # run scored 173.0 and real digits 221.6; conditional accuracy 0.982 /
+    # 0.982, worst label 0.963 / 0.941, planner as a classifier 0.910 /
+    # 0.928; the policy reached the old default's 6,000-step accuracy by
+    # 3,000. The settings and numbers above this one are of the
+    # unnormalised planner.
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, planner_spectral_norm=True,
+                                  planner_value_scale=1e5),
+        train=dataclasses.replace(
+            config.train, train_steps=7000, label_loss_weight=5.0,
+            label_loss_start=6000, label_stage_policy_lr_scale=0.25,
+            precision="auto"))
 
 
 @register_task("fashion_mnist",

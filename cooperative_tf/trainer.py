@@ -42,6 +42,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
       reference_sigma: Gaussian reference s, or `None`.
       metropolis: Metropolis-Hastings correction in the Langevin steps.
       clip: Clip refined Y to [-1, 1] after each step.
+      clip_answer: Clip the answers `generate` refines to [-1, 1] after
+        the last step (training's chains are not clipped).
       unroll: Unroll the Langevin loop in Python (faster under XLA).
       policy_sigma: sigma of the mapping shift loss.
       seed: Base seed of X and the Langevin noise.
@@ -83,8 +85,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
 
     def __init__(self, policy, planner, latent_dim=64, langevin_steps=10,
                  step_size=0.002, noise=True, reference_sigma=0.016,
-                 metropolis=False, clip=False, unroll=True, policy_sigma=0.3,
-                 seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
+                 metropolis=False, clip=False, clip_answer=True, unroll=True,
+                 policy_sigma=0.3, seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
                  **kwargs):
@@ -98,6 +100,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.reference_sigma = reference_sigma
         self.metropolis = metropolis
         self.clip = clip
+        self.clip_answer = clip_answer
         self.unroll = unroll
         self.policy_sigma = policy_sigma
         self.seed = seed
@@ -461,7 +464,14 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         refined, _ = self.solve_slow(fast, condition, seeds[1],
                                      steps=langevin_steps,
                                      step_size=step_size)
-        return {"noise": noise, "fast": fast, "refined": refined}
+        return {"noise": noise, "fast": fast,
+                "refined": self.answer_range(refined)}
+
+    def answer_range(self, y):
+        """A refined answer as inference returns it: clipped to the data
+        range [-1, 1] with `clip_answer` (the chain's noise pushes pixels
+        the policy holds near -1 or 1 past them), else `y`."""
+        return tf.clip_by_value(y, -1.0, 1.0) if self.clip_answer else y
 
     def get_config(self):
         config = super().get_config()
@@ -471,7 +481,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             latent_dim=self.latent_dim, langevin_steps=self.langevin_steps,
             step_size=self.step_size, noise=self.noise,
             reference_sigma=self.reference_sigma, metropolis=self.metropolis,
-            clip=self.clip, unroll=self.unroll,
+            clip=self.clip, clip_answer=self.clip_answer, unroll=self.unroll,
             policy_sigma=self.policy_sigma, seed=self.seed,
             label_loss_weight=self.label_loss_weight,
             reconstruction_weight=self.reconstruction_weight,

@@ -76,6 +76,8 @@ class ServingModule(tf.Module):
         self.reference_sigma = trainer.reference_sigma
         self.metropolis = bool(trainer.metropolis)
         self.clip = (-1.0, 1.0) if trainer.clip else None
+        # As `generate` returns its refined answers.
+        self.clip_answer = bool(getattr(trainer, "clip_answer", False))
         self.condition_kind = d.condition
         self.image_size = d.image_size
         self.channels = d.channels
@@ -191,10 +193,11 @@ class ServingModule(tf.Module):
                 metropolis=self.metropolis, clip=self.clip, unroll=False)
             return tf.cast(result.y[0], tf.float32)
 
-        return tf.map_fn(chain, (y0, condition, langevin_seeds, steps,
-                                 step_size),
-                         fn_output_signature=tf.TensorSpec(y0.shape[1:],
-                                                           tf.float32))
+        y1 = tf.map_fn(chain, (y0, condition, langevin_seeds, steps,
+                               step_size),
+                       fn_output_signature=tf.TensorSpec(y0.shape[1:],
+                                                         tf.float32))
+        return tf.clip_by_value(y1, -1.0, 1.0) if self.clip_answer else y1
 
     # ------------------------------------------------------------- answers
     # From checked inputs only (see `_checked`).
