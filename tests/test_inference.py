@@ -115,6 +115,10 @@ def test_latent_inference_with_noise_samples_around_the_mode():
 @pytest.mark.parametrize("jit", [False, True])
 def test_latent_inference_lowers_the_error_of_a_real_policy(jit):
     # The U-Net policy (instance norm, image condition), compiled or not.
+    # Its weights are seeded: unseeded, they followed whatever the worker
+    # ran before, and one draw in a full run reached only 0.52 of the
+    # start (seeds 0-7 reach 0.34-0.43).
+    keras.utils.set_random_seed(0)
     trainer = make_trainer("image", jit=jit)
     condition = tf.random.uniform([3, 16, 16, 1], -1, 1, seed=5)
     x_true = tf.random.normal([3, 8], seed=6)

@@ -215,3 +215,23 @@ def test_a_wrong_static_shape_is_refused_when_tracing(modules):
                        r"64, 1\]"):
         module.serve(condition=tf.zeros([1, 32, 32, 1]),
                      seed=tf.constant([1], tf.int64))
+
+
+def test_refined_answers_are_clipped_to_the_data_range_as_generate_does(
+        modules):
+    module, _ = modules["label"]
+    assert module.clip_answer
+    condition = np.eye(10, dtype=np.float32)[[1, 2]]
+    y0 = tf.fill([B, module.image_size, module.image_size, module.channels],
+                 1.5)
+    seeds = tf.constant([[1, 2], [3, 4]], tf.int64)
+    args = (y0, condition, seeds, tf.constant([2, 2]),
+            tf.constant([0.002, 0.002]))
+    clipped = module._refine(*args).numpy()
+    module.clip_answer = False
+    try:
+        raw = module._refine(*args).numpy()
+    finally:
+        module.clip_answer = True
+    assert raw.max() > 1.1
+    np.testing.assert_array_equal(clipped, np.clip(raw, -1.0, 1.0))

@@ -100,6 +100,30 @@ def test_generate_returns_fast_and_refined(kind):
                                   fewer["fast"].numpy())
 
 
+def test_generate_clips_the_refined_answer_and_only_it(monkeypatch):
+    trainer = tiny.trainer("label")
+    assert trainer.clip_answer and trainer.get_config()["clip_answer"]
+    condition = tiny.batch("label")["condition"][:2]
+    shape = trainer.generate(condition, langevin_steps=0)["fast"].shape
+    # Proposals past the data range stay past it after a short chain (the
+    # reference term pulls them back by 0.1% a step), so the clip shows.
+    monkeypatch.setattr(trainer, "solve_fast",
+                        lambda x, c: tf.fill(shape, 1.5))
+    clipped = trainer.generate(condition, langevin_steps=2, seed=1)
+    trainer.clip_answer = False
+    raw = trainer.generate(condition, langevin_steps=2, seed=1)
+    assert float(tf.reduce_max(raw["refined"])) > 1.1
+    assert float(tf.reduce_max(clipped["refined"])) == 1.0
+    np.testing.assert_array_equal(clipped["refined"].numpy(),
+                                  np.clip(raw["refined"].numpy(), -1, 1))
+    # The fast answer is the policy's, never touched.
+    np.testing.assert_array_equal(clipped["fast"].numpy(), 1.5)
+    # Training's chain is not clipped: solve-slow returns what it ran.
+    y1, _ = trainer.solve_slow(tf.fill(shape, 1.5), condition,
+                               tf.constant([1, 2]), steps=2)
+    assert float(tf.reduce_max(y1)) > 1.1
+
+
 def test_divergence_guard_names_the_metric_and_the_fix():
     guard = DivergenceGuard(max_refinement=1.0, step_fn=lambda: 7)
     guard.on_train_batch_end(0, {"planner_loss": 1.0, "refinement": 0.1})
