@@ -186,13 +186,14 @@ def _prior_draw(shape, seed):
 
 # ---------------------------------------------------------------- answers
 def solve(trainer, x, condition, refine_steps, seed):
-    """g(X, C), refined by `refine_steps` planner steps, float32."""
+    """g(X, C), refined by `refine_steps` planner steps (clipped to
+    [-1, 1] as `generate` clips it), float32."""
     y = tf.cast(trainer.solve_fast(tf.cast(x, trainer.policy.compute_dtype),
                                    condition), tf.float32)
     if refine_steps:
         y, _ = trainer.solve_slow(y, condition, generation_seeds(seed)[1],
                                   steps=int(refine_steps))
-        y = tf.cast(trainer.answer_range(y), tf.float32)
+        y = tf.cast(trainer.clip_to_data_range(y), tf.float32)
     return y
 
 

@@ -125,9 +125,9 @@ def mnist() -> TaskConfig:
     # answers, standard error 11) where the unnormalised planner's default
     # run scored 173.0 and real digits 221.6; conditional accuracy 0.982 /
     # 0.982, worst label 0.963 / 0.941, planner as a classifier 0.910 /
-    # 0.928; the policy reached the old default's 6,000-step accuracy by
-    # 3,000. The settings and numbers above this one are of the
-    # unnormalised planner.
+    # 0.928; the policy learned about twice as fast (accuracy 0.965 / 0.960
+    # at 4,000 steps, where the old default had 0.951 at 6,000). The
+    # settings and numbers above this one are of the unnormalised planner.
     return dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, planner_spectral_norm=True,

@@ -85,8 +85,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
 
     def __init__(self, policy, planner, latent_dim=64, langevin_steps=10,
                  step_size=0.002, noise=True, reference_sigma=0.016,
-                 metropolis=False, clip=False, clip_answer=True, unroll=True,
-                 policy_sigma=0.3, seed=0, label_loss_weight=0.0, reconstruction_weight=0.0,
+                 metropolis=False, clip=False, clip_answer=True,
+                 unroll=True, policy_sigma=0.3, seed=0, label_loss_weight=0.0,
+                 reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
                  **kwargs):
@@ -451,8 +452,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
 
         Returns:
           A dict with `noise` `[batch * num_samples, latent_dim]`, `fast`
-          (Y0) and `refined` (Y1), each `[batch * num_samples, H, W, C]`;
-          condition i's samples are rows `i * num_samples ...`.
+          (Y0) and `refined` (Y1, clipped to [-1, 1] with `clip_answer`),
+          each `[batch * num_samples, H, W, C]`; condition i's samples are
+          rows `i * num_samples ...`.
         """
         condition = tf.convert_to_tensor(condition)
         condition = tf.repeat(condition, num_samples, axis=0)
@@ -465,12 +467,20 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                      steps=langevin_steps,
                                      step_size=step_size)
         return {"noise": noise, "fast": fast,
-                "refined": self.answer_range(refined)}
+                "refined": self.clip_to_data_range(refined)}
 
-    def answer_range(self, y):
-        """A refined answer as inference returns it: clipped to the data
-        range [-1, 1] with `clip_answer` (the chain's noise pushes pixels
-        the policy holds near -1 or 1 past them), else `y`."""
+    def clip_to_data_range(self, y):
+        """A refined answer as inference returns it (`clip_answer`).
+
+        The chain drifts pixels that the policy's tanh holds near -1 or 1
+        past them, values no image holds.
+
+        Args:
+          y: Answers `[batch, H, W, C]`, any range.
+
+        Returns:
+          `y` clipped to [-1, 1] with `clip_answer`, else `y` itself.
+        """
         return tf.clip_by_value(y, -1.0, 1.0) if self.clip_answer else y
 
     def get_config(self):

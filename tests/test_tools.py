@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tiny
-from cooperative_tf import eval_lib, factory, tasks, train_lib
+from cooperative_tf import config_io, eval_lib, factory, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
 from tools import latent_scale, parzen_calibration
 
@@ -193,10 +193,16 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
     # Unchanged, the real digits and the answers score as --mode=eval
     # scores them, with the weights asked for (the run keeps an average
     # that answers otherwise).
+    # Clipped, they are what --mode=eval scores (`langevin.clip_answer`);
+    # as they are, what it scores with the clip off.
     expected = _parzen(config, str(workdir), "trained", 40)
+    unclipped = _parzen(config_io.override(
+        config, ["langevin.clip_answer=false"]), str(workdir), "trained", 40)
     for kind in ("fast", "refined"):
+        assert by[(kind, "clipped to [0, 1]")]["parzen_ll"] == \
+            pytest.approx(expected[f"parzen_ll_{kind}"], rel=1e-6)
         assert by[(kind, "as they are")]["parzen_ll"] == pytest.approx(
-            expected[f"parzen_ll_{kind}"], rel=1e-6)
+            unclipped[f"parzen_ll_{kind}"], rel=1e-6)
     assert by[("real", "as they are")]["parzen_ll"] == pytest.approx(
         expected["parzen_ll_real"], rel=1e-6)
     # A change changes the score.
@@ -207,8 +213,12 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
         by[("fast", "as they are")]["parzen_ll"], rel=1e-6)
     move = by[("refined", "move")]
     assert move["move_mean_abs"] > 0
-    assert 0 <= move["outside_share"] <= 1
     assert move["nearest_real_fast"] > 0
+    # The move line reads the unclipped chain: wherever a refined pixel
+    # left [0, 1], clipping changed the score, and only there.
+    changed = by[("refined", "clipped to [0, 1]")]["parzen_ll"] != by[
+        ("refined", "as they are")]["parzen_ll"]
+    assert changed == (move["outside_share"] > 0)
 
 
 def test_parzen_calibration_refuses_what_it_cannot_score_by_name(

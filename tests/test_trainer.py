@@ -118,10 +118,10 @@ def test_generate_clips_the_refined_answer_and_only_it(monkeypatch):
                                   np.clip(raw["refined"].numpy(), -1, 1))
     # The fast answer is the policy's, never touched.
     np.testing.assert_array_equal(clipped["fast"].numpy(), 1.5)
-    # Training's chain is not clipped: solve-slow returns what it ran.
-    y1, _ = trainer.solve_slow(tf.fill(shape, 1.5), condition,
-                               tf.constant([1, 2]), steps=2)
-    assert float(tf.reduce_max(y1)) > 1.1
+    # The setting survives a config round trip, off as on.
+    config = trainer.get_config()
+    assert config["clip_answer"] is False
+    assert CooperativeTrainer.from_config(config).clip_answer is False
 
 
 def test_divergence_guard_names_the_metric_and_the_fix():

@@ -86,6 +86,9 @@ def refinement_move(fast: np.ndarray, refined: np.ndarray,
       ink: A fast pixel above it is ink, at or below it background (the
         digits' background is exactly 0).
 
+    Raises:
+      ValueError: `fast` and `refined` are empty or of different shapes.
+
     Returns:
       `move_mean_abs` (mean |refined - fast| over all pixels),
       `move_mean_abs_background` / `_ink` (over the fast answers'
@@ -100,8 +103,9 @@ def refinement_move(fast: np.ndarray, refined: np.ndarray,
     refined = np.asarray(refined, np.float64)
     if fast.shape != refined.shape or not len(fast):
         raise ValueError("fast and refined must be paired answers of one "
-                         f"shape. Received: {fast.shape} and "
-                         f"{refined.shape}")
+                         "shape, at least one each. Received: "
+                         f"fast.shape={fast.shape}, "
+                         f"refined.shape={refined.shape}")
     move = refined - fast
     background = fast <= ink
     outside = np.maximum(refined - 1.0, 0.0) + np.maximum(-refined, 0.0)
@@ -205,13 +209,16 @@ def main(argv=None) -> None:
     for name, change in changes(len(real)):
         emit("real", name, change(real, np.random.default_rng(0)))
     if trainer is not None:
+        # The chain's own output: "clipped" below is what --mode=eval scores
+        # (`langevin.clip_answer`), "as they are" what the chain left.
+        trainer.clip_answer = False
         # As many answers as real images: the comparison --mode=eval makes.
         answers = eval_lib.parzen_answers(trainer, config, len(real))
         for kind, images in answers.items():
             images = frame.unit(images)
             emit(kind, "as they are", images)
-            # The chain is not clipped: a refined pixel past the data's
-            # range is a distance no real digit shares.
+            # A refined pixel past the data's range is a distance no real
+            # digit shares.
             emit(kind, "clipped to [0, 1]", np.clip(images, 0.0, 1.0))
             for s in (0.5, 0.7):
                 emit(kind, f"blurred, sigma {s} px",

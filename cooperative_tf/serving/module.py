@@ -77,7 +77,7 @@ class ServingModule(tf.Module):
         self.metropolis = bool(trainer.metropolis)
         self.clip = (-1.0, 1.0) if trainer.clip else None
         # As `generate` returns its refined answers.
-        self.clip_answer = bool(getattr(trainer, "clip_answer", False))
+        self.clip_answer = bool(trainer.clip_answer)
         self.condition_kind = d.condition
         self.image_size = d.image_size
         self.channels = d.channels
