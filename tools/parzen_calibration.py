@@ -213,9 +213,9 @@ def main(argv=None) -> None:
         # (`langevin.clip_answer`), "as they are" what the chain left.
         trainer.clip_answer = False
         # As many answers as real images: the comparison --mode=eval makes.
-        answers = eval_lib.parzen_answers(trainer, config, len(real))
+        answers = {kind: frame.unit(images) for kind, images in
+                   eval_lib.parzen_answers(trainer, config, len(real)).items()}
         for kind, images in answers.items():
-            images = frame.unit(images)
             emit(kind, "as they are", images)
             # A refined pixel past the data's range is a distance no real
             # digit shares.
@@ -226,9 +226,8 @@ def main(argv=None) -> None:
         if "refined" in answers:
             print(json.dumps({"samples": "refined", "change": "move",
                               "count": len(real), "checkpoint": checkpoint,
-                              **refinement_move(
-                                  frame.unit(answers["fast"]),
-                                  frame.unit(answers["refined"]), real)}),
+                              **refinement_move(answers["fast"],
+                                                answers["refined"], real)}),
                   flush=True)
 
 

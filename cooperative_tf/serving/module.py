@@ -76,8 +76,8 @@ class ServingModule(tf.Module):
         self.reference_sigma = trainer.reference_sigma
         self.metropolis = bool(trainer.metropolis)
         self.clip = (-1.0, 1.0) if trainer.clip else None
-        # As `generate` returns its refined answers.
-        self.clip_answer = bool(trainer.clip_answer)
+        # The refined answer as `generate` returns it (`clip_answer`).
+        self._clip_to_data_range = trainer.clip_to_data_range
         self.condition_kind = d.condition
         self.image_size = d.image_size
         self.channels = d.channels
@@ -197,7 +197,7 @@ class ServingModule(tf.Module):
                                step_size),
                        fn_output_signature=tf.TensorSpec(y0.shape[1:],
                                                          tf.float32))
-        return tf.clip_by_value(y1, -1.0, 1.0) if self.clip_answer else y1
+        return self._clip_to_data_range(y1)
 
     # ------------------------------------------------------------- answers
     # From checked inputs only (see `_checked`).
