@@ -207,8 +207,13 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       sigma) and `parzen_nearest_<kind>` (the median distance from a
       scored digit to its nearest sample) for each answer kind and `real`,
       and `parzen_real_samples`.
+      `parzen_gap_<kind>` and `parzen_gap_stderr_<kind>`: the answers'
+      score minus the real digits', with its paired standard error; and
+      `delta_parzen_ll` and `delta_parzen_ll_stderr`, refined minus fast
+      the same way (both are paired over the scored digits, see
+      `parzen.paired_difference`).
       Where the training split holds fewer images than `num_samples`, the
-      same five for `equal_<kind>`: the first answers, as many as the real
+      same for `equal_<kind>`: the first answers, as many as the real
       reference (the fair comparison; more samples score higher).
       Both halves and the real reference are drawn in a fixed random order,
       so a file sorted by class gives every class to each.
@@ -225,13 +230,25 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
         for name in list(samples):
             samples[f"equal_{name}"] = samples[name][:len(train_real)]
     samples["real"] = train_real
+    test_ll = {}
     for name, images in samples.items():
         got = parzen.evaluate(images, frame.validation, frame.test)
+        test_ll[name] = got["test_ll"]
         scores[f"parzen_ll_{name}"] = got["ll"]
         scores[f"parzen_ll_stderr_{name}"] = got["ll_stderr"]
         scores[f"parzen_sigma_{name}"] = got["sigma"]
         scores[f"parzen_validation_ll_{name}"] = got["validation_ll"]
         scores[f"parzen_nearest_{name}"] = got["nearest"]
+    # Both sets score the same held-out digits, so their difference is
+    # taken digit by digit: its error is a few nats where each score's own
+    # is over ten (`parzen.paired_difference`).
+    for name in samples:
+        if name != "real":
+            scores[f"parzen_gap_{name}"], scores[f"parzen_gap_stderr_{name}"] \
+                = parzen.paired_difference(test_ll[name], test_ll["real"])
+    if "fast" in test_ll and "refined" in test_ll:
+        scores["delta_parzen_ll"], scores["delta_parzen_ll_stderr"] = \
+            parzen.paired_difference(test_ll["refined"], test_ll["fast"])
     return scores
 
 

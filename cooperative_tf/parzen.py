@@ -22,7 +22,7 @@ is what the log-likelihood mostly measures.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -129,7 +129,8 @@ def nearest_distances(samples, points, chunk: int = CHUNK) -> np.ndarray:
 
 
 def evaluate(samples, validation, test,
-             sigmas: Optional[Sequence[float]] = None) -> Dict[str, float]:
+             sigmas: Optional[Sequence[float]] = None
+             ) -> Dict[str, Union[float, np.ndarray]]:
     """Chooses sigma on `validation`, then scores `test` with it.
 
     Args:
@@ -142,7 +143,9 @@ def evaluate(samples, validation, test,
       `{"sigma", "validation_ll", "ll", "ll_stderr", "nearest"}`: the
       chosen sigma, validation and test mean log-likelihoods (nats, higher
       is better), the test mean's standard error, and the median distance
-      from a test example to its nearest sample (`nearest_distances`).
+      from a test example to its nearest sample (`nearest_distances`);
+      and `"test_ll"`, the `[T]` float64 log-likelihood of each test
+      example, whose mean is `"ll"` (for `paired_difference`).
     """
     sigmas = SIGMAS if sigmas is None else tuple(sigmas)
     per_sigma = log_likelihoods(samples, validation, sigmas).mean(axis=1)
@@ -163,4 +166,35 @@ def evaluate(samples, validation, test,
     return {"sigma": sigmas[best], "validation_ll": float(per_sigma[best]),
             "ll": float(ll.mean()),
             "ll_stderr": float(ll.std() / math.sqrt(len(ll))),
-            "nearest": float(np.median(np.concatenate(nearest)))}
+            "nearest": float(np.median(np.concatenate(nearest))),
+            "test_ll": ll}
+
+
+def paired_difference(test_ll_a, test_ll_b) -> Tuple[float, float]:
+    """Mean and standard error of `a - b`, two scores of the same test set.
+
+    Each score's own standard error (`evaluate`'s `"ll_stderr"`) is mostly
+    the spread between test digits, which is common to both: an easy digit
+    scores high under any window. The difference taken digit by digit
+    cancels it, so this error is the one that says whether two sample sets
+    differ (refined against fast answers, answers against real digits).
+
+    Args:
+      test_ll_a: `[T]` per-example log-likelihoods (`evaluate`'s
+        `"test_ll"`).
+      test_ll_b: `[T]` the same test examples scored under another window.
+
+    Returns:
+      `(mean, stderr)` of `a - b` in nats.
+
+    Raises:
+      ValueError: The two are not of one length of at least 2.
+    """
+    a = np.asarray(test_ll_a, np.float64)
+    b = np.asarray(test_ll_b, np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise ValueError(
+            "A paired difference needs two [T] scores of the same T >= 2 "
+            f"test examples. Received: shapes {a.shape} and {b.shape}")
+    diff = a - b
+    return float(diff.mean()), float(diff.std() / math.sqrt(len(diff)))

@@ -101,3 +101,32 @@ def test_evaluate_scores_and_nearest_agree_with_the_public_functions():
         np.median(parzen.nearest_distances(samples, test)), rel=1e-6)
     with pytest.raises(ValueError, match="same size"):
         parzen.evaluate(samples, validation, test[:, :4])
+
+
+def test_paired_difference_by_hand_and_its_named_errors():
+    # Differences 1, 0, 1, 0: mean 0.5, spread 0.5, error 0.5 / sqrt(4).
+    mean, stderr = parzen.paired_difference([1.0, 2.0, 3.0, 4.0],
+                                            [0.0, 2.0, 2.0, 4.0])
+    assert mean == pytest.approx(0.5)
+    assert stderr == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="same T >= 2"):
+        parzen.paired_difference([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="same T >= 2"):
+        parzen.paired_difference([1.0], [1.0])
+
+
+def test_paired_difference_cancels_the_spread_between_test_points():
+    # Test points at very different distances from the data: each score's
+    # own error is large, but two similar sample sets differ by far less,
+    # and the paired mean is the difference of the two scores.
+    rng = np.random.default_rng(5)
+    data = lambda n: 0.5 + 0.05 * rng.standard_normal((n, 4))  # noqa: E731
+    test = np.concatenate([data(150), 0.5 + 0.3 * rng.standard_normal(
+        (150, 4))])
+    a = parzen.evaluate(data(2000), data(200), test)
+    b = parzen.evaluate(data(2000), data(200), test)
+    mean, stderr = parzen.paired_difference(a["test_ll"], b["test_ll"])
+    assert a["test_ll"].shape == (300,)
+    assert a["ll"] == pytest.approx(a["test_ll"].mean())
+    assert mean == pytest.approx(a["ll"] - b["ll"], abs=1e-9)
+    assert stderr < 0.2 * min(a["ll_stderr"], b["ll_stderr"])

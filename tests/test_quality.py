@@ -158,15 +158,15 @@ def test_a_line_cut_short_is_skipped(tmp_path):
     assert workdir_lib.read_jsonl(str(tmp_path)) == [{"step": 5, "a": 1.0}]
 
 
-def _replayed_training_digits():
-    """A trainer whose fast answers replay the sample's 900 training digits
-    (by label), and the held-out split."""
+def _replayed_training_digits(trainer_class=None, answers=("fast",)):
+    """A trainer (default `ReplayTrainer`) whose `answers` replay the
+    sample's 900 training digits (by label), and the held-out split."""
     d = MNIST_SAMPLE.data
     train = next(iter(pipelines.build_dataset(d, d.train_split, 900,
                                               training=False)))
-    trainer = ReplayTrainer(train["target"].numpy(),
-                            np.argmax(train["condition"].numpy(), -1))
-    trainer.answers = ("fast",)
+    trainer = (trainer_class or ReplayTrainer)(
+        train["target"].numpy(), np.argmax(train["condition"].numpy(), -1))
+    trainer.answers = answers
     held_out = pipelines.build_dataset(d, d.eval_split, 100, training=False)
     return trainer, held_out
 
@@ -185,8 +185,42 @@ def test_parzen_halves_and_reference_mix_the_classes_of_a_sorted_file():
                    - got[f"parzen_validation_ll_{kind}"]) < spread, got
     assert abs(got["parzen_ll_real"] - got["parzen_ll_fast"]) < \
         4 * (got["parzen_ll_stderr_real"] + got["parzen_ll_stderr_fast"]), got
-    # As many answers as real digits: nothing to match.
+    # The gap to the real digits, paired over the same scored digits: the
+    # difference of the two scores, with a smaller error than either.
+    assert got["parzen_gap_fast"] == pytest.approx(
+        got["parzen_ll_fast"] - got["parzen_ll_real"], abs=1e-6)
+    assert 0 < got["parzen_gap_stderr_fast"] < min(
+        got["parzen_ll_stderr_fast"], got["parzen_ll_stderr_real"])
+    # As many answers as real digits: nothing to match; one answer kind:
+    # no refined minus fast.
     assert "parzen_ll_equal_fast" not in got
+    assert "delta_parzen_ll" not in got
+
+
+class NoisyFastTrainer(ReplayTrainer):
+    """Refined answers replay real digits; fast ones are the same digits
+    with Gaussian noise, as a policy the planner cleans up."""
+
+    def generate(self, condition, seed=0, **kwargs):
+        refined = super().generate(condition, seed=seed)["refined"]
+        noise = np.random.default_rng(seed + 100).normal(
+            0.0, 0.3, refined.shape).astype(np.float32)
+        return {"fast": tf.clip_by_value(refined + noise, -1.0, 1.0),
+                "refined": refined}
+
+
+def test_parzen_refined_minus_fast_is_paired_and_sees_a_real_gain():
+    trainer, held_out = _replayed_training_digits(
+        NoisyFastTrainer, answers=("fast", "refined"))
+    got = eval_lib.parzen_scores(trainer, MNIST_SAMPLE, held_out, 300)
+    assert got["delta_parzen_ll"] == pytest.approx(
+        got["parzen_ll_refined"] - got["parzen_ll_fast"], abs=1e-6)
+    # The cleaned answers score clearly higher, by many paired errors,
+    # though the unpaired errors of the two scores would overlap more.
+    assert got["delta_parzen_ll"] > 4 * got["delta_parzen_ll_stderr"] > 0
+    for kind in ("fast", "refined"):
+        assert got[f"parzen_gap_{kind}"] == pytest.approx(
+            got[f"parzen_ll_{kind}"] - got["parzen_ll_real"], abs=1e-6)
 
 
 def test_parzen_also_scores_as_many_answers_as_real_digits(monkeypatch):
