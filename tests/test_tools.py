@@ -205,9 +205,18 @@ def test_parzen_calibration_scores_as_the_evaluation_does(tiny_run, capsys):
             unclipped[f"parzen_ll_{kind}"], rel=1e-6)
     assert by[("real", "as they are")]["parzen_ll"] == pytest.approx(
         expected["parzen_ll_real"], rel=1e-6)
-    # A change changes the score.
+    # A change changes the score; every gap is to the unchanged real rows,
+    # paired digit by digit.
     assert by[("real", "blurred, sigma 0.5 px")]["parzen_ll"] != by[
         ("real", "as they are")]["parzen_ll"]
+    assert by[("real", "as they are")]["gap_to_real"] == 0.0
+    assert by[("real", "as they are")]["gap_to_real_stderr"] == 0.0
+    for row in rows:
+        if "parzen_ll" in row:
+            assert row["gap_to_real"] == pytest.approx(
+                row["parzen_ll"] - by[("real", "as they are")]["parzen_ll"],
+                abs=1e-6), row
+    assert by[("fast", "as they are")]["gap_to_real_stderr"] > 0
     # The policy's tanh keeps fast answers in range: clipping is a no-op.
     assert by[("fast", "clipped to [0, 1]")]["parzen_ll"] == pytest.approx(
         by[("fast", "as they are")]["parzen_ll"], rel=1e-6)
