@@ -209,7 +209,7 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       and `parzen_real_samples`.
       `parzen_gap_<kind>` and `parzen_gap_stderr_<kind>`: the answers'
       score minus the real digits', with its paired standard error; and
-      `delta_parzen_ll` and `delta_parzen_ll_stderr`, refined minus fast
+      `delta_parzen_ll` and `delta_parzen_ll_paired_stderr`, refined minus fast
       the same way (both are paired over the scored digits, see
       `parzen.paired_difference`).
       Where the training split holds fewer images than `num_samples`, the
@@ -247,7 +247,7 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
             scores[f"parzen_gap_{name}"], scores[f"parzen_gap_stderr_{name}"] \
                 = parzen.paired_difference(test_ll[name], test_ll["real"])
     if "fast" in test_ll and "refined" in test_ll:
-        scores["delta_parzen_ll"], scores["delta_parzen_ll_stderr"] = \
+        scores["delta_parzen_ll"], scores["delta_parzen_ll_paired_stderr"] = \
             parzen.paired_difference(test_ll["refined"], test_ll["fast"])
     return scores
 
