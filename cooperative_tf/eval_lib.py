@@ -166,8 +166,9 @@ def parzen_frame(config, dataset, num_samples: int) -> ParzenFrame:
     # without a shuffle, sigma would be chosen on some classes and the score
     # taken on others, and the real reference would hold the first classes.
     real = _shuffled(unit(held_out), seed=0)
-    if len(real) < 2:
-        raise ValueError("The Parzen window needs at least 2 evaluation "
+    if len(real) < 4:
+        # Two to score, so that a difference has a spread to pair.
+        raise ValueError("The Parzen window needs at least 4 evaluation "
                          f"examples (half to choose sigma, half to score). "
                          f"Received: {len(real)} in split {d.eval_split!r}")
     half = len(real) // 2
@@ -208,10 +209,12 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       scored digit to its nearest sample) for each answer kind and `real`,
       and `parzen_real_samples`.
       `parzen_gap_<kind>` and `parzen_gap_stderr_<kind>`: the answers'
-      score minus the real digits', with its paired standard error; and
-      `delta_parzen_ll` and `delta_parzen_ll_paired_stderr`, refined minus fast
-      the same way (both are paired over the scored digits, see
-      `parzen.paired_difference`).
+      score minus the real digits', with its paired standard error
+      (`parzen_gap_equal_<kind>` is the fair gap where there are more
+      answers than real digits); and, where the run has both answers,
+      `delta_parzen_ll` and `delta_parzen_ll_paired_stderr`, refined
+      minus fast the same way. Both are paired over the scored digits
+      (`parzen.paired_difference`), an error of the digits' draw only.
       Where the training split holds fewer images than `num_samples`, the
       same for `equal_<kind>`: the first answers, as many as the real
       reference (the fair comparison; more samples score higher).
@@ -244,11 +247,13 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     # is over ten (`parzen.paired_difference`).
     for name in samples:
         if name != "real":
-            scores[f"parzen_gap_{name}"], scores[f"parzen_gap_stderr_{name}"] \
-                = parzen.paired_difference(test_ll[name], test_ll["real"])
+            (scores[f"parzen_gap_{name}"],
+             scores[f"parzen_gap_stderr_{name}"]) = parzen.paired_difference(
+                 test_ll[name], test_ll["real"])
     if "fast" in test_ll and "refined" in test_ll:
-        scores["delta_parzen_ll"], scores["delta_parzen_ll_paired_stderr"] = \
-            parzen.paired_difference(test_ll["refined"], test_ll["fast"])
+        (scores["delta_parzen_ll"],
+         scores["delta_parzen_ll_paired_stderr"]) = parzen.paired_difference(
+             test_ll["refined"], test_ll["fast"])
     return scores
 
 

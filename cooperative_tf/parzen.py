@@ -178,6 +178,9 @@ def paired_difference(test_ll_a, test_ll_b) -> Tuple[float, float]:
     scores high under any window. The difference taken digit by digit
     cancels it, so this error is the one that says whether two sample sets
     differ (refined against fast answers, answers against real digits).
+    It counts only the draw of the scored digits, not that of the samples
+    (another seed or another draw of answers moves a score too), and uses
+    the population spread (ddof 0), as `evaluate`'s `"ll_stderr"` does.
 
     Args:
       test_ll_a: `[T]` per-example log-likelihoods (`evaluate`'s
@@ -188,7 +191,7 @@ def paired_difference(test_ll_a, test_ll_b) -> Tuple[float, float]:
       `(mean, stderr)` of `a - b` in nats.
 
     Raises:
-      ValueError: The two are not of one length of at least 2.
+      ValueError: The two are not 1-D, of one length of at least 2.
     """
     a = np.asarray(test_ll_a, np.float64)
     b = np.asarray(test_ll_b, np.float64)

@@ -130,3 +130,8 @@ def test_paired_difference_cancels_the_spread_between_test_points():
     assert a["ll"] == pytest.approx(a["test_ll"].mean())
     assert mean == pytest.approx(a["ll"] - b["ll"], abs=1e-9)
     assert stderr < 0.2 * min(a["ll_stderr"], b["ll_stderr"])
+    # Out of order, the same scores keep their mean difference but lose
+    # the pairing: the error is that of two unrelated scores.
+    _, unpaired = parzen.paired_difference(a["test_ll"],
+                                           b["test_ll"][::-1])
+    assert unpaired > 5 * stderr

@@ -219,6 +219,8 @@ def test_parzen_refined_minus_fast_is_paired_and_sees_a_real_gain():
     # though the unpaired errors of the two scores would overlap more.
     paired_stderr = got["delta_parzen_ll_paired_stderr"]
     assert got["delta_parzen_ll"] > 4 * paired_stderr > 0
+    assert paired_stderr < min(got["parzen_ll_stderr_fast"],
+                               got["parzen_ll_stderr_refined"])
     # The table shows the paired error (a name `format_table` would take
     # for the delta of a fast / refined pair is hidden there).
     assert "delta_parzen_ll_paired_stderr" in quality.format_table(got)

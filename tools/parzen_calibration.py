@@ -199,15 +199,14 @@ def main(argv=None) -> None:
             f"{config.data.data_dir} holds {len(real)} images; the changes "
             "need at least 3. Point --data_dir at the task's full data.")
 
-    unchanged = {}  # the real images' per-digit scores, the first row
+    # Every row's gap is to the unchanged real images, paired over the
+    # scored digits: the error that says whether a change (or a model)
+    # differs from them.
+    unchanged = parzen.evaluate(real, frame.validation, frame.test)["test_ll"]
 
     def emit(samples, change, images):
         got = parzen.evaluate(images, frame.validation, frame.test)
-        unchanged.setdefault("test_ll", got["test_ll"])
-        # Paired over the scored digits, the gap's error is the one that
-        # says whether a change (or a model) differs from the real images.
-        gap, gap_stderr = parzen.paired_difference(got["test_ll"],
-                                                   unchanged["test_ll"])
+        gap, gap_stderr = parzen.paired_difference(got["test_ll"], unchanged)
         print(json.dumps({"samples": samples, "change": change,
                           "count": len(images), "checkpoint": checkpoint,
                           "parzen_ll": got["ll"],
