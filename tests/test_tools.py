@@ -9,7 +9,7 @@ import pytest
 import tiny
 from cooperative_tf import config_io, eval_lib, factory, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
-from tools import latent_scale, parzen_calibration
+from tools import latent_scale, parzen_calibration, parzen_compare
 
 
 def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
@@ -243,3 +243,49 @@ def test_parzen_calibration_refuses_what_it_cannot_score_by_name(
         parzen_calibration.main(["--samples=2"])
     assert stop.value.code == 2
     assert "--samples must be at least 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parzen_compare_pairs_two_runs_as_the_evaluation_scores_them(
+        tiny_run, tmp_path, capsys):
+    config, workdir = tiny_run
+    other = tmp_path / "seed1"
+    train_lib.train(tasks.resolve_config(
+        "mnist", train_steps=3,
+        overrides=tiny.LABEL + TINY_RUN + ["train.seed=1"]), str(other),
+        verbose=False)
+    parzen_compare.main([f"--workdirs={workdir},{other}", "--samples=40",
+                         "--policy_weights=trained"])
+    rows = _json_lines(capsys)
+    runs = {row["workdir"]: row for row in rows if "workdir" in row}
+    pairs = {row["kind"]: row for row in rows if "first" in row}
+    # Each run's scores are --mode=eval's, its gap paired against the
+    # same real digits.
+    expected = _parzen(config, str(workdir), "trained", 40)
+    for kind in ("fast", "refined", "real"):
+        assert runs[str(workdir)][f"parzen_ll_{kind}"] == pytest.approx(
+            expected[f"parzen_ll_{kind}"], rel=1e-6)
+    assert runs[str(workdir)]["parzen_gap_fast"] == pytest.approx(
+        expected["parzen_gap_fast"], rel=1e-6)
+    # The pair: the first run's score minus the second's, digit by digit.
+    for kind in ("fast", "refined"):
+        assert pairs[kind]["difference"] == pytest.approx(
+            runs[str(workdir)][f"parzen_ll_{kind}"]
+            - runs[str(other)][f"parzen_ll_{kind}"], abs=1e-6)
+        assert pairs[kind]["stderr"] > 0
+    # A run against itself differs by nothing.
+    parzen_compare.main([f"--workdirs={workdir},{workdir}", "--samples=40",
+                         "--policy_weights=trained"])
+    same = [row for row in _json_lines(capsys) if "first" in row]
+    assert {(row["difference"], row["stderr"]) for row in same} == {(0, 0)}
+
+
+def test_parzen_compare_names_what_it_cannot_compare(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parzen_compare.main(["--workdirs=runs/a"])
+    assert stop.value.code == 2
+    assert "at least 2 runs" in capsys.readouterr().err
+    workdir_lib.write_config(tasks.resolve_config(
+        "zappos", overrides=tiny.IMAGE), str(tmp_path))
+    with pytest.raises(SystemExit, match="edges-conditioned"):
+        parzen_compare.main([f"--workdirs={tmp_path},{tmp_path}"])

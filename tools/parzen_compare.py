@@ -1,0 +1,100 @@
+"""Parzen differences between runs, paired over the scored digits.
+
+  python -m tools.parzen_compare --workdirs=runs/a,runs/b \
+      --data_dir=../shared/data/mnist --samples=4500 --policy_weights=trained
+
+Scores each run's answers as `--mode=eval` does (`eval_lib.parzen_frame`
+and `parzen_answers`: the same held-out halves, sigma chosen on one), keeps
+every scored digit's log-likelihood, and prints one JSON line per run
+(its scores, and its gap to the real training digits, paired) and one per
+pair of runs and answer kind: the first run minus the second, with the
+standard error paired over the scored digits (`parzen.paired_difference`).
+Two runs of one label task score the same digits, so the spread between
+easy and hard digits, most of each score's own error, cancels. The error
+counts the digits' draw only: a second seed of the same settings moves a
+score by more, so compare settings over several seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+
+def main(argv=None) -> None:
+    # TensorFlow loads with it, after a usage error would have been named.
+    from cooperative_tf import averaging
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdirs", required=True,
+                        help="Comma-separated work directories of runs of "
+                        "one label task (at least 2).")
+    parser.add_argument("--data_dir", default=None,
+                        help="The task's data (default: each run's own).")
+    parser.add_argument("--samples", type=int, default=4500,
+                        help="Answers in each window, as --mode=eval's "
+                        "--parzen_samples.")
+    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
+                        choices=averaging.POLICY_WEIGHTS,
+                        help="As --mode=eval's.")
+    args = parser.parse_args(argv)
+    workdirs = [w for w in args.workdirs.split(",") if w]
+    if len(workdirs) < 2:
+        parser.error(f"--workdirs needs at least 2 runs. Received: "
+                     f"{args.workdirs!r}")
+    if args.samples < 2:
+        parser.error(f"--samples must be at least 2. Received: "
+                     f"{args.samples}")
+
+    import numpy as np
+
+    from cooperative_tf import eval_lib, factory, parzen
+    from cooperative_tf import workdir as workdir_lib
+
+    try:
+        configs = [eval_lib.label_run_config(w, args.data_dir)
+                   for w in workdirs]
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    scores, test = {}, None
+    for workdir, config in zip(workdirs, configs):
+        frame = eval_lib.parzen_frame(config, eval_lib.eval_dataset(config),
+                                      args.samples)
+        if test is None:
+            test = frame.test
+            real = parzen.evaluate(frame.train_real, frame.validation,
+                                   frame.test)["test_ll"]
+        elif frame.test.shape != test.shape or not np.array_equal(
+                frame.test, test):
+            raise SystemExit(
+                f"error: {workdir} scores other digits than {workdirs[0]} "
+                "(another task or data directory); pass one --data_dir "
+                "for runs of one task.")
+        trainer = factory.build_trainer(config)
+        checkpoint = workdir_lib.restore(trainer, workdir, required=True,
+                                         policy_weights=args.policy_weights)
+        answers = eval_lib.parzen_answers(trainer, config, args.samples)
+        row = {"workdir": workdir, "checkpoint": checkpoint}
+        for kind, images in answers.items():
+            got = parzen.evaluate(frame.unit(images), frame.validation,
+                                  frame.test)
+            scores[workdir, kind] = got["test_ll"]
+            gap, gap_stderr = parzen.paired_difference(got["test_ll"], real)
+            row.update({f"parzen_ll_{kind}": got["ll"],
+                        f"parzen_gap_{kind}": gap,
+                        f"parzen_gap_stderr_{kind}": gap_stderr})
+        row["parzen_ll_real"] = float(real.mean())
+        print(json.dumps(row), flush=True)
+    for first, second in itertools.combinations(workdirs, 2):
+        for kind in ("fast", "refined"):
+            if (first, kind) in scores and (second, kind) in scores:
+                diff, stderr = parzen.paired_difference(
+                    scores[first, kind], scores[second, kind])
+                print(json.dumps({"first": first, "second": second,
+                                  "kind": kind, "difference": diff,
+                                  "stderr": stderr}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
