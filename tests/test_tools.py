@@ -1,6 +1,7 @@
 """The diagnostic tools under `tools/`: what they change, and that they
 leave the library's own numbers where the docs say they do."""
 
+import argparse
 import json
 
 import numpy as np
@@ -9,7 +10,19 @@ import pytest
 import tiny
 from cooperative_tf import config_io, eval_lib, factory, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
-from tools import latent_scale, parzen_calibration, parzen_compare
+from tools import flags, latent_scale, parzen_calibration, parzen_compare
+
+
+def test_every_tool_reads_policy_weights_as_the_evaluation_does():
+    parser = argparse.ArgumentParser()
+    flags.add_policy_weights(parser)
+    # The average by default, as --mode=eval; a name it does not know is a
+    # usage error, not a silent fall-back.
+    assert parser.parse_args([]).policy_weights == "averaged"
+    assert parser.parse_args(["--policy_weights=trained"]).policy_weights \
+        == "trained"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--policy_weights=best"])
 
 
 def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():

@@ -22,6 +22,8 @@ import json
 import math
 import time
 
+from tools import flags
+
 
 def check_scale(scale: float) -> float:
     """`scale`, or ValueError where it is not a finite number > 0."""
@@ -61,9 +63,6 @@ def scaled_latent(trainer, scale: float):
 
 
 def main(argv=None) -> None:
-    # TensorFlow loads with it, after a usage error would have been named.
-    from cooperative_tf import averaging
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True,
                         help="A label task's run (mnist, cifar10, ...).")
@@ -72,10 +71,7 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=10000,
                         help="Answers scored at each scale (--mode=eval's "
                         "--parzen_samples).")
-    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
-                        choices=averaging.POLICY_WEIGHTS,
-                        help="As --mode=eval's: the policy average where "
-                        "the run kept one, or the trained weights.")
+    flags.add_policy_weights(parser)
     args = parser.parse_args(argv)
     # Checked before the checkpoint is read: a bad scale fails at once.
     try:

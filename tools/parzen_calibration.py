@@ -32,6 +32,9 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
+from tools import flags
+
+
 # Changes of the real images: (name, function of images and a generator).
 Change = Tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]
 
@@ -150,9 +153,6 @@ def changes(count: int) -> List[Change]:
 
 
 def main(argv=None) -> None:
-    # TensorFlow loads with it, after a usage error would have been named.
-    from cooperative_tf import averaging
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="mnist", help="A label task.")
     parser.add_argument("--data_dir", default=None,
@@ -164,9 +164,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default=None,
                         help="Also score this run's answers, plain and "
                         "blurred (its config replaces --task).")
-    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
-                        choices=averaging.POLICY_WEIGHTS,
-                        help="As --mode=eval's.")
+    flags.add_policy_weights(parser)
     args = parser.parse_args(argv)
     if args.samples < 3:
         parser.error(f"--samples must be at least 3. Received: "
@@ -202,10 +200,13 @@ def main(argv=None) -> None:
     # Every row's gap is to the unchanged real images, paired over the
     # scored digits: the error that says whether a change (or a model)
     # differs from them.
-    unchanged = parzen.evaluate(real, frame.validation, frame.test)["test_ll"]
+    reference = parzen.evaluate(real, frame.validation, frame.test)
+    unchanged = reference["test_ll"]
 
     def emit(samples, change, images):
-        got = parzen.evaluate(images, frame.validation, frame.test)
+        # The unchanged images' row is the reference itself: not scored twice.
+        got = (reference if images is real else
+               parzen.evaluate(images, frame.validation, frame.test))
         gap, gap_stderr = parzen.paired_difference(got["test_ll"], unchanged)
         print(json.dumps({"samples": samples, "change": change,
                           "count": len(images), "checkpoint": checkpoint,

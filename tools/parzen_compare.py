@@ -21,11 +21,10 @@ import argparse
 import itertools
 import json
 
+from tools import flags
+
 
 def main(argv=None) -> None:
-    # TensorFlow loads with it, after a usage error would have been named.
-    from cooperative_tf import averaging
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdirs", required=True,
                         help="Comma-separated work directories of runs of "
@@ -35,9 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=4500,
                         help="Answers in each window, as --mode=eval's "
                         "--parzen_samples.")
-    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
-                        choices=averaging.POLICY_WEIGHTS,
-                        help="As --mode=eval's.")
+    flags.add_policy_weights(parser)
     args = parser.parse_args(argv)
     workdirs = [w for w in args.workdirs.split(",") if w]
     if len(workdirs) < 2:
