@@ -291,6 +291,33 @@ def test_parzen_compare_pairs_two_runs_as_the_evaluation_scores_them(
                          "--policy_weights=trained"])
     same = [row for row in _json_lines(capsys) if "first" in row]
     assert {(row["difference"], row["stderr"]) for row in same} == {(0, 0)}
+    # One run's trained weights against its average, each scored as
+    # --mode=eval scores it with those weights.
+    parzen_compare.main([f"--workdirs={workdir}@trained,{workdir}@averaged",
+                         "--samples=40"])
+    rows = _json_lines(capsys)
+    runs = {row["workdir"]: row for row in rows if "workdir" in row}
+    averaged = _parzen(config, str(workdir), "averaged", 40)
+    assert runs[f"{workdir}@averaged"]["policy_weights"] == "averaged"
+    assert runs[f"{workdir}@averaged"]["parzen_ll_fast"] == pytest.approx(
+        averaged["parzen_ll_fast"], rel=1e-6)
+    assert runs[f"{workdir}@trained"]["parzen_ll_fast"] == pytest.approx(
+        expected["parzen_ll_fast"], rel=1e-6)
+    assert averaged["parzen_ll_fast"] != expected["parzen_ll_fast"]
+
+
+def test_a_compare_entry_names_its_policy_weights_or_is_refused(tmp_path):
+    assert parzen_compare.split_entry("runs/a", "trained") == (
+        "runs/a", "trained")
+    assert parzen_compare.split_entry("runs/a@averaged", "trained") == (
+        "runs/a", "averaged")
+    with pytest.raises(ValueError, match="@best, which names no policy"):
+        parzen_compare.split_entry("runs/a@best", "trained")
+    # A directory whose own name holds an @ is a run, not a suffix.
+    odd = tmp_path / "runs@2"
+    odd.mkdir()
+    assert parzen_compare.split_entry(str(odd), "averaged") == (
+        str(odd), "averaged")
 
 
 def test_parzen_compare_names_what_it_cannot_compare(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
   python -m tools.parzen_compare --workdirs=runs/a,runs/b \
       --data_dir=../shared/data/mnist --samples=4500 --policy_weights=trained
+  python -m tools.parzen_compare --workdirs=runs/a@trained,runs/a@averaged \
+      --data_dir=../shared/data/mnist --samples=4500
 
 Scores each run's answers as `--mode=eval` does (`eval_lib.parzen_frame`
 and `parzen_answers`: the same held-out halves, sigma chosen on one), keeps
@@ -12,7 +14,10 @@ standard error paired over the scored digits (`parzen.paired_difference`).
 Two runs of one label task score the same digits, so the spread between
 easy and hard digits, most of each score's own error, cancels. The error
 counts the digits' draw only: a second seed of the same settings moves a
-score by more, so compare settings over several seeds.
+score by more, so compare settings over several seeds. An entry
+`<workdir>@trained` or `<workdir>@averaged` scores that run with those
+policy weights in place of `--policy_weights`, so that a run's weight
+average can be paired against its trained weights.
 """
 
 from __future__ import annotations
@@ -20,15 +25,37 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+from typing import Tuple
 
 from tools import flags
+
+
+def split_entry(entry: str, default: str) -> Tuple[str, str]:
+    """`(workdir, policy_weights)` of one `--workdirs` entry.
+
+    `runs/a@trained` names the weights; `runs/a` takes `default`. A suffix
+    that names no weights is an error unless the whole entry is a
+    directory (a path with an `@` of its own).
+    """
+    from cooperative_tf import averaging
+
+    workdir, at, weights = entry.rpartition("@")
+    if not at or os.path.isdir(entry):
+        return entry, default
+    if weights not in averaging.POLICY_WEIGHTS:
+        raise ValueError(
+            f"{entry!r} ends in @{weights}, which names no policy weights; "
+            f"use one of {', '.join(averaging.POLICY_WEIGHTS)} after the @.")
+    return workdir, weights
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdirs", required=True,
                         help="Comma-separated work directories of runs of "
-                        "one label task (at least 2).")
+                        "one label task (at least 2), each optionally "
+                        "followed by @trained or @averaged.")
     parser.add_argument("--data_dir", default=None,
                         help="The task's data (default: each run's own).")
     parser.add_argument("--samples", type=int, default=4500,
@@ -36,8 +63,8 @@ def main(argv=None) -> None:
                         "--parzen_samples.")
     flags.add_policy_weights(parser)
     args = parser.parse_args(argv)
-    workdirs = [w for w in args.workdirs.split(",") if w]
-    if len(workdirs) < 2:
+    entries = [w for w in args.workdirs.split(",") if w]
+    if len(entries) < 2:
         parser.error(f"--workdirs needs at least 2 runs. Received: "
                      f"{args.workdirs!r}")
     if args.samples < 2:
@@ -50,12 +77,13 @@ def main(argv=None) -> None:
     from cooperative_tf import workdir as workdir_lib
 
     try:
+        runs = [split_entry(e, args.policy_weights) for e in entries]
         configs = [eval_lib.label_run_config(w, args.data_dir)
-                   for w in workdirs]
+                   for w, _ in runs]
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     scores, test = {}, None
-    for workdir, config in zip(workdirs, configs):
+    for entry, (workdir, weights), config in zip(entries, runs, configs):
         frame = eval_lib.parzen_frame(config, eval_lib.eval_dataset(config),
                                       args.samples)
         if test is None:
@@ -65,25 +93,26 @@ def main(argv=None) -> None:
         elif frame.test.shape != test.shape or not np.array_equal(
                 frame.test, test):
             raise SystemExit(
-                f"error: {workdir} scores other digits than {workdirs[0]} "
+                f"error: {workdir} scores other digits than {runs[0][0]} "
                 "(another task or data directory); pass one --data_dir "
                 "for runs of one task.")
         trainer = factory.build_trainer(config)
         checkpoint = workdir_lib.restore(trainer, workdir, required=True,
-                                         policy_weights=args.policy_weights)
+                                         policy_weights=weights)
         answers = eval_lib.parzen_answers(trainer, config, args.samples)
-        row = {"workdir": workdir, "checkpoint": checkpoint}
+        row = {"workdir": entry, "checkpoint": checkpoint,
+               "policy_weights": weights}
         for kind, images in answers.items():
             got = parzen.evaluate(frame.unit(images), frame.validation,
                                   frame.test)
-            scores[workdir, kind] = got["test_ll"]
+            scores[entry, kind] = got["test_ll"]
             gap, gap_stderr = parzen.paired_difference(got["test_ll"], real)
             row.update({f"parzen_ll_{kind}": got["ll"],
                         f"parzen_gap_{kind}": gap,
                         f"parzen_gap_stderr_{kind}": gap_stderr})
         row["parzen_ll_real"] = float(real.mean())
         print(json.dumps(row), flush=True)
-    for first, second in itertools.combinations(workdirs, 2):
+    for first, second in itertools.combinations(entries, 2):
         for kind in ("fast", "refined"):
             if (first, kind) in scores and (second, kind) in scores:
                 diff, stderr = parzen.paired_difference(
