@@ -166,7 +166,7 @@ class Settings:
 def task_config(name: str, method: str, settings: Settings):
     """The resolved config of `method` on reproduction task `name`, or
     `(None, why)` when its data is missing and it has no embedded sample."""
-    from cooperative_tf import config_io, tasks
+    from cooperative_tf import tasks
     from pipelines.splits import READER_SAMPLES
 
     spec = TASKS[name]
@@ -193,7 +193,9 @@ def task_config(name: str, method: str, settings: Settings):
         # A divergence goes back to the last checkpoint with halved rates
         # (the time spent stays spent); one that persists is a result.
         "train.on_divergence=rollback"]
-    return config_io.override(config, assignments), None
+    # resolve_config, not override: planner_only then leaves the task's
+    # default policy average behind, as on the command line.
+    return tasks.resolve_config(spec.task, overrides=assignments), None
 
 
 class BudgetClock:

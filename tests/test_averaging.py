@@ -66,7 +66,8 @@ def test_answers_inside_the_block_come_from_the_average():
 
 
 def test_no_average_means_the_trained_weights_everywhere(tmp_path):
-    config = tasks.resolve_config("mnist", overrides=tiny.LABEL)
+    config = tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0"])
     model = factory.build_trainer(config)
     model.make_train_function()
     step(model, 0)
@@ -98,7 +99,8 @@ def test_restoring_puts_the_average_in_unless_trained_is_asked(tmp_path):
 
 
 def test_the_average_cannot_be_switched_on_or_off_in_a_run(tmp_path):
-    config = tasks.resolve_config("mnist", overrides=tiny.LABEL)
+    config = tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0"])
     averaged = config_io.override(config, ["train.policy_ema=0.999"])
     (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(config))
     with pytest.raises(ValueError, match="cannot be switched on"):
@@ -135,6 +137,26 @@ def test_the_planner_only_baseline_has_no_policy_to_average():
     with pytest.raises(ValueError, match="planner_only' trains none"):
         tasks.resolve_config("mnist", overrides=[
             "method.name=planner_only", "train.policy_ema=0.99"])
+
+
+def test_planner_only_leaves_the_tasks_default_average_behind(tmp_path):
+    # mnist keeps an average by default; the baseline without a policy
+    # resolves without one, from a flag, a config file or the reproduction.
+    assert tasks.resolve_config("mnist").train.policy_ema == 0.995
+    for method in ("cooperative", "cgan"):
+        assert tasks.resolve_config("mnist", overrides=[
+            f"method.name={method}"]).train.policy_ema == 0.995
+    assert tasks.resolve_config("mnist", overrides=[
+        "method.name=planner_only"]).train.policy_ema == 0.0
+    path = tmp_path / "planner_only.json"
+    path.write_text('{"method": {"name": "planner_only"}}')
+    assert tasks.resolve_config(
+        "mnist", config_file=str(path)).train.policy_ema == 0.0
+    # Asked for by name, from a file as from a flag, it is still refused.
+    path.write_text('{"method": {"name": "planner_only"}, '
+                    '"train": {"policy_ema": 0.9}}')
+    with pytest.raises(ValueError, match="planner_only' trains none"):
+        tasks.resolve_config("mnist", config_file=str(path))
 
 
 def test_a_second_restore_forgets_the_average_it_replaced(tmp_path):

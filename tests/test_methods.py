@@ -89,7 +89,9 @@ def test_every_method_checkpoints_and_restores_all_its_state(
     workdir.make_checkpoint(model).save(
         str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
     restored = factory.build_trainer(config)
-    workdir.restore(restored, str(tmp_path), required=True)
+    # The trained weights, not mnist's default policy average.
+    workdir.restore(restored, str(tmp_path), required=True,
+                    policy_weights="trained")
     assert int(restored.step_counter.numpy()) == 2
     for name, network in model.networks.items():
         for a, b in zip(network.variables,

@@ -128,7 +128,9 @@ def test_checkpoint_restores_every_variable_batch_norm_included(
     workdir.make_checkpoint(trainer).save(
         str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
     restored = factory.build_trainer(config)
-    workdir.restore(restored, str(tmp_path), required=True)
+    # The trained weights, not mnist's default policy average.
+    workdir.restore(restored, str(tmp_path), required=True,
+                    policy_weights="trained")
     for model in ("policy", "planner"):
         saved = getattr(trainer, model).variables
         loaded = getattr(restored, model).variables
