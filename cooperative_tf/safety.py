@@ -244,7 +244,14 @@ def read_notes(path: str) -> Optional[dict]:
         return None
 
 
-def _restore_one(checkpoint, path):
+def restore_path(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores the checkpoint prefix `path` (`.../ckpt-N`) into
+    `checkpoint`'s objects, refusing one that lacks any of their variables.
+
+    Raises:
+      ValueError: A checkpoint of another model.
+      tf.errors.OpError: One that cannot be read.
+    """
     checkpoint.save_counter  # noqa: B018 (created on first use; saved too)
     status = checkpoint.restore(path)
     try:
@@ -280,7 +287,7 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, directory: str,
     refused = []
     for path in reversed(paths):
         try:
-            _restore_one(checkpoint, path)
+            restore_path(checkpoint, path)
         except (tf.errors.OpError, IndexError, EOFError) as e:
             detail = str(e).strip().splitlines()[0][:200] if str(e) else ""
             reason, why = "unreadable", f"cannot be read ({type(e).__name__}"

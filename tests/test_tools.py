@@ -10,7 +10,8 @@ import pytest
 import tiny
 from cooperative_tf import config_io, eval_lib, factory, tasks, train_lib
 from cooperative_tf import workdir as workdir_lib
-from tools import flags, latent_scale, parzen_calibration, parzen_compare
+from tools import (flags, latent_scale, parzen_calibration, parzen_compare,
+                   planner_labels)
 
 
 def test_every_tool_reads_policy_weights_as_the_evaluation_does():
@@ -329,3 +330,58 @@ def test_parzen_compare_names_what_it_cannot_compare(tmp_path, capsys):
         "zappos", overrides=tiny.IMAGE), str(tmp_path))
     with pytest.raises(SystemExit, match="edges-conditioned"):
         parzen_compare.main([f"--workdirs={tmp_path},{tmp_path}"])
+
+
+def test_label_ranks_read_the_own_label_by_hand():
+    values = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0], [2.0, 2.0, 0.0]])
+    got = planner_labels.label_ranks(values, np.array([0, 2, 0]))
+    # Row 0 wins; row 1's own label has one above it; row 2 ties for first,
+    # which goes to the lower label, its own (as argmax).
+    assert got["accuracy"] == pytest.approx(2 / 3)
+    assert got["mean_rank_own"] == pytest.approx(1 / 3)
+    assert got["share_own_last"] == 0.0
+    assert got["argmax_counts"] == [2, 1, 0]
+    assert (got["chance_rank"], got["chance_last"]) == (1.0, pytest.approx(
+        1 / 3))
+    # A planner that values the own label least ranks it last every time.
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    anti = planner_labels.label_ranks(-np.eye(3)[labels], labels)
+    assert (anti["accuracy"], anti["share_own_last"]) == (0.0, 1.0)
+    assert anti["own_minus_mean_median"] < 0
+    # Label levels that swamp the image: the argmax names label 0 for all,
+    # and removing each label's level over the images recovers the label.
+    levels = planner_labels.label_ranks(
+        np.eye(3)[labels] + np.array([100.0, 0.0, 0.0]), labels)
+    assert levels["accuracy"] == pytest.approx(1 / 3)
+    assert levels["argmax_counts"] == [6, 0, 0]
+    assert levels["accuracy_without_levels"] == 1.0
+    with pytest.raises(ValueError, match="labels must lie in"):
+        planner_labels.label_ranks(values, np.array([0, 3, 0]))
+
+
+def test_planner_labels_reads_the_planner_as_the_evaluation_does(
+        tiny_run, capsys):
+    from cooperative_tf import classifier, quality
+
+    config, workdir = tiny_run
+    planner_labels.main([f"--workdir={workdir}", "--steps=3"])
+    (row,) = _json_lines(capsys)
+    assert row["step"] == 3 and row["checkpoint"].endswith("ckpt-3")
+    trainer = factory.build_trainer(config)
+    workdir_lib.restore(trainer, str(workdir), required=True)
+    images, labels = classifier.load_split(config.data,
+                                           config.data.eval_split)
+    assert row["images"] == len(images)
+    assert row["accuracy"] == pytest.approx(quality.planner_accuracy(
+        trainer.planner, images, labels))
+    assert sum(row["argmax_counts"]) == len(images)
+    # Steps the run did not keep are named with those it did.
+    with pytest.raises(SystemExit, match=r"step\(s\) \[5\]; it keeps \[3\]"):
+        planner_labels.main([f"--workdir={workdir}", "--steps=3,5"])
+
+
+def test_planner_labels_refuses_an_image_run_by_name(tmp_path):
+    workdir_lib.write_config(tasks.resolve_config(
+        "zappos", overrides=tiny.IMAGE), str(tmp_path))
+    with pytest.raises(SystemExit, match="edges-conditioned; only a label"):
+        planner_labels.main([f"--workdir={tmp_path}"])
