@@ -194,12 +194,15 @@ def _typed(value: Any, annotation: Any, key: str) -> Any:
 
 
 def apply_mapping(config: TaskConfig, mapping: dict,
-                  source: str = "config file") -> TaskConfig:
+                  source: str = "config file",
+                  validate_result: bool = True) -> TaskConfig:
     """Returns `config` with a nested `{section: {field: value}}` applied.
 
     The mapping may hold any subset of the sections and fields, and the
     `name` a resolved config carries (which must then match). Values have
-    their JSON types (tuples as lists).
+    their JSON types (tuples as lists). `validate_result=False` leaves the
+    check of the whole config to a caller that changes it further (the
+    command line's overrides after a config file).
 
     Raises:
       ValueError: Naming an unknown section or field, a wrong type, or a
@@ -238,7 +241,8 @@ def apply_mapping(config: TaskConfig, mapping: dict,
                 section, **{field_name: _typed(value, hints[field_name],
                                                key)})
         config = dataclasses.replace(config, **{section_name: section})
-    validate(config)
+    if validate_result:
+        validate(config)
     return config
 
 

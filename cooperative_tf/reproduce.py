@@ -348,7 +348,8 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
     result); `None` when a signal stopped it (it resumes on the next run).
     `resolved` is its `task_config`.
     """
-    from cooperative_tf import eval_lib, factory, quality, safety, train_lib
+    from cooperative_tf import (averaging, eval_lib, factory, quality,
+                                safety, train_lib)
     from cooperative_tf.callbacks import DivergenceError
     from cooperative_tf.workdir import (append_jsonl, restore,
                                         write_text_atomic)
@@ -377,7 +378,11 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
     def evaluate(model, step, minutes):
         samples = (settings.label_samples if label_task
                    else settings.image_examples)
-        row = evaluator(model, samples, seed=0)
+        # The answers a user would get, as training's evaluations: the
+        # policy's average where the run keeps one.
+        with averaging.averaged_policy(model):
+            row = evaluator(model, samples, seed=0)
+            row["policy_ema"] = averaging.momentum_in_use(model)
         append_jsonl(os.path.join(run_dir, CURVE_FILE), step,
                      {"minutes": minutes, **row})
         log(f"{name}/{method} at {minutes:.1f} training minutes (step "
@@ -389,8 +394,9 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
         # Trained and evaluated, stopped before its result was written:
         # the final weights, if their checkpoint was saved.
         trainer = factory.build_trainer(config)
-        saved = safety.checkpoint_step(restore(trainer, run_dir,
-                                               required=True))
+        saved = safety.checkpoint_step(restore(
+            trainer, run_dir, required=True,
+            policy_weights=averaging.TRAINED))
         if saved < curve[-1]["step"]:
             keep_until(run_dir, CURVE_FILE, saved)
             trainer = None
@@ -415,16 +421,18 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
                                "its log.")
         trainer = result.trainer
     final = dict(_read(run_dir, CURVE_FILE)[-1])
-    if label_task and settings.parzen_samples:
-        import pipelines
-        dataset = pipelines.build_dataset(
-            config.data, config.data.eval_split, config.train.batch_size,
-            training=False, repeat=False)
-        final.update(eval_lib.parzen_scores(trainer, config, dataset,
-                                            settings.parzen_samples))
     grid = os.path.join(settings.root, "grids", f"{name}_{method}.png")
     os.makedirs(os.path.dirname(grid), exist_ok=True)
-    train_lib.write_samples(trainer, train_lib.sample_batch(config), grid)
+    with averaging.averaged_policy(trainer):
+        if label_task and settings.parzen_samples:
+            import pipelines
+            dataset = pipelines.build_dataset(
+                config.data, config.data.eval_split, config.train.batch_size,
+                training=False, repeat=False)
+            final.update(eval_lib.parzen_scores(trainer, config, dataset,
+                                                settings.parzen_samples))
+        train_lib.write_samples(trainer, train_lib.sample_batch(config),
+                                grid)
     steps = int(final.pop("step"))
     minutes = float(final.pop("minutes"))
     out = {"task": name, "method": method, "steps": steps,
@@ -480,7 +488,7 @@ def _rows(results: Sequence[dict]) -> List[dict]:
             metrics = {k[:-len(kind) - 1]: v for k, v in r["metrics"].items()
                        if k.endswith("_" + kind)}
             for k, v in r["metrics"].items():
-                if k in ("planner_accuracy", "parzen_ll_real"):
+                if k in ("planner_accuracy", "parzen_ll_real", "policy_ema"):
                     metrics[k] = v
             rows.append({"task": r["task"], "method": label,
                          "steps": r["steps"],

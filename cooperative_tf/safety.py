@@ -248,6 +248,11 @@ def restore_path(checkpoint: tf.train.Checkpoint, path: str) -> None:
     """Restores the checkpoint prefix `path` (`.../ckpt-N`) into
     `checkpoint`'s objects, refusing one that lacks any of their variables.
 
+    Args:
+      checkpoint: A `tf.train.Checkpoint` of the model
+        (`workdir.make_checkpoint`).
+      path: The prefix to restore.
+
     Raises:
       ValueError: A checkpoint of another model.
       tf.errors.OpError: One that cannot be read.

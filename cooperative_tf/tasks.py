@@ -257,27 +257,29 @@ def zappos() -> TaskConfig:
                                   diversity_bound=0.03))
 
 
-def _without_average_for_planner_only(config: TaskConfig, mapping,
+def _without_average_for_planner_only(config: TaskConfig, mapping: object,
                                       overrides: Sequence[str]) -> TaskConfig:
     """`config` without its task's default policy average where the method
-    asked for is `planner_only`, which trains no policy to average.
+    the command ends with is `planner_only`, which trains no policy.
 
-    An average asked for by name (a config file's or an override's
-    `train.policy_ema`) is left for validation to refuse.
+    Args:
+      config: The registered task's config.
+      mapping: The config file's contents (`{}` without one).
+      overrides: The `section.field=value` strings applied after it.
+
+    Returns:
+      `config`, with `train.policy_ema=0` for `planner_only`. A nonzero
+      average that the file or an override asks for is applied after this
+      and refused by validation.
     """
-    if not config.train.policy_ema:
-        return config
-    mapping = mapping if isinstance(mapping, dict) else {}
-    if isinstance(overrides, str):
-        overrides = overrides.split(",")
-    method = (mapping.get("method") or {}).get("name", config.method.name)
-    asked = "policy_ema" in (mapping.get("train") or {})
+    method = config.method.name
+    if isinstance(mapping, dict) and isinstance(mapping.get("method"), dict):
+        method = mapping["method"].get("name", method)
     for assignment in overrides:
         key, _, value = assignment.partition("=")
         if key.strip() == "method.name":
             method = value.strip()
-        asked = asked or key.strip() == "train.policy_ema"
-    if method != "planner_only" or asked:
+    if method != "planner_only" or not config.train.policy_ema:
         return config
     return dataclasses.replace(
         config, train=dataclasses.replace(config.train, policy_ema=0.0))
@@ -290,8 +292,8 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
                    config_file: Optional[str] = None) -> TaskConfig:
     """The task's registered config with the command line applied.
 
-    Order: the task's defaults, then `config_file`, then `data_dir`,
-    `train_steps`, `batch_size`, then `overrides`.
+    Order: the task's defaults, then `config_file`, then `overrides`, then
+    `data_dir`, `train_steps` and `batch_size` (so those flags win).
 
     Args:
       task: A registered task name (may be None when `config_file` names
@@ -302,7 +304,9 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
       data_dir: Sets `data.data_dir`.
       train_steps: Sets `train.train_steps`.
       batch_size: Sets `train.batch_size` (the global batch).
-      overrides: `section.field=value` strings, applied first.
+      overrides: `section.field=value` strings (a list, or one
+        comma-separated string), applied after the config file and before
+        `data_dir`, `train_steps` and `batch_size`.
 
     Returns:
       The config, validated.
@@ -315,11 +319,16 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
     if task is not None and named is not None and named != task:
         raise ValueError(f"{config_file} is a config of task {named!r}, not "
                          f"{task!r}. Received: task={task!r}")
+    if isinstance(overrides, str):
+        overrides = [a for a in overrides.split(",") if a.strip()]
     config = _without_average_for_planner_only(get_task(task or named),
                                                mapping, overrides)
     if config_file:
+        # Validated once, after the overrides: a file may leave the config
+        # invalid until a flag completes it.
         config = config_io.apply_mapping(config, mapping,
-                                         source=f"config file {config_file}")
+                                         source=f"config file {config_file}",
+                                         validate_result=False)
     assignments = list(overrides)
     if data_dir is not None:
         assignments.append(f"data.data_dir={data_dir}")

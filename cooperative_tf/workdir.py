@@ -134,8 +134,10 @@ def check_policy_average(saved: config_lib.TaskConfig,
             f"{workdir} holds a run with train.policy_ema={was}; the "
             "policy's weight average is kept from a run's first step or not "
             f"at all, so it cannot be switched {'on' if now else 'off'} "
-            f"here. Keep --set train.policy_ema={was} (or leave it unset); "
-            "to use the trained weights of a run with an average, pass "
+            f"here. Pass --set train.policy_ema={was}, or resume with "
+            f"--config={os.path.join(workdir, CONFIG_FILE)} (a task's "
+            "default may have changed since the run began); to use the "
+            "trained weights of a run with an average, pass "
             "--policy_weights=trained; to train with another setting, use "
             f"a new --workdir. Received: train.policy_ema={now}")
 

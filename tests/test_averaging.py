@@ -152,11 +152,38 @@ def test_planner_only_leaves_the_tasks_default_average_behind(tmp_path):
     path.write_text('{"method": {"name": "planner_only"}}')
     assert tasks.resolve_config(
         "mnist", config_file=str(path)).train.policy_ema == 0.0
+    # The method the command ends with decides, and a flag may complete
+    # what a file began.
+    path.write_text('{"method": {"name": "planner_only"}}')
+    assert tasks.resolve_config("mnist", config_file=str(path), overrides=[
+        "method.name=cooperative"]).train.policy_ema == 0.995
+    assert tasks.resolve_config("mnist", config_file=str(path), overrides=[
+        "train.policy_ema=0"]).train.policy_ema == 0.0
+    assert tasks.resolve_config(
+        "mnist", overrides="method.name=planner_only,train.batch_size=8"
+    ).train.policy_ema == 0.0
     # Asked for by name, from a file as from a flag, it is still refused.
     path.write_text('{"method": {"name": "planner_only"}, '
                     '"train": {"policy_ema": 0.9}}')
     with pytest.raises(ValueError, match="planner_only' trains none"):
         tasks.resolve_config("mnist", config_file=str(path))
+    # A file whose method is not a section is named, not a crash.
+    path.write_text('{"method": "planner_only"}')
+    with pytest.raises(ValueError, match="Section method of the config"):
+        tasks.resolve_config("mnist", config_file=str(path))
+
+
+def test_the_reproduction_leaves_planner_only_without_an_average(tmp_path):
+    from cooperative_tf import reproduce
+
+    settings = reproduce.Settings(
+        root=str(tmp_path), data_root=str(tmp_path), budget_minutes=1.0,
+        points=1, label_samples=20, image_examples=4, parzen_samples=20,
+        quick=True)
+    config, _ = reproduce.task_config("mnist", "planner_only", settings)
+    assert config.train.policy_ema == 0.0
+    config, _ = reproduce.task_config("mnist", "cooperative", settings)
+    assert config.train.policy_ema == 0.995
 
 
 def test_a_second_restore_forgets_the_average_it_replaced(tmp_path):

@@ -15,15 +15,24 @@ from tools import (flags, latent_scale, parzen_calibration, parzen_compare,
 
 
 def test_every_tool_reads_policy_weights_as_the_evaluation_does():
+    from cooperative_tf import averaging
+
+    assert flags.POLICY_WEIGHTS == averaging.POLICY_WEIGHTS
     parser = argparse.ArgumentParser()
     flags.add_policy_weights(parser)
     # The average by default, as --mode=eval; a name it does not know is a
     # usage error, not a silent fall-back.
-    assert parser.parse_args([]).policy_weights == "averaged"
+    assert parser.parse_args([]).policy_weights == averaging.AVERAGED
     assert parser.parse_args(["--policy_weights=trained"]).policy_weights \
-        == "trained"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--policy_weights=best"])
+        == averaging.TRAINED
+    # Each tool declares it so: refused while parsing, before any work.
+    for main, required in (
+            (latent_scale.main, ["--workdir=runs/a"]),
+            (parzen_calibration.main, []),
+            (parzen_compare.main, ["--workdirs=runs/a,runs/b"])):
+        with pytest.raises(SystemExit) as stop:
+            main(required + ["--policy_weights=best"])
+        assert stop.value.code == 2
 
 
 def test_scaled_latent_draws_x_at_the_scale_and_restores_the_draw():
@@ -308,17 +317,22 @@ def test_parzen_compare_pairs_two_runs_as_the_evaluation_scores_them(
 
 
 def test_a_compare_entry_names_its_policy_weights_or_is_refused(tmp_path):
-    assert parzen_compare.split_entry("runs/a", "trained") == (
-        "runs/a", "trained")
-    assert parzen_compare.split_entry("runs/a@averaged", "trained") == (
+    assert parzen_compare.split_entry("runs/a") == ("runs/a", None)
+    assert parzen_compare.split_entry("runs/a@averaged") == (
         "runs/a", "averaged")
     with pytest.raises(ValueError, match="@best, which names no policy"):
-        parzen_compare.split_entry("runs/a@best", "trained")
+        parzen_compare.split_entry("runs/a@best")
     # A directory whose own name holds an @ is a run, not a suffix.
     odd = tmp_path / "runs@2"
     odd.mkdir()
-    assert parzen_compare.split_entry(str(odd), "averaged") == (
-        str(odd), "averaged")
+    assert parzen_compare.split_entry(str(odd)) == (str(odd), None)
+    # The average asked for by name, of a run that kept none, is refused
+    # before any scoring (the trained weights would answer under its name).
+    workdir_lib.write_config(tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0"]),
+        str(tmp_path))
+    with pytest.raises(SystemExit, match="kept none"):
+        parzen_compare.main([f"--workdirs={tmp_path}@averaged,{tmp_path}"])
 
 
 def test_parzen_compare_names_what_it_cannot_compare(tmp_path, capsys):
@@ -359,6 +373,7 @@ def test_label_ranks_read_the_own_label_by_hand():
         planner_labels.label_ranks(values, np.array([0, 3, 0]))
 
 
+@pytest.mark.slow
 def test_planner_labels_reads_the_planner_as_the_evaluation_does(
         tiny_run, capsys):
     from cooperative_tf import classifier, quality
@@ -374,6 +389,12 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
     assert row["images"] == len(images)
     assert row["accuracy"] == pytest.approx(quality.planner_accuracy(
         trainer.planner, images, labels))
+    # Every number, not only the coarse accuracy, is the restored planner's.
+    values = np.asarray(trainer.planner.class_values(images), np.float64)
+    expected = planner_labels.label_ranks(values, labels)
+    for key in ("mean_rank_own", "own_minus_mean_median",
+                "accuracy_without_levels"):
+        assert row[key] == pytest.approx(expected[key], rel=1e-5), key
     assert sum(row["argmax_counts"]) == len(images)
     # Steps the run did not keep are named with those it did.
     with pytest.raises(SystemExit, match=r"step\(s\) \[5\]; it keeps \[3\]"):

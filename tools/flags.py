@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+# `averaging.POLICY_WEIGHTS`, spelled out so that a usage error or --help
+# is answered before TensorFlow loads (a test keeps the two equal).
+POLICY_WEIGHTS = ("averaged", "trained")
+
 
 def add_policy_weights(parser: argparse.ArgumentParser) -> None:
     """Adds `--policy_weights`, read as `--mode=eval` reads it.
 
-    `averaging.AVERAGED` (the default) scores the policy's weight average
-    where the run kept one, `averaging.TRAINED` the trained weights.
-    """
-    # TensorFlow loads with it, after a usage error would have been named.
-    from cooperative_tf import averaging
+    `averaged` (the default) scores the policy's weight average where the
+    run kept one, `trained` the trained weights.
 
-    parser.add_argument("--policy_weights", default=averaging.AVERAGED,
-                        choices=averaging.POLICY_WEIGHTS,
+    Args:
+      parser: The tool's parser.
+    """
+    parser.add_argument("--policy_weights", default=POLICY_WEIGHTS[0],
+                        choices=POLICY_WEIGHTS,
                         help="As --mode=eval's: the policy average where "
                         "the run kept one, or the trained weights.")

@@ -204,7 +204,8 @@ def main(argv=None) -> None:
     unchanged = reference["test_ll"]
 
     def emit(samples, change, images):
-        # The unchanged images' row is the reference itself: not scored twice.
+        # The unchanged images' row (`changes()` returns `real` itself for
+        # it) is the reference: not scored twice.
         got = (reference if images is real else
                parzen.evaluate(images, frame.validation, frame.test))
         gap, gap_stderr = parzen.paired_difference(got["test_ll"], unchanged)

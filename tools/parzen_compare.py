@@ -26,27 +26,31 @@ import argparse
 import itertools
 import json
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 from tools import flags
 
 
-def split_entry(entry: str, default: str) -> Tuple[str, str]:
+def split_entry(entry: str) -> Tuple[str, Optional[str]]:
     """`(workdir, policy_weights)` of one `--workdirs` entry.
 
-    `runs/a@trained` names the weights; `runs/a` takes `default`. A suffix
-    that names no weights is an error unless the whole entry is a
-    directory (a path with an `@` of its own).
-    """
-    from cooperative_tf import averaging
+    Args:
+      entry: `runs/a`, or `runs/a@trained` / `runs/a@averaged`.
 
+    Returns:
+      The work directory and the weights the entry names, `None` where it
+      names none (a directory whose own name holds an `@` names none).
+
+    Raises:
+      ValueError: A suffix that names no policy weights.
+    """
     workdir, at, weights = entry.rpartition("@")
     if not at or os.path.isdir(entry):
-        return entry, default
-    if weights not in averaging.POLICY_WEIGHTS:
+        return entry, None
+    if weights not in flags.POLICY_WEIGHTS:
         raise ValueError(
             f"{entry!r} ends in @{weights}, which names no policy weights; "
-            f"use one of {', '.join(averaging.POLICY_WEIGHTS)} after the @.")
+            f"use one of {', '.join(flags.POLICY_WEIGHTS)} after the @.")
     return workdir, weights
 
 
@@ -73,15 +77,24 @@ def main(argv=None) -> None:
 
     import numpy as np
 
-    from cooperative_tf import eval_lib, factory, parzen
+    from cooperative_tf import averaging, eval_lib, factory, parzen
     from cooperative_tf import workdir as workdir_lib
 
     try:
-        runs = [split_entry(e, args.policy_weights) for e in entries]
+        runs = [split_entry(e) for e in entries]
         configs = [eval_lib.label_run_config(w, args.data_dir)
                    for w, _ in runs]
     except ValueError as e:
         raise SystemExit(f"error: {e}")
+    for entry, (_, named), config in zip(entries, runs, configs):
+        # Asked for by name, the average must exist: otherwise the trained
+        # weights would answer under its name.
+        if named == averaging.AVERAGED and not config.train.policy_ema:
+            raise SystemExit(
+                f"error: {entry} asks for the policy's average, but that run "
+                "kept none (train.policy_ema=0); name its trained weights, "
+                "@trained.")
+    runs = [(w, named or args.policy_weights) for w, named in runs]
     scores, test = {}, None
     for entry, (workdir, weights), config in zip(entries, runs, configs):
         frame = eval_lib.parzen_frame(config, eval_lib.eval_dataset(config),
@@ -100,8 +113,10 @@ def main(argv=None) -> None:
         checkpoint = workdir_lib.restore(trainer, workdir, required=True,
                                          policy_weights=weights)
         answers = eval_lib.parzen_answers(trainer, config, args.samples)
+        # The weights that answered: a run without an average answers
+        # with its trained weights whatever was asked.
         row = {"workdir": entry, "checkpoint": checkpoint,
-               "policy_weights": weights}
+               "policy_weights": averaging.in_use(trainer)}
         for kind, images in answers.items():
             got = parzen.evaluate(frame.unit(images), frame.validation,
                                   frame.test)

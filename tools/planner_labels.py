@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
@@ -37,7 +37,9 @@ def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
       `accuracy` (own label valued most; a tie goes to the lower label,
       as `--mode=eval`'s `planner_accuracy` reads it),
       `accuracy_without_levels` (the same after subtracting each label's
-      mean over the images), `mean_rank_own` (0 = valued most),
+      mean over the images), `mean_rank_own` (0 = valued most; labels
+      valued equal to the own one do not count, ties being rare in
+      float32),
       `share_own_last`, `chance_rank` ((K - 1) / 2), `chance_last` (1 / K),
       `own_minus_mean_median` (median over images of the own label's value
       minus the mean over labels) and `argmax_counts` (`[K]`, images whose
@@ -89,17 +91,21 @@ def main(argv=None) -> None:
 
     import tensorflow as tf
 
-    from cooperative_tf import classifier, eval_lib, factory, safety
+    from cooperative_tf import classifier, config_io, factory, safety
     from cooperative_tf import workdir as workdir_lib
 
-    config = workdir_lib.load_config(args.workdir)
+    try:
+        config = workdir_lib.load_config(args.workdir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
     if config.data.condition != "label":
         raise SystemExit(
             f"error: the run in {args.workdir} is "
             f"{config.data.condition}-conditioned; only a label task's "
             "planner values labels. Use a run of mnist, fashion_mnist or "
             "cifar10.")
-    config = eval_lib.label_run_config(args.workdir, args.data_dir)
+    if args.data_dir:
+        config = config_io.override(config, [f"data.data_dir={args.data_dir}"])
     directory = os.path.join(args.workdir, workdir_lib.CHECKPOINT_DIR)
     kept = {safety.checkpoint_step(p): p
             for p in safety.list_checkpoints(directory)}
@@ -109,25 +115,32 @@ def main(argv=None) -> None:
             f"error: {directory} holds no checkpoint of step(s) "
             f"{missing or steps or 'any'}; it keeps {sorted(kept) or 'none'}."
             " Name kept steps with --steps, or train first.")
-    images, labels = classifier.load_split(config.data,
-                                           config.data.eval_split)
     trainer = factory.build_trainer(config)
     planner = trainer.networks.get("planner")
     if not hasattr(planner, "class_values"):
         raise SystemExit(f"error: the run in {args.workdir} trains no "
                          f"planner (method {config.method.name!r}).")
+    images, labels = classifier.load_split(config.data,
+                                           config.data.eval_split)
     checkpoint = workdir_lib.make_checkpoint(trainer)
     for step in steps or sorted(kept):
-        safety.restore_path(checkpoint, kept[step])
-        values: List[np.ndarray] = [
+        try:
+            safety.restore_path(checkpoint, kept[step])
+        except (ValueError, tf.errors.OpError) as e:
+            raise SystemExit(f"error: {kept[step]} cannot be read: "
+                             f"{str(e).splitlines()[0][:300]}")
+        values = np.concatenate([
             np.asarray(planner.class_values(
                 tf.convert_to_tensor(images[i:i + 250])), np.float64)
-            for i in range(0, len(images), 250)]
+            for i in range(0, len(images), 250)])
+        if not np.all(np.isfinite(values)):
+            # argmax of NaN would name label 0 and read as a verdict.
+            raise SystemExit(
+                f"error: the planner of {kept[step]} values some held-out "
+                "images as NaN or Inf; its numbers would mean nothing.")
         print(json.dumps({"checkpoint": kept[step], "step": step,
                           "images": len(images),
-                          **label_ranks(np.concatenate(values), labels)}),
-              flush=True)
-
+                          **label_ranks(values, labels)}), flush=True)
 
 if __name__ == "__main__":
     main()
