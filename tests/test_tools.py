@@ -369,6 +369,11 @@ def test_label_ranks_read_the_own_label_by_hand():
     assert levels["accuracy"] == pytest.approx(1 / 3)
     assert levels["argmax_counts"] == [6, 0, 0]
     assert levels["accuracy_without_levels"] == 1.0
+    assert levels["mean_rank_own_without_levels"] == 0.0
+    # Raw, labels 1 and 2 rank second behind label 0's level.
+    assert levels["mean_rank_own"] == pytest.approx(4 / 6)
+    assert anti["mean_rank_own_without_levels"] == 2.0
+    assert anti["share_own_last_without_levels"] == 1.0
     with pytest.raises(ValueError, match="labels must lie in"):
         planner_labels.label_ranks(values, np.array([0, 3, 0]))
 

@@ -36,8 +36,9 @@ def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
     Returns:
       `accuracy` (own label valued most; a tie goes to the lower label,
       as `--mode=eval`'s `planner_accuracy` reads it),
-      `accuracy_without_levels` (the same after subtracting each label's
-      mean over the images), `mean_rank_own` (0 = valued most; labels
+      `accuracy_without_levels`, `mean_rank_own_without_levels` and
+      `share_own_last_without_levels` (the same after subtracting each
+      label's mean over the images), `mean_rank_own` (0 = valued most; labels
       valued equal to the own one do not count, ties being rare in
       float32),
       `share_own_last`, `chance_rank` ((K - 1) / 2), `chance_last` (1 / K),
@@ -60,12 +61,16 @@ def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
     # Ranked by how many labels are valued strictly higher.
     rank = np.sum(values > own[:, None], axis=1)
     centred = values - values.mean(axis=0, keepdims=True)
+    centred_rank = np.sum(
+        centred > centred[np.arange(len(values)), labels][:, None], axis=1)
     return {
         "accuracy": float(np.mean(np.argmax(values, axis=1) == labels)),
         "accuracy_without_levels": float(np.mean(
             np.argmax(centred, axis=1) == labels)),
         "mean_rank_own": float(np.mean(rank)),
         "share_own_last": float(np.mean(rank == k - 1)),
+        "mean_rank_own_without_levels": float(np.mean(centred_rank)),
+        "share_own_last_without_levels": float(np.mean(centred_rank == k - 1)),
         "chance_rank": (k - 1) / 2,
         "chance_last": 1 / k,
         "own_minus_mean_median": float(np.median(own - values.mean(axis=1))),
