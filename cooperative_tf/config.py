@@ -249,9 +249,10 @@ class TrainConfig:
         the data in long mnist runs.
       policy_ema: Momentum of an exponential moving average of the
         policy's trainable weights, updated after each of its steps (its
-        optimizer's `use_ema`); 0 (the default) keeps none. Training
-        proposes with the trained weights; the average is what is judged,
-        sampled, exported and served (`cooperative_tf.averaging`), and
+        optimizer's `use_ema`); 0 (the default; mnist keeps 0.995)
+        keeps none. Training proposes with the trained weights; the
+        average is what is judged, sampled, exported and served
+        (`cooperative_tf.averaging`), and
         `--policy_weights=trained` judges the trained ones instead. 0.999
         averages over about the last 1,000 steps. It is fixed for a run:
         a work directory trained without it has no average to resume.

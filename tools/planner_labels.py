@@ -45,6 +45,9 @@ def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
       `own_minus_mean_median` (median over images of the own label's value
       minus the mean over labels) and `argmax_counts` (`[K]`, images whose
       argmax names each label).
+
+    Raises:
+      ValueError: Shapes that do not match, or a label outside [0, K).
     """
     values = np.asarray(values, np.float64)
     labels = np.asarray(labels, np.int64)
