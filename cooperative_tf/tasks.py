@@ -96,7 +96,8 @@ def mnist() -> TaskConfig:
     # held-out digits; the judge's conditional accuracy was 0.96 (0), 0.975
     # (1), 0.981 (5); the Parzen estimate (4,500 answers) 165 / 160 (fast /
     # refined) at 0, 160 / 157 at 5, 145 / 144 at 10. One run per weight.
-    # From the first step the term is not measured yet.
+    # From the first step (one 3,000-step A/B at T = 1e5) it was ahead per
+    # step from 1,000 on but behind per minute (docs/quality.md).
     # The policy's learning rate x 0.25 in those 1,000 steps, so the policy
     # does not drift while the planner's values re-form around the labels.
     # Seeds 0, 1 and 2 at full rates (the runs themselves for seeds 0 and
@@ -118,8 +119,9 @@ def mnist() -> TaskConfig:
     # 44.7 against 80.3 / 58.1, Parzen within its error; the curves cross
     # (docs/benchmark.md). Not yet measured on the other tasks, which stay
     # float32.
-    # A spectrally normalised planner, f times T = 1e5 (models/planner.py;
-    # T chosen once from the reference term's pull, not tuned). Two float32
+    # A spectrally normalised planner, f times T, first T = 1e5
+    # (models/planner.py; chosen once from the reference term's pull, not
+    # tuned), T = 3e5 from a2656d3 (below). Two float32
     # runs of 7,000 steps, seeds 0 and 1 on two machines, scored with the
     # trained weights (docs/quality.md): Parzen 200.2 / 197.2 (fast; 4,500
     # answers, standard error 11) where the unnormalised planner's default
@@ -129,7 +131,7 @@ def mnist() -> TaskConfig:
     # at 4,000 steps, where the old default had 0.951 at 6,000). The
     # settings and numbers above this one are of the unnormalised planner.
     # T = 3e5 (three seeds, mixed bfloat16) scored Parzen 211.9 / 203.5 /
-    # 205.2, 8 nats above T = 1e5's runs on average, and read the planner
+    # 205.2, 8-9 nats above T = 1e5's runs on average, and read the planner
     # as a classifier at 0.940 / 0.896 / 0.896. T = 1e5 stayed the default
     # while it held the bar of 0.90 in all its runs; a fourth, seed 2 of
     # the default at 5f886c7, read 0.842 (Parzen 194.1), so its planner

@@ -113,7 +113,10 @@ def _check_sections(saved, config, workdir, sections):
             raise ValueError(
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
-                f"saved settings. Received: workdir={workdir!r}")
+                "saved settings: --set them, or resume with --config="
+                f"{os.path.join(workdir, CONFIG_FILE)} (a task's default may "
+                f"have changed since the run began). Received: "
+                f"workdir={workdir!r}")
 
 
 def check_policy_average(saved: config_lib.TaskConfig,

@@ -188,3 +188,20 @@ def test_restore_step_size_follows_the_notes(tmp_path, noted, configured,
     workdir.restore_step_size(trainer, path, lines.append)
     assert trainer.step_size == pytest.approx(expected)
     assert bool(lines) == (expected != configured)
+
+
+def test_a_run_from_before_a_changed_task_default_names_how_to_resume(
+        tmp_path):
+    # A mnist run begun at T = 1e5, the default until a2656d3: resumed with
+    # the task's new defaults it is refused, naming the run's own config.
+    old = tasks.resolve_config("mnist", overrides=[
+        "model.planner_value_scale=100000"])
+    (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(old))
+    with pytest.raises(ValueError) as refused:
+        workdir.check_workdir_config(tasks.resolve_config("mnist"),
+                                     str(tmp_path))
+    message = str(refused.value)
+    assert "planner_value_scale" in message
+    assert f"--config={tmp_path / workdir.CONFIG_FILE}" in message
+    # Resumed with its own config, it is accepted.
+    workdir.check_workdir_config(old, str(tmp_path))
