@@ -239,7 +239,9 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   "diversity": bool(t.diversity_weight),
                   "gradient_penalty": bool(t.gradient_penalty_weight),
                   # The average's update is work in each step too.
-                  "policy_ema": bool(t.policy_ema)},
+                  "policy_ema": bool(t.policy_ema),
+                  # Added later: absent (off) keeps older keys unchanged.
+                  **({"planner_ema": True} if t.planner_ema else {})},
     }
 
 

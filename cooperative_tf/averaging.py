@@ -1,34 +1,40 @@
-"""The policy's weight average (`train.policy_ema`).
+"""The networks' weight averages (`train.policy_ema`, `train.planner_ema`).
 
 With `train.policy_ema` = m > 0 the policy's optimizer keeps, beside each
 trainable weight w, an exponential moving average a <- m a + (1 - m) w,
 updated after each of the policy's steps (Keras' `use_ema`; its first step
-copies w). Training proposes with w, so the cooperative dynamics are those
-of a run without it; answers that are judged, sampled, exported or served
-come from a, which averages out the step-to-step jitter of the weights (the
-generator average of GAN practice). The batch-norm statistics are the
-trained policy's: they are running means already.
+copies w); `train.planner_ema` does the same for the planner. Training
+proposes, refines and learns with w, so the cooperative dynamics are those
+of a run without them; what is judged, sampled, exported or served comes
+from a, which averages out the step-to-step jitter of the weights (the
+generator average of GAN practice). The policy's batch-norm statistics and
+the planner's spectral-norm vectors are the trained ones: running
+estimates already.
 
-`averaged_policy` swaps a in for a block (training's evaluations and
-sample grids); `use_average` swaps it in for good (a restored checkpoint
-that is only evaluated or exported). `in_use` says which weights the policy
-carries, for what is written about its answers (evaluations, exports).
+`averaged_weights` swaps the averages in for a block (training's
+evaluations and sample grids); `use_average` swaps them in for good (a
+restored checkpoint that is only evaluated or exported). `in_use` says
+which weights the networks carry (`averaged`: every average the run kept),
+for what is written about their answers (evaluations, exports).
 """
 
 from __future__ import annotations
 
 import contextlib
 
-POLICY = "policy"
+POLICY, PLANNER = "policy", "planner"
+# The networks that may keep an average, each under its optimizer's name.
+NETWORKS = (POLICY, PLANNER)
 AVERAGED, TRAINED = "averaged", "trained"
 POLICY_WEIGHTS = (AVERAGED, TRAINED)
-# The model attribute naming the weights its policy carries.
+# The model attribute naming the weights its networks carry.
 _IN_USE = "_policy_weights_in_use"
 
 
-def momentum(model) -> float:
-    """The average's momentum m, 0.0 when `model` keeps none."""
-    optimizer = (getattr(model, "optimizers", None) or {}).get(POLICY)
+def momentum(model, network: str = POLICY) -> float:
+    """The momentum m of `network`'s average, 0.0 when `model` keeps
+    none."""
+    optimizer = (getattr(model, "optimizers", None) or {}).get(network)
     if optimizer is None or not getattr(optimizer, "use_ema", False):
         return 0.0
     return float(optimizer.ema_momentum)
@@ -39,11 +45,18 @@ def in_use(model) -> str:
     return getattr(model, _IN_USE, TRAINED)
 
 
-def momentum_in_use(model) -> float:
-    """The momentum of the average the policy carries; 0.0 while it
+def momentum_in_use(model, network: str = POLICY) -> float:
+    """The momentum of the average `network` carries; 0.0 while it
     carries its trained weights (what evaluations and exports record as
-    `policy_ema`)."""
-    return momentum(model) if in_use(model) == AVERAGED else 0.0
+    `policy_ema` / `planner_ema`)."""
+    return momentum(model, network) if in_use(model) == AVERAGED else 0.0
+
+
+def momenta_in_use(model) -> dict:
+    """`{"policy_ema": m, "planner_ema": m}`: what a record of the
+    answers says about the weights that gave them (0.0: trained)."""
+    return {f"{network}_ema": momentum_in_use(model, network)
+            for network in NETWORKS}
 
 
 def forget(model) -> None:
@@ -52,43 +65,55 @@ def forget(model) -> None:
     setattr(model, _IN_USE, TRAINED)
 
 
-def has_average(model) -> bool:
-    """Whether `model` (a method model exposing `networks` and
-    `optimizers`) holds a policy average that has seen a step: before the
-    first one the optimizer's averages are zeros, not weights."""
-    if not momentum(model):
+def _has_stepped(model, network: str) -> bool:
+    # Before its first step an optimizer's averages are zeros, not weights.
+    if not momentum(model, network):
         return False
-    optimizer = model.optimizers[POLICY]
+    optimizer = model.optimizers[network]
     return bool(optimizer.built) and int(optimizer.iterations.numpy()) > 0
 
 
+def averaged_networks(model) -> tuple:
+    """The names of `model`'s networks holding an average that has seen a
+    step."""
+    return tuple(n for n in NETWORKS if _has_stepped(model, n))
+
+
+def has_average(model) -> bool:
+    """Whether `model` (a method model exposing `networks` and
+    `optimizers`) holds an average, of its policy or its planner, that has
+    seen a step."""
+    return bool(averaged_networks(model))
+
+
 def use_average(model) -> bool:
-    """Writes the average into the policy's weights, for good.
+    """Writes each average into its network's weights, for good.
 
     Returns:
-      Whether it did (False: `model` keeps no average, or it has seen no
+      Whether it did (False: `model` keeps no average, or none has seen a
       step).
     """
     if not has_average(model):
         return False
     if in_use(model) == AVERAGED:
         return True
-    policy = model.networks[POLICY]
-    model.optimizers[POLICY].finalize_variable_values(
-        policy.trainable_variables)
+    for network in averaged_networks(model):
+        model.optimizers[network].finalize_variable_values(
+            model.networks[network].trainable_variables)
     setattr(model, _IN_USE, AVERAGED)
     return True
 
 
 @contextlib.contextmanager
-def averaged_policy(model):
-    """Within the block the policy carries its average; after it, its own
-    trained weights again, bit for bit. Yields whether the average is in
+def averaged_weights(model):
+    """Within the block the networks carry their averages; after it, their
+    own trained weights again, bit for bit. Yields whether an average is in
     (False where `use_average` would do nothing)."""
     if not has_average(model) or in_use(model) == AVERAGED:
         yield in_use(model) == AVERAGED
         return
-    variables = model.networks[POLICY].trainable_variables
+    variables = [v for n in averaged_networks(model)
+                 for v in model.networks[n].trainable_variables]
     trained = [v.numpy() for v in variables]
     use_average(model)
     try:

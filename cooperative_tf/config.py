@@ -256,6 +256,15 @@ class TrainConfig:
         `--policy_weights=trained` judges the trained ones instead. 0.999
         averages over about the last 1,000 steps. It is fixed for a run:
         a work directory trained without it has no average to resume.
+      planner_ema: The same for the planner's trainable weights (its
+        optimizer's `use_ema`); 0 (the default; mnist keeps 0.99) keeps
+        none. Solve-slow in training refines with the trained planner; the
+        average is what reads the planner as a classifier, refines judged
+        and served answers, and is exported. The value shift moves f from
+        step to step, so the trained planner's label reading jitters by
+        several points between evaluations (docs/quality.md); 0.99
+        averages over about the last 100 steps. Fixed for a run, as
+        `policy_ema`.
       eval_every: Steps between quality evaluations during training (0:
         only at the end; see `cooperative_tf.quality`).
       eval_samples: Generated answers per quality evaluation during
@@ -294,6 +303,7 @@ class TrainConfig:
     diversity_bound: float = 0.1
     gradient_penalty_weight: float = 0.0
     policy_ema: float = 0.0
+    planner_ema: float = 0.0
     eval_every: int = 0
     eval_samples: int = 1000
     on_divergence: str = "stop"
@@ -309,6 +319,8 @@ METHODS = {
     "cgan": ("label",),
     "planner_only": ("label", "image"),
 }
+# Methods with a planner, whose weights `train.planner_ema` may average.
+PLANNER_METHODS = ("cooperative", "planner_only")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,10 +480,11 @@ def validate(config: TaskConfig) -> None:
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"train.{name} must be a finite number > 0. "
                              f"Received: {scale}")
-    if not 0 <= t.policy_ema < 1:
-        raise ValueError("train.policy_ema must lie in [0, 1) (0: no "
-                         "average; 0.999 for about 1,000 steps). Received: "
-                         f"train.policy_ema={t.policy_ema}")
+    for name in ("policy_ema", "planner_ema"):
+        if not 0 <= getattr(t, name) < 1:
+            raise ValueError(f"train.{name} must lie in [0, 1) (0: no "
+                             "average; 0.999 for about 1,000 steps). "
+                             f"Received: train.{name}={getattr(t, name)}")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")
@@ -533,6 +546,12 @@ def _check_method(config: TaskConfig) -> None:
         raise ValueError("train.policy_ema averages a policy's weights; "
                          "method.name='planner_only' trains none. Received: "
                          f"train.policy_ema={config.train.policy_ema}")
+    if config.train.planner_ema and m.name not in PLANNER_METHODS:
+        raise ValueError(
+            "train.planner_ema averages a planner's weights; method.name="
+            f"{m.name!r} trains none (methods with a planner: "
+            f"{PLANNER_METHODS}). Pass --set train.planner_ema=0. "
+            f"Received: train.planner_ema={config.train.planner_ema}")
     if m.discriminator_pooling not in DISCRIMINATOR_POOLINGS:
         raise ValueError("method.discriminator_pooling must be one of "
                          f"{DISCRIMINATOR_POOLINGS}. Received: "

@@ -61,10 +61,11 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         `versus_samples` answers (label tasks) or examples (image tasks),
         and returned under `versus_steps` (a list of dicts).
       versus_samples: See `refine_steps`.
-      policy_weights: `averaged`: a run with `train.policy_ema` answers
-        with the policy's weight average; `trained`: with its trained
-        weights. `policy_ema` in the result is the momentum of the average
-        used (0: the trained weights).
+      policy_weights: `averaged`: a run with `train.policy_ema` /
+        `train.planner_ema` answers with the policy's / planner's weight
+        average; `trained`: with the trained weights. `policy_ema` and
+        `planner_ema` in the result are the momenta of the averages used
+        (0: the trained weights).
 
     Returns:
       A dict of floats (and `versus_steps` when asked).
@@ -79,7 +80,7 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     result = {k: float(v) for k, v in result.items()}
     # Which checkpoint the numbers (and a test-time compute chart) are of.
     result["step"] = float(checkpoint_step(checkpoint))
-    result["policy_ema"] = averaging.momentum_in_use(trainer)
+    result.update(averaging.momenta_in_use(trainer))
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))

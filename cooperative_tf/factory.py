@@ -119,11 +119,12 @@ def _network_dtype(config: config_lib.TaskConfig):
         keras.config.set_dtype_policy(previous)
 
 
-def _adam(rate, t: config_lib.TrainConfig, average: bool = False):
-    # The policy's optimizer keeps its weight average (`train.policy_ema`).
-    if average and t.policy_ema:
+def _adam(rate, t: config_lib.TrainConfig, average: float = 0.0):
+    # A network's optimizer keeps its weight average (`train.policy_ema`,
+    # `train.planner_ema`; `cooperative_tf.averaging`).
+    if average:
         return keras.optimizers.Adam(rate, beta_1=t.beta_1, use_ema=True,
-                                     ema_momentum=t.policy_ema)
+                                     ema_momentum=average)
     return keras.optimizers.Adam(rate, beta_1=t.beta_1)
 
 
@@ -143,9 +144,10 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         diversity_weight=t.diversity_weight,
         diversity_bound=t.diversity_bound,
         gradient_penalty_weight=t.gradient_penalty_weight, name="cooperative")
-    trainer.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
-                    planner_optimizer=_adam(t.planner_lr, t),
-                    langevin_jit_compile=t.jit_compile, **compile_kwargs)
+    trainer.compile(
+        policy_optimizer=_adam(t.policy_lr, t, average=t.policy_ema),
+        planner_optimizer=_adam(t.planner_lr, t, average=t.planner_ema),
+        langevin_jit_compile=t.jit_compile, **compile_kwargs)
     return trainer
 
 
@@ -160,7 +162,8 @@ def _pix2pix(config: config_lib.TaskConfig, compile_kwargs: dict):
                               latent_dim=config.model.latent_dim,
                               l1_weight=m.l1_weight, seed=t.seed,
                               name="pix2pix")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
+    model.compile(policy_optimizer=_adam(t.policy_lr, t,
+                                         average=t.policy_ema),
                   discriminator_optimizer=_adam(m.discriminator_lr, t),
                   **compile_kwargs)
     return model
@@ -173,7 +176,8 @@ def _regression(config: config_lib.TaskConfig, compile_kwargs: dict):
     model = baselines.Regression(policy,
                                  latent_dim=config.model.latent_dim,
                                  seed=t.seed, name="regression")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
+    model.compile(policy_optimizer=_adam(t.policy_lr, t,
+                                         average=t.policy_ema),
                   **compile_kwargs)
     return model
 
@@ -188,7 +192,8 @@ def _cgan(config: config_lib.TaskConfig, compile_kwargs: dict):
     model = baselines.ConditionalGAN(policy, discriminator,
                                      latent_dim=config.model.latent_dim,
                                      seed=t.seed, name="cgan")
-    model.compile(policy_optimizer=_adam(t.policy_lr, t, average=True),
+    model.compile(policy_optimizer=_adam(t.policy_lr, t,
+                                         average=t.policy_ema),
                   discriminator_optimizer=_adam(m.discriminator_lr, t),
                   **compile_kwargs)
     return model
@@ -204,7 +209,9 @@ def _planner_only(config: config_lib.TaskConfig, compile_kwargs: dict):
         step_size=m.planner_only_step_size, noise=l.noise,
         reference_sigma=l.reference_sigma, clip=True, seed=t.seed,
         name="planner_only")
-    model.compile(planner_optimizer=_adam(t.planner_lr, t), **compile_kwargs)
+    model.compile(planner_optimizer=_adam(t.planner_lr, t,
+                                          average=t.planner_ema),
+                  **compile_kwargs)
     return model
 
 

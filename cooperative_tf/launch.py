@@ -94,9 +94,10 @@ flags.DEFINE_integer("versus_samples", 2000,
                      lower_bound=20)
 flags.DEFINE_enum("policy_weights", "averaged", ["averaged", "trained"],
                   "eval, sample, figures, inference, export: a run with "
-                  "train.policy_ema answers with the policy's weight "
-                  "average (averaged) or its trained weights (trained); a "
-                  "run without one always uses the trained weights.")
+                  "train.policy_ema / train.planner_ema answers with the "
+                  "policy's / planner's weight average (averaged) or the "
+                  "trained weights (trained); a network without an average "
+                  "always uses its trained weights.")
 flags.DEFINE_integer("inference_examples", 200,
                      "--mode=inference: held-out examples (and best-of-N "
                      "conditions) measured.", lower_bound=1)
@@ -134,7 +135,7 @@ def _config_for_mode(workdir):
     if FLAGS.batch_size:
         extra.append(f"train.batch_size={FLAGS.batch_size}")
     overridden = config_io.override(config, extra)
-    workdir_lib.check_policy_average(config, overridden, workdir)
+    workdir_lib.check_averages(config, overridden, workdir)
     workdir_lib.check_same_networks(config, overridden, workdir)
     return overridden
 
@@ -207,7 +208,7 @@ def main(argv):
                 elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
                     from cooperative_tf import averaging
-                    with (averaging.averaged_policy(result.trainer)
+                    with (averaging.averaged_weights(result.trainer)
                           if FLAGS.policy_weights == averaging.AVERAGED
                           else contextlib.nullcontext()):
                         path = serving.export_trainer(
@@ -277,7 +278,7 @@ def main(argv):
                 num_candidates=FLAGS.num_candidates)
             result["step"] = float(safety.checkpoint_step(ckpt))
             from cooperative_tf import averaging
-            result["policy_ema"] = averaging.momentum_in_use(trainer)
+            result.update(averaging.momenta_in_use(trainer))
             print(quality.format_table(result))
             path = eval_lib.write_eval(workdir, result,
                                        eval_lib.INFERENCE_FILE)

@@ -379,10 +379,10 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
         samples = (settings.label_samples if label_task
                    else settings.image_examples)
         # The answers a user would get, as training's evaluations: the
-        # policy's average where the run keeps one.
-        with averaging.averaged_policy(model):
+        # averages where the run keeps them.
+        with averaging.averaged_weights(model):
             row = evaluator(model, samples, seed=0)
-            row["policy_ema"] = averaging.momentum_in_use(model)
+            row.update(averaging.momenta_in_use(model))
         append_jsonl(os.path.join(run_dir, CURVE_FILE), step,
                      {"minutes": minutes, **row})
         log(f"{name}/{method} at {minutes:.1f} training minutes (step "
@@ -423,7 +423,7 @@ def run_method(name: str, method: str, settings: Settings, resolved: tuple,
     final = dict(_read(run_dir, CURVE_FILE)[-1])
     grid = os.path.join(settings.root, "grids", f"{name}_{method}.png")
     os.makedirs(os.path.dirname(grid), exist_ok=True)
-    with averaging.averaged_policy(trainer):
+    with averaging.averaged_weights(trainer):
         if label_task and settings.parzen_samples:
             import pipelines
             dataset = pipelines.build_dataset(
@@ -488,7 +488,8 @@ def _rows(results: Sequence[dict]) -> List[dict]:
             metrics = {k[:-len(kind) - 1]: v for k, v in r["metrics"].items()
                        if k.endswith("_" + kind)}
             for k, v in r["metrics"].items():
-                if k in ("planner_accuracy", "parzen_ll_real", "policy_ema"):
+                if k in ("planner_accuracy", "parzen_ll_real", "policy_ema",
+                         "planner_ema"):
                     metrics[k] = v
             rows.append({"task": r["task"], "method": label,
                          "steps": r["steps"],

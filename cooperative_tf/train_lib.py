@@ -248,7 +248,7 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
 
     def sample(step):
         if chief and preemption.signum is None:
-            with averaging.averaged_policy(trainer):
+            with averaging.averaged_weights(trainer):
                 last["sample"] = write_samples(
                     trainer, samples,
                     os.path.join(workdir, SAMPLE_DIR, f"step_{step:06d}.png"))
@@ -282,11 +282,11 @@ def _train(config, workdir, strategy, dataset, samples, log, verbose,
         def assess(step):
             if preemption.signum is not None:
                 return
-            # The answers a user would get: the policy's average, if kept.
-            with averaging.averaged_policy(trainer):
+            # The answers a user would get: the averages, where kept.
+            with averaging.averaged_weights(trainer):
                 row = evaluator(trainer, t.eval_samples, seed=step)
-                if t.policy_ema:
-                    row["policy_ema"] = averaging.momentum_in_use(trainer)
+                if t.policy_ema or t.planner_ema:
+                    row.update(averaging.momenta_in_use(trainer))
             append_jsonl(os.path.join(workdir, QUALITY_FILE), step, row)
             summaries.scalars(step, row, split="eval")
             log(f"quality at step {step}: {brief_quality(row)}")

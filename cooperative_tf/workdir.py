@@ -65,14 +65,15 @@ def check_workdir_config(config: config_lib.TaskConfig,
       ValueError: When `workdir/config.json` exists and its model or data
         section or its method differs from `config`'s (other than where
         the data lives or `model.planner_conv_form`, which leaves the
-        weights as they are), or it switches `train.policy_ema` on or off.
+        weights as they are), or it switches `train.policy_ema` or
+        `train.planner_ema` on or off.
     """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         saved = config_io.from_json(f.read())
-    check_policy_average(saved, config, workdir)
+    check_averages(saved, config, workdir)
     _check_sections(saved, config, workdir, ("model", "data", "method"))
     return saved
 
@@ -119,30 +120,33 @@ def _check_sections(saved, config, workdir, sections):
                 f"workdir={workdir!r}")
 
 
-def check_policy_average(saved: config_lib.TaskConfig,
-                         config: config_lib.TaskConfig, workdir: str) -> None:
-    """Refuses `config` switching `train.policy_ema` on or off against the
-    run `saved` in `workdir`.
+def check_averages(saved: config_lib.TaskConfig,
+                   config: config_lib.TaskConfig, workdir: str) -> None:
+    """Refuses `config` switching `train.policy_ema` or
+    `train.planner_ema` on or off against the run `saved` in `workdir`.
 
-    The average is kept from a run's first step or not at all, and its
-    variables sit among the policy optimizer's: a checkpoint restored with
-    it switched off would fill Adam's slots with the wrong values.
+    An average is kept from a run's first step or not at all, and its
+    variables sit among its network's optimizer's: a checkpoint restored
+    with it switched off would fill Adam's slots with the wrong values.
 
     Raises:
       ValueError: Naming the saved setting and the ways out.
     """
-    was, now = saved.train.policy_ema, config.train.policy_ema
-    if bool(was) != bool(now):
+    for network in ("policy", "planner"):
+        name = f"{network}_ema"
+        was, now = getattr(saved.train, name), getattr(config.train, name)
+        if bool(was) == bool(now):
+            continue
         raise ValueError(
-            f"{workdir} holds a run with train.policy_ema={was}; the "
-            "policy's weight average is kept from a run's first step or not "
-            f"at all, so it cannot be switched {'on' if now else 'off'} "
-            f"here. Pass --set train.policy_ema={was}, or resume with "
+            f"{workdir} holds a run with train.{name}={was}; the "
+            f"{network}'s weight average is kept from a run's first step or "
+            f"not at all, so it cannot be switched {'on' if now else 'off'} "
+            f"here. Pass --set train.{name}={was}, or resume with "
             f"--config={os.path.join(workdir, CONFIG_FILE)} (a task's "
             "default may have changed since the run began); to use the "
             "trained weights of a run with an average, pass "
             "--policy_weights=trained; to train with another setting, use "
-            f"a new --workdir. Received: train.policy_ema={now}")
+            f"a new --workdir. Received: train.{name}={now}")
 
 
 def load_config(workdir: str) -> config_lib.TaskConfig:
@@ -198,9 +202,9 @@ def restore(trainer, workdir: str, required: bool = False,
     Checkpoints that cannot be read or hold NaN/Inf are named and skipped
     (left in place: training, which holds the work directory's lock, is the
     one that sets them aside). For evaluation, sampling and export, not
-    for training on: where the run kept a policy average
-    (`train.policy_ema`) and `policy_weights` is `averaged`, the policy
-    carries the average (`cooperative_tf.averaging`).
+    for training on: where the run kept weight averages
+    (`train.policy_ema`, `train.planner_ema`) and `policy_weights` is
+    `averaged`, the networks carry them (`cooperative_tf.averaging`).
 
     Raises:
       FileNotFoundError: No checkpoint, when `required`.

@@ -192,6 +192,8 @@ def test_the_key_holds_the_environment_that_changes_kernels(monkeypatch):
     ("train.gradient_penalty_weight=0", "train.gradient_penalty_weight=1e-6",
      "train.gradient_penalty_weight=3e-6"),
     ("train.policy_ema=0", "train.policy_ema=0.999", "train.policy_ema=0.99"),
+    ("train.planner_ema=0", "train.planner_ema=0.99",
+     "train.planner_ema=0.995"),
     ("train.reconstruction_weight=0", "train.reconstruction_weight=0.2",
      "train.reconstruction_weight=1"),
     ("langevin.reference_sigma=None", "langevin.reference_sigma=0.016",

@@ -32,18 +32,18 @@ def test_the_average_follows_the_trained_weights_step_by_step():
     assert averaging.momentum(model) == 0.5
     # Before any step the optimizer's averages are zeros, not weights.
     assert not averaging.has_average(model)
-    with averaging.averaged_policy(model) as swapped:
+    with averaging.averaged_weights(model) as swapped:
         assert not swapped
     step(model, 0)
     first = weights(model)
-    with averaging.averaged_policy(model) as swapped:
+    with averaging.averaged_weights(model) as swapped:
         assert swapped  # the first step copies the weights
         for got, want in zip(weights(model), first):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     step(model, 1)
     second = weights(model)
     assert max(np.abs(a - b).max() for a, b in zip(first, second)) > 1e-5
-    with averaging.averaged_policy(model):
+    with averaging.averaged_weights(model):
         for got, a, b in zip(weights(model), first, second):
             np.testing.assert_allclose(got, 0.5 * a + 0.5 * b, rtol=1e-5,
                                        atol=1e-7)
@@ -58,7 +58,7 @@ def test_answers_inside_the_block_come_from_the_average():
         step(model, seed)
     labels = np.eye(tiny.CLASSES, dtype=np.float32)[:4]
     before = model.generate(labels, seed=5)["fast"].numpy()
-    with averaging.averaged_policy(model):
+    with averaging.averaged_weights(model):
         inside = model.generate(labels, seed=5)["fast"].numpy()
     after = model.generate(labels, seed=5)["fast"].numpy()
     np.testing.assert_array_equal(before, after)
@@ -66,14 +66,14 @@ def test_answers_inside_the_block_come_from_the_average():
 
 
 def test_no_average_means_the_trained_weights_everywhere(tmp_path):
-    config = tasks.resolve_config(
-        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0"])
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL + [
+        "train.policy_ema=0", "train.planner_ema=0"])
     model = factory.build_trainer(config)
     model.make_train_function()
     step(model, 0)
     assert averaging.momentum(model) == 0.0
     assert not averaging.has_average(model)
-    with averaging.averaged_policy(model) as swapped:
+    with averaging.averaged_weights(model) as swapped:
         assert not swapped
     assert not averaging.use_average(model)
 
@@ -83,7 +83,7 @@ def test_restoring_puts_the_average_in_unless_trained_is_asked(tmp_path):
     for seed in range(2):
         step(model, seed)
     trained = weights(model)
-    with averaging.averaged_policy(model):
+    with averaging.averaged_weights(model):
         average = weights(model)
     workdir.make_checkpoint(model).save(
         str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
@@ -205,3 +205,104 @@ def test_a_second_restore_forgets_the_average_it_replaced(tmp_path):
     assert averaging.momentum_in_use(restored) == 0.0
     for got, want in zip(weights(restored), trained):
         np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------- the planner's average
+def planner_weights(model):
+    return [v.numpy().copy() for v in model.planner.trainable_variables]
+
+
+def test_the_planner_average_follows_its_weights_and_answers_in_the_block():
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL + [
+        "train.policy_ema=0", "train.planner_ema=0.5"])
+    model = factory.build_trainer(config)
+    model.make_train_function()
+    assert averaging.momentum(model, "planner") == 0.5
+    assert averaging.averaged_networks(model) == ()
+    step(model, 0)
+    first = planner_weights(model)
+    step(model, 1)
+    second = planner_weights(model)
+    policy = weights(model)
+    assert averaging.averaged_networks(model) == ("planner",)
+    from pipelines.synthetic import synthetic_batch
+
+    batch = synthetic_batch(config.data, 2, 9)
+    image, condition = batch["target"].numpy(), batch["condition"].numpy()
+    trained_value = tiny.value(model, image, condition)
+    with averaging.averaged_weights(model) as swapped:
+        assert swapped
+        for got, a, b in zip(planner_weights(model), first, second):
+            np.testing.assert_allclose(got, 0.5 * a + 0.5 * b, rtol=1e-5,
+                                       atol=1e-7)
+        # The policy keeps no average: its trained weights answer.
+        for got, want in zip(weights(model), policy):
+            np.testing.assert_array_equal(got, want)
+        assert averaging.momenta_in_use(model) == {"policy_ema": 0.0,
+                                                   "planner_ema": 0.5}
+        averaged_value = tiny.value(model, image, condition)
+    assert np.abs(averaged_value - trained_value).max() > 1e-6 * max(
+        1.0, np.abs(trained_value).max())
+    for got, want in zip(planner_weights(model), second):
+        np.testing.assert_array_equal(got, want)
+    assert averaging.momenta_in_use(model) == {"policy_ema": 0.0,
+                                               "planner_ema": 0.0}
+
+
+def test_restoring_puts_the_planner_average_in_unless_trained_is_asked(
+        tmp_path):
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL + [
+        "train.policy_ema=0.5", "train.planner_ema=0.5"])
+    model = factory.build_trainer(config)
+    model.make_train_function()
+    for seed in range(2):
+        step(model, seed)
+    trained = planner_weights(model)
+    with averaging.averaged_weights(model):
+        average = planner_weights(model)
+    workdir.make_checkpoint(model).save(
+        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    for policy_weights, want in (("averaged", average), ("trained", trained)):
+        restored = factory.build_trainer(config)
+        workdir.restore(restored, str(tmp_path), required=True,
+                        policy_weights=policy_weights)
+        for got, expected in zip(planner_weights(restored), want):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_the_planner_average_cannot_be_switched_on_or_off_in_a_run(
+        tmp_path):
+    config = tasks.resolve_config(
+        "mnist", overrides=tiny.LABEL + ["train.planner_ema=0"])
+    averaged = config_io.override(config, ["train.planner_ema=0.99"])
+    (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(config))
+    with pytest.raises(ValueError, match="planner's weight average .* "
+                       "cannot be switched on"):
+        workdir.check_workdir_config(averaged, str(tmp_path))
+    (tmp_path / workdir.CONFIG_FILE).write_text(config_io.to_json(averaged))
+    with pytest.raises(ValueError, match="--set train.planner_ema=0.99"):
+        workdir.check_workdir_config(config, str(tmp_path))
+    workdir.check_workdir_config(
+        config_io.override(config, ["train.planner_ema=0.995"]),
+        str(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.1"])
+def test_a_planner_momentum_outside_zero_one_is_named(value):
+    with pytest.raises(ValueError, match="train.planner_ema must lie in"):
+        tasks.resolve_config("mnist",
+                             overrides=[f"train.planner_ema={value}"])
+
+
+def test_a_method_without_a_planner_has_no_planner_to_average():
+    with pytest.raises(ValueError, match="'cgan' trains none"):
+        tasks.resolve_config("mnist", overrides=[
+            "method.name=cgan", "train.planner_ema=0.99"])
+    # A task's default average is left behind for it, as the policy's is
+    # for planner_only.
+    mnist = tasks.resolve_config("mnist")
+    assert tasks.resolve_config("mnist", overrides=[
+        "method.name=cgan"]).train.planner_ema == 0.0
+    assert tasks.resolve_config("mnist", overrides=[
+        "method.name=planner_only"]).train.planner_ema == \
+        mnist.train.planner_ema

@@ -220,6 +220,8 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     # without them, Adam's slots would be filled with the wrong values.
     (["train.policy_ema=0.99"], "train.policy_ema=0",
      ["cannot be switched off", "--policy_weights=trained"]),
+    (["train.planner_ema=0.99"], "train.planner_ema=0",
+     ["planner's weight average", "cannot be switched off"]),
     # The activation leaves every variable as it is: the checkpoint would
     # restore without error into another function.
     ([], "model.planner_activation=swish",

@@ -137,15 +137,15 @@ def test_export_from_workdir_restores_the_checkpoint(tmp_path):
     assert_close(served["value"], value(trainer, image, np.eye(10)[[5]]))
 
 
-def test_export_serves_the_policy_average_or_the_trained_weights(
-        tmp_path):
+def test_export_serves_the_averages_or_the_trained_weights(tmp_path):
     from pipelines.synthetic import synthetic_batch
 
     from cooperative_tf import averaging, config_io, factory, serving, tasks
     from cooperative_tf import workdir as workdir_lib
 
     config = tasks.resolve_config("mnist",
-                                  overrides=MNIST + ["train.policy_ema=0.5"])
+                                  overrides=MNIST + ["train.policy_ema=0.5",
+                                                     "train.planner_ema=0.5"])
     trainer = factory.build_trainer(config)
     trainer.make_train_function()
     for seed in range(3):
@@ -157,24 +157,36 @@ def test_export_serves_the_policy_average_or_the_trained_weights(
         workdir_lib.make_checkpoint(trainer),
         str(workdir / workdir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
     condition = np.eye(10, dtype=np.float32)[[3, 8]]
-    trained, _ = eager(trainer, condition, [5, 6], [0, 0])
-    with averaging.averaged_policy(trainer):
-        averaged, _ = eager(trainer, condition, [5, 6], [0, 0])
-    assert differ(averaged, trained)
+    trained = eager(trainer, condition, [5, 6], [2, 2])
+    with averaging.averaged_weights(trainer):
+        averaged = eager(trainer, condition, [5, 6], [2, 2])
+        # The planner's average alone moves the refinement: its change
+        # against the fast answer differs from the trained planner's.
+        moved = averaged[1] - averaged[0]
+        averaged_fast = averaged[0]
+    assert differ(averaged[0], trained[0])
+    planner_weights = [v.numpy() for v in trainer.planner.trainable_variables]
+    with averaging.averaged_weights(trainer):
+        for v, w in zip(trainer.planner.trainable_variables, planner_weights):
+            v.assign(w)  # the trained planner under the averaged policy
+        _, trained_planner = eager(trainer, condition, [5, 6], [2, 2])
+    assert differ(moved, trained_planner - averaged_fast)
     for policy_weights, want in (("averaged", averaged),
-                                 ("trained", trained)):
+                                 ("trained", trained)):  # (fast, refined)
         path = serving.export_from_workdir(
             str(workdir), str(tmp_path / policy_weights), max_steps=4,
             policy_weights=policy_weights)
         info = serving.read_export_info(path)
         assert info["policy_weights"] == policy_weights
-        assert info["policy_ema"] == (0.5 if policy_weights == "averaged"
-                                      else 0.0)
+        for name in ("policy_ema", "planner_ema"):
+            assert info[name] == (0.5 if policy_weights == "averaged"
+                                  else 0.0)
         out = tf.saved_model.load(path).signatures["refine"](
             label=tf.constant([3, 8], tf.int64),
-            seed=tf.constant(seeds(5, 6)), steps=tf.constant([0, 0]),
+            seed=tf.constant(seeds(5, 6)), steps=tf.constant([2, 2]),
             step_size=tf.constant([0.002, 0.002], tf.float32))
-        assert_close(out["fast"], want)
+        assert_close(out["fast"], want[0])
+        assert_close(out["image"], want[1])
 
 
 # ------------------------------------------------- float32 copies

@@ -81,8 +81,9 @@ def _json_lines(capsys):
 
 
 # The mnist sample the package ships; three steps of the tiny networks,
-# keeping a policy average that differs from the trained weights.
-TINY_RUN = ["train.policy_ema=0.5", "train.policy_lr=1e-2"]
+# keeping policy and planner averages that differ from the trained weights.
+TINY_RUN = ["train.policy_ema=0.5", "train.policy_lr=1e-2",
+            "train.planner_ema=0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +330,8 @@ def test_a_compare_entry_names_its_policy_weights_or_is_refused(tmp_path):
     # The average asked for by name, of a run that kept none, is refused
     # before any scoring (the trained weights would answer under its name).
     workdir_lib.write_config(tasks.resolve_config(
-        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0"]),
+        "mnist", overrides=tiny.LABEL + ["train.policy_ema=0",
+                                         "train.planner_ema=0"]),
         str(tmp_path))
     with pytest.raises(SystemExit, match="kept none"):
         parzen_compare.main([f"--workdirs={tmp_path}@averaged,{tmp_path}"])
@@ -384,23 +386,34 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
     from cooperative_tf import classifier, quality
 
     config, workdir = tiny_run
-    planner_labels.main([f"--workdir={workdir}", "--steps=3"])
-    (row,) = _json_lines(capsys)
-    assert row["step"] == 3 and row["checkpoint"].endswith("ckpt-3")
-    trainer = factory.build_trainer(config)
-    workdir_lib.restore(trainer, str(workdir), required=True)
     images, labels = classifier.load_split(config.data,
                                            config.data.eval_split)
-    assert row["images"] == len(images)
-    assert row["accuracy"] == pytest.approx(quality.planner_accuracy(
-        trainer.planner, images, labels))
-    # Every number, not only the coarse accuracy, is the restored planner's.
-    values = np.asarray(trainer.planner.class_values(images), np.float64)
-    expected = planner_labels.label_ranks(values, labels)
-    for key in ("mean_rank_own", "own_minus_mean_median",
-                "accuracy_without_levels"):
-        assert row[key] == pytest.approx(expected[key], rel=1e-5), key
-    assert sum(row["argmax_counts"]) == len(images)
+    medians = {}
+    # The planner's average by default, as --mode=eval reads it; its
+    # trained weights when asked.
+    for weights, momentum in (("averaged", 0.5), ("trained", 0.0)):
+        planner_labels.main([f"--workdir={workdir}", "--steps=3",
+                             f"--policy_weights={weights}"])
+        (row,) = _json_lines(capsys)
+        assert row["step"] == 3 and row["checkpoint"].endswith("ckpt-3")
+        assert (row["policy_weights"], row["planner_ema"]) == (weights,
+                                                               momentum)
+        trainer = factory.build_trainer(config)
+        workdir_lib.restore(trainer, str(workdir), required=True,
+                            policy_weights=weights)
+        assert row["images"] == len(images)
+        assert row["accuracy"] == pytest.approx(quality.planner_accuracy(
+            trainer.planner, images, labels))
+        # Every number, not only the coarse accuracy, is the restored
+        # planner's.
+        values = np.asarray(trainer.planner.class_values(images), np.float64)
+        expected = planner_labels.label_ranks(values, labels)
+        for key in ("mean_rank_own", "own_minus_mean_median",
+                    "accuracy_without_levels"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-5), key
+        assert sum(row["argmax_counts"]) == len(images)
+        medians[weights] = row["own_minus_mean_median"]
+    assert medians["averaged"] != pytest.approx(medians["trained"], rel=1e-6)
     # Steps the run did not keep are named with those it did.
     with pytest.raises(SystemExit, match=r"step\(s\) \[5\]; it keeps \[3\]"):
         planner_labels.main([f"--workdir={workdir}", "--steps=3,5"])

@@ -12,13 +12,13 @@ POLICY_WEIGHTS = ("averaged", "trained")
 def add_policy_weights(parser: argparse.ArgumentParser) -> None:
     """Adds `--policy_weights`, read as `--mode=eval` reads it.
 
-    `averaged` (the default) scores the policy's weight average where the
-    run kept one, `trained` the trained weights.
+    `averaged` (the default) scores the weight averages the run kept (the
+    policy's, the planner's), `trained` the trained weights.
 
     Args:
       parser: The tool's parser.
     """
     parser.add_argument("--policy_weights", default=POLICY_WEIGHTS[0],
                         choices=POLICY_WEIGHTS,
-                        help="As --mode=eval's: the policy average where "
-                        "the run kept one, or the trained weights.")
+                        help="As --mode=eval's: the weight averages the "
+                        "run kept, or the trained weights.")

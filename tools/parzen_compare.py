@@ -89,11 +89,13 @@ def main(argv=None) -> None:
     for entry, (_, named), config in zip(entries, runs, configs):
         # Asked for by name, the average must exist: otherwise the trained
         # weights would answer under its name.
-        if named == averaging.AVERAGED and not config.train.policy_ema:
+        t = config.train
+        if named == averaging.AVERAGED and not (t.policy_ema
+                                                or t.planner_ema):
             raise SystemExit(
-                f"error: {entry} asks for the policy's average, but that run "
-                "kept none (train.policy_ema=0); name its trained weights, "
-                "@trained.")
+                f"error: {entry} asks for the weight averages, but that run "
+                "kept none (train.policy_ema=0, train.planner_ema=0); name "
+                "its trained weights, @trained.")
     runs = [(w, named or args.policy_weights) for w, named in runs]
     scores, test = {}, None
     for entry, (workdir, weights), config in zip(entries, runs, configs):

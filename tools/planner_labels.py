@@ -11,7 +11,9 @@ how often it ranks last (chance 1 / K), the accuracy once each label's
 level over the images is removed (argmax_c of f(Y, c) minus its mean over
 Y: a planner whose label values differ only by a constant per label scores
 chance here, one that reads the image does not), and which labels the
-argmax names. One JSON line per checkpoint.
+argmax names. One JSON line per checkpoint. Where the run kept the
+planner's weight average (`train.planner_ema`) it is read, as
+`--mode=eval` reads it, unless `--policy_weights=trained`.
 
 A diagnostic of the planner, not of the answers: the policy is not used.
 """
@@ -24,6 +26,8 @@ import os
 from typing import Dict
 
 import numpy as np
+
+from tools import flags
 
 
 def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
@@ -91,6 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", default="",
                         help="Comma-separated checkpoint steps (default: "
                         "every checkpoint the run kept).")
+    flags.add_policy_weights(parser)
     args = parser.parse_args(argv)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -99,7 +104,8 @@ def main(argv=None) -> None:
 
     import tensorflow as tf
 
-    from cooperative_tf import classifier, config_io, factory, safety
+    from cooperative_tf import (averaging, classifier, config_io, factory,
+                                safety)
     from cooperative_tf import workdir as workdir_lib
 
     try:
@@ -132,11 +138,14 @@ def main(argv=None) -> None:
                                            config.data.eval_split)
     checkpoint = workdir_lib.make_checkpoint(trainer)
     for step in steps or sorted(kept):
+        averaging.forget(trainer)  # the checkpoint's trained weights come in
         try:
             safety.restore_path(checkpoint, kept[step])
         except (ValueError, tf.errors.OpError) as e:
             raise SystemExit(f"error: {kept[step]} cannot be read: "
                              f"{str(e).splitlines()[0][:300]}")
+        if args.policy_weights == averaging.AVERAGED:
+            averaging.use_average(trainer)
         values = np.concatenate([
             np.asarray(planner.class_values(
                 tf.convert_to_tensor(images[i:i + 250])), np.float64)
@@ -148,6 +157,9 @@ def main(argv=None) -> None:
                 "images as NaN or Inf; its numbers would mean nothing.")
         print(json.dumps({"checkpoint": kept[step], "step": step,
                           "images": len(images),
+                          "policy_weights": averaging.in_use(trainer),
+                          "planner_ema": averaging.momentum_in_use(
+                              trainer, averaging.PLANNER),
                           **label_ranks(values, labels)}), flush=True)
 
 if __name__ == "__main__":

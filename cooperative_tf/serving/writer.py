@@ -133,7 +133,7 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
     train_step = (int(trainer.planner_optimizer.iterations.numpy())
                   if hasattr(trainer, "planner_optimizer") else None)
     policy_weights = averaging.in_use(trainer)
-    policy_ema = averaging.momentum_in_use(trainer)
+    momenta = averaging.momenta_in_use(trainer)
     trainer = _float32_copy(trainer, config)
     # Trace before touching the disk, so a model that cannot be exported
     # leaves nothing behind.
@@ -143,9 +143,9 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
         "model_name": model_name, "version": version, "task": config.name,
         "condition": config.data.condition,
         "train_step": train_step,
-        # Which policy answers: its weight average (`train.policy_ema`,
-        # its momentum here) or its trained weights (0).
-        "policy_weights": policy_weights, "policy_ema": policy_ema,
+        # Which weights answer: the averages (`train.policy_ema`,
+        # `train.planner_ema`, their momenta here) or the trained ones (0).
+        "policy_weights": policy_weights, **momenta,
         "max_steps": module.max_steps, "max_step_size": module.max_step_size,
         "default_steps": int(trainer.langevin_steps),
         "default_step_size": float(trainer.step_size),
@@ -183,9 +183,10 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
         `cooperative_tf.workdir`).
       export_dir: Default `<workdir>/export`.
       model_name: Default the task name.
-      policy_weights: `averaged` exports the policy's weight average where
-        the run kept one (`train.policy_ema`), `trained` its trained
-        weights (`cooperative_tf.averaging`).
+      policy_weights: `averaged` exports the policy's and the planner's
+        weight averages where the run kept them (`train.policy_ema`,
+        `train.planner_ema`), `trained` the trained weights
+        (`cooperative_tf.averaging`).
       **kwargs: Passed to `export_trainer` (`max_steps`, `max_step_size`,
         `version`).
 
