@@ -13,22 +13,24 @@ estimates already.
 
 `averaged_weights` swaps the averages in for a block (training's
 evaluations and sample grids); `use_average` swaps them in for good (a
-restored checkpoint that is only evaluated or exported). `in_use` says
-which weights the networks carry (`averaged`: every average the run kept),
-for what is written about their answers (evaluations, exports).
+restored checkpoint that is only evaluated or exported; `networks_to_average`
+reads `--policy_weights` / `--planner_weights`). `in_use` says which
+weights each network carries, for what is written about their answers
+(evaluations, exports).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Optional, Sequence
 
 POLICY, PLANNER = "policy", "planner"
 # The networks that may keep an average, each under its optimizer's name.
 NETWORKS = (POLICY, PLANNER)
 AVERAGED, TRAINED = "averaged", "trained"
 POLICY_WEIGHTS = (AVERAGED, TRAINED)
-# The model attribute naming the weights its networks carry.
-_IN_USE = "_policy_weights_in_use"
+# The model attribute naming the networks that carry their average.
+_IN_USE = "_networks_carrying_average"
 
 
 def momentum(model, network: str = POLICY) -> float:
@@ -40,16 +42,24 @@ def momentum(model, network: str = POLICY) -> float:
     return float(optimizer.ema_momentum)
 
 
-def in_use(model) -> str:
-    """`averaged` while the policy carries its average, else `trained`."""
-    return getattr(model, _IN_USE, TRAINED)
+def _carrying(model) -> frozenset:
+    return getattr(model, _IN_USE, frozenset())
+
+
+def in_use(model, network: Optional[str] = None) -> str:
+    """`averaged` while `network` (None: any network) carries its average,
+    else `trained`."""
+    carrying = _carrying(model)
+    if network is None:
+        return AVERAGED if carrying else TRAINED
+    return AVERAGED if network in carrying else TRAINED
 
 
 def momentum_in_use(model, network: str = POLICY) -> float:
     """The momentum of the average `network` carries; 0.0 while it
     carries its trained weights (what evaluations and exports record as
     `policy_ema` / `planner_ema`)."""
-    return momentum(model, network) if in_use(model) == AVERAGED else 0.0
+    return momentum(model, network) if network in _carrying(model) else 0.0
 
 
 def momenta_in_use(model) -> dict:
@@ -60,9 +70,9 @@ def momenta_in_use(model) -> dict:
 
 
 def forget(model) -> None:
-    """Marks the policy as carrying its trained weights, as after a
-    checkpoint is restored into it."""
-    setattr(model, _IN_USE, TRAINED)
+    """Marks every network as carrying its trained weights, as after a
+    checkpoint is restored into them."""
+    setattr(model, _IN_USE, frozenset())
 
 
 def _has_stepped(model, network: str) -> bool:
@@ -86,42 +96,52 @@ def has_average(model) -> bool:
     return bool(averaged_networks(model))
 
 
-def use_average(model) -> bool:
-    """Writes each average into its network's weights, for good.
+def use_average(model, networks: Sequence[str] = NETWORKS) -> bool:
+    """Writes the averages of `networks` (those that hold one) into their
+    weights, for good.
 
     Returns:
-      Whether it did (False: `model` keeps no average, or none has seen a
-      step).
+      Whether any of `networks` carries its average now (False: none of
+      them keeps one, or none has seen a step).
     """
-    if not has_average(model):
-        return False
-    if in_use(model) == AVERAGED:
-        return True
     for network in averaged_networks(model):
-        model.optimizers[network].finalize_variable_values(
-            model.networks[network].trainable_variables)
-    setattr(model, _IN_USE, AVERAGED)
-    return True
+        if network in networks and network not in _carrying(model):
+            model.optimizers[network].finalize_variable_values(
+                model.networks[network].trainable_variables)
+            setattr(model, _IN_USE, _carrying(model) | {network})
+    return bool(_carrying(model) & set(networks))
 
 
 @contextlib.contextmanager
-def averaged_weights(model):
-    """Within the block the networks carry their averages; after it, their
-    own trained weights again, bit for bit. Yields whether an average is in
-    (False where `use_average` would do nothing)."""
-    if not has_average(model) or in_use(model) == AVERAGED:
-        yield in_use(model) == AVERAGED
-        return
-    variables = [v for n in averaged_networks(model)
+def averaged_weights(model, networks: Sequence[str] = NETWORKS):
+    """Within the block each of `networks` that holds an average carries
+    it; after it, the networks it swapped carry their own trained weights
+    again, bit for bit. Yields whether any average is in (False where
+    `use_average` would do nothing)."""
+    swapped = [n for n in averaged_networks(model)
+               if n in networks and n not in _carrying(model)]
+    variables = [v for n in swapped
                  for v in model.networks[n].trainable_variables]
     trained = [v.numpy() for v in variables]
-    use_average(model)
+    use_average(model, swapped)
     try:
-        yield True
+        yield bool(_carrying(model))
     finally:
         for variable, value in zip(variables, trained):
             variable.assign(value)
-        forget(model)
+        setattr(model, _IN_USE, _carrying(model) - set(swapped))
+
+
+def networks_to_average(policy_weights: str,
+                        planner_weights: Optional[str] = None) -> tuple:
+    """The networks whose averages answer: the policy's where
+    `policy_weights` is `averaged`, the planner's where `planner_weights`
+    (None: as `policy_weights`) is."""
+    check_policy_weights(policy_weights)
+    planner_weights = planner_weights or policy_weights
+    check_policy_weights(planner_weights)
+    return tuple(n for n, w in ((POLICY, policy_weights),
+                                (PLANNER, planner_weights)) if w == AVERAGED)
 
 
 def check_policy_weights(policy_weights: str) -> None:

@@ -135,7 +135,7 @@ def from_json(text: str) -> TaskConfig:
         data=build(DataConfig, raw["data"]),
         model=build(ModelConfig, raw["model"]),
         langevin=build(LangevinConfig, raw["langevin"]),
-        train=build(TrainConfig, raw["train"]),
+        train=build(TrainConfig, saved_train(raw["train"])),
         # Runs written before baselines existed were cooperative.
         method=build(MethodConfig, saved_method(raw.get("method", {}))),
     )
@@ -159,6 +159,31 @@ def saved_method(method: Any) -> Any:
     if "discriminator_pooling" in method or not others <= set(method):
         return method
     return {**method, "discriminator_pooling": "sum"}
+
+
+# Fields every release wrote into a run's `train` section: a section that
+# holds them all was written whole by `to_json`, not by hand.
+_FIRST_TRAIN_FIELDS = ("batch_size", "train_steps", "policy_lr",
+                       "planner_lr", "policy_sigma", "seed", "log_every",
+                       "sample_every", "checkpoint_every")
+# Weight averages added since, with the value every run before them had.
+_AVERAGES_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0}
+
+
+def saved_train(train: Any) -> Any:
+    """The `train` section of a config written by `to_json`, with the
+    weight averages a run written before they existed trained with.
+
+    Before `policy_ema` / `planner_ema` existed no run kept those
+    averages, while a task's default may keep them now (mnist): resumed
+    with today's default, its checkpoints would lack the averages' slots.
+    A hand-written section (lacking any of `_FIRST_TRAIN_FIELDS`) is
+    returned as it is: what it leaves out takes today's defaults.
+    """
+    if not isinstance(train, dict) or not all(
+            f in train for f in _FIRST_TRAIN_FIELDS):
+        return train
+    return {**_AVERAGES_ADDED, **train}
 
 
 def _typed(value: Any, annotation: Any, key: str) -> Any:
@@ -229,6 +254,8 @@ def apply_mapping(config: TaskConfig, mapping: dict,
                              f"map fields to values. Received: {values!r}")
         if section_name == "method":  # perhaps a run's whole config.json
             values = saved_method(values)
+        elif section_name == "train":
+            values = saved_train(values)
         section = getattr(config, section_name)
         hints = typing.get_type_hints(type(section))
         for field_name, value in values.items():

@@ -26,7 +26,8 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
              quality_samples: int = 10000,
              refine_steps: Sequence[int] = (),
              versus_samples: int = 2000,
-             policy_weights: str = averaging.AVERAGED) -> dict:
+             policy_weights: str = averaging.AVERAGED,
+             planner_weights: Optional[str] = None) -> dict:
     """Scores the latest checkpoint on the evaluation split.
 
     Reports the `test_step` metrics (value gap, |Y1 - Y0|, MSE of the fast and
@@ -66,13 +67,15 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         average; `trained`: with the trained weights. `policy_ema` and
         `planner_ema` in the result are the momenta of the averages used
         (0: the trained weights).
+      planner_weights: The planner's alone (None: as `policy_weights`).
 
     Returns:
       A dict of floats (and `versus_steps` when asked).
     """
     trainer = build_trainer(config)
     checkpoint = restore(trainer, workdir, required=True,
-                         policy_weights=policy_weights)
+                         policy_weights=policy_weights,
+                         planner_weights=planner_weights)
     dataset = eval_dataset(config)
     if steps is not None:
         dataset = dataset.take(steps)

@@ -24,7 +24,6 @@ Examples:
   python -m cooperative_tf.launch --list_tasks
 """
 
-import contextlib
 import os
 import sys
 
@@ -98,6 +97,10 @@ flags.DEFINE_enum("policy_weights", "averaged", ["averaged", "trained"],
                   "policy's / planner's weight average (averaged) or the "
                   "trained weights (trained); a network without an average "
                   "always uses its trained weights.")
+flags.DEFINE_enum("planner_weights", None, ["averaged", "trained"],
+                  "The planner's alone, where it differs from "
+                  "--policy_weights (default: as --policy_weights), e.g. to "
+                  "score a run's averaged policy with its trained planner.")
 flags.DEFINE_integer("inference_examples", 200,
                      "--mode=inference: held-out examples (and best-of-N "
                      "conditions) measured.", lower_bound=1)
@@ -208,9 +211,9 @@ def main(argv):
                 elif FLAGS.export and result.checkpoint and chief:
                     from cooperative_tf import serving
                     from cooperative_tf import averaging
-                    with (averaging.averaged_weights(result.trainer)
-                          if FLAGS.policy_weights == averaging.AVERAGED
-                          else contextlib.nullcontext()):
+                    with averaging.averaged_weights(
+                            result.trainer, averaging.networks_to_average(
+                                FLAGS.policy_weights, FLAGS.planner_weights)):
                         path = serving.export_trainer(
                             result.trainer, config,
                             FLAGS.export_dir or os.path.join(workdir,
@@ -238,7 +241,8 @@ def main(argv):
                 quality_samples=FLAGS.quality_samples,
                 refine_steps=refine_steps,
                 versus_samples=FLAGS.versus_samples,
-                policy_weights=FLAGS.policy_weights)
+                policy_weights=FLAGS.policy_weights,
+                planner_weights=FLAGS.planner_weights)
             from cooperative_tf import quality
             print(quality.format_table(
                 {k: v for k, v in result.items() if k != "versus_steps"}))
@@ -250,7 +254,8 @@ def main(argv):
         elif FLAGS.mode == "sample":
             trainer = factory.build_trainer(config)
             ckpt = workdir_lib.restore(trainer, workdir, required=True,
-                                       policy_weights=FLAGS.policy_weights)
+                                       policy_weights=FLAGS.policy_weights,
+                                       planner_weights=FLAGS.planner_weights)
             step = safety.checkpoint_step(ckpt)
             path = train_lib.write_samples(
                 trainer, train_lib.sample_batch(config),
@@ -261,7 +266,8 @@ def main(argv):
             from cooperative_tf import figures
             trainer = factory.build_trainer(config)
             ckpt = workdir_lib.restore(trainer, workdir, required=True,
-                                       policy_weights=FLAGS.policy_weights)
+                                       policy_weights=FLAGS.policy_weights,
+                                       planner_weights=FLAGS.planner_weights)
             out_dir = os.path.join(workdir, "figures")
             for path in figures.write_figures(trainer, config, out_dir):
                 print(f"Wrote {path}")
@@ -272,7 +278,8 @@ def main(argv):
             from cooperative_tf import inference_report, quality
             trainer = factory.build_trainer(config)
             ckpt = workdir_lib.restore(trainer, workdir, required=True,
-                                       policy_weights=FLAGS.policy_weights)
+                                       policy_weights=FLAGS.policy_weights,
+                                       planner_weights=FLAGS.planner_weights)
             result = inference_report.report(
                 trainer, config, workdir, examples=FLAGS.inference_examples,
                 num_candidates=FLAGS.num_candidates)
@@ -287,7 +294,8 @@ def main(argv):
             from cooperative_tf import serving
             path = serving.export_from_workdir(
                 workdir, FLAGS.export_dir, FLAGS.model_name,
-                policy_weights=FLAGS.policy_weights)
+                policy_weights=FLAGS.policy_weights,
+                planner_weights=FLAGS.planner_weights)
             print(f"Exported {path}")
     except (ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

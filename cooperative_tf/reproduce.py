@@ -193,8 +193,9 @@ def task_config(name: str, method: str, settings: Settings):
         # A divergence goes back to the last checkpoint with halved rates
         # (the time spent stays spent); one that persists is a result.
         "train.on_divergence=rollback"]
-    # resolve_config, not override: planner_only then leaves the task's
-    # default policy average behind, as on the command line.
+    # resolve_config, not override: a baseline then leaves the task's
+    # default averages of networks it lacks (or was not measured with)
+    # behind, as on the command line.
     return tasks.resolve_config(spec.task, overrides=assignments), None
 
 

@@ -12,9 +12,8 @@ import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence
 
 from cooperative_tf import config_io
-from cooperative_tf.config import (PLANNER_METHODS, DataConfig,
-                                   LangevinConfig, ModelConfig, TaskConfig,
-                                   TrainConfig, validate)
+from cooperative_tf.config import (DataConfig, LangevinConfig, ModelConfig,
+                                   TaskConfig, TrainConfig, validate)
 
 _REGISTRY: Dict[str, Callable[[], TaskConfig]] = {}
 _DESCRIPTIONS: Dict[str, str] = {}
@@ -271,8 +270,10 @@ def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
                                        overrides: Sequence[str]
                                        ) -> TaskConfig:
     """`config` without its task's default weight averages of networks
-    the method the command ends with does not train: the policy's for
-    `planner_only`, the planner's for a baseline without one.
+    the method the command ends with does not train, or where they were
+    not measured: the policy's for `planner_only`, which trains none; the
+    planner's for every baseline (`planner_only`'s planner samples by
+    long Langevin chains, which no run has tried with an average).
 
     Args:
       config: The registered task's config.
@@ -281,9 +282,10 @@ def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
 
     Returns:
       `config`, with `train.policy_ema=0` for `planner_only` and
-      `train.planner_ema=0` for a method outside
-      `PLANNER_METHODS`. A nonzero average that the file or an
-      override asks for is applied after this and refused by validation.
+      `train.planner_ema=0` for any method but `cooperative`. A nonzero
+      average that the file or an override asks for is applied after
+      this (and refused by validation where the method has no such
+      network).
     """
     method = config.method.name
     if isinstance(mapping, dict) and isinstance(mapping.get("method"), dict):
@@ -295,7 +297,7 @@ def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
     drop = {}
     if method == "planner_only" and config.train.policy_ema:
         drop["policy_ema"] = 0.0
-    if method not in PLANNER_METHODS and config.train.planner_ema:
+    if method != "cooperative" and config.train.planner_ema:
         drop["planner_ema"] = 0.0
     if not drop:
         return config

@@ -196,22 +196,25 @@ def _variables_by_path(model) -> dict:
 
 
 def restore(trainer, workdir: str, required: bool = False,
-            policy_weights: str = averaging.AVERAGED) -> Optional[str]:
+            policy_weights: str = averaging.AVERAGED,
+            planner_weights: Optional[str] = None) -> Optional[str]:
     """Restores the newest usable checkpoint in `workdir`; returns its path.
 
     Checkpoints that cannot be read or hold NaN/Inf are named and skipped
     (left in place: training, which holds the work directory's lock, is the
     one that sets them aside). For evaluation, sampling and export, not
     for training on: where the run kept weight averages
-    (`train.policy_ema`, `train.planner_ema`) and `policy_weights` is
-    `averaged`, the networks carry them (`cooperative_tf.averaging`).
+    (`train.policy_ema`, `train.planner_ema`), the policy carries its
+    average when `policy_weights` is `averaged`, the planner its own when
+    `planner_weights` (None: as `policy_weights`) is
+    (`cooperative_tf.averaging`).
 
     Raises:
       FileNotFoundError: No checkpoint, when `required`.
       cooperative_tf.safety.CheckpointError: None of them is usable.
       ValueError: A checkpoint of another model.
     """
-    averaging.check_policy_weights(policy_weights)
+    networks = averaging.networks_to_average(policy_weights, planner_weights)
     averaging.forget(trainer)  # the checkpoint's trained weights come in
     directory = os.path.join(workdir, CHECKPOINT_DIR)
     latest = safety.restore_checkpoint(
@@ -223,8 +226,7 @@ def restore(trainer, workdir: str, required: bool = False,
             f"Received: workdir={workdir!r}")
     if latest is not None:
         restore_step_size(trainer, latest)
-        if policy_weights == averaging.AVERAGED:
-            averaging.use_average(trainer)
+        averaging.use_average(trainer, networks)
     return latest
 
 

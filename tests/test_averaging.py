@@ -1,4 +1,4 @@
-"""The policy's weight average (`train.policy_ema`,
+"""The networks' weight averages (`train.policy_ema`, `train.planner_ema`,
 `cooperative_tf.averaging`)."""
 
 import numpy as np
@@ -9,8 +9,8 @@ from cooperative_tf import averaging, config_io, factory, tasks, workdir
 
 
 def averaged_trainer(momentum=0.5):
-    config = tasks.resolve_config(
-        "mnist", overrides=tiny.LABEL + [f"train.policy_ema={momentum}"])
+    config = tasks.resolve_config("mnist", overrides=tiny.LABEL + [
+        f"train.policy_ema={momentum}", f"train.planner_ema={momentum}"])
     result = factory.build_trainer(config)
     result.make_train_function()
     return config, result
@@ -121,15 +121,19 @@ def test_a_momentum_outside_zero_one_is_named(value):
 
 
 def test_the_trainer_step_is_the_same_with_or_without_an_average():
-    # Training proposes with the trained weights: the average only watches.
+    # Training proposes, refines and learns with the trained weights: the
+    # averages (of both networks here) only watch.
     _, plain = averaged_trainer(momentum=0.0)
     _, averaged = averaged_trainer(momentum=0.9)
+    assert averaging.momentum(averaged, "planner") == 0.9
+    assert averaging.momentum(plain, "planner") == 0.0
     averaged.policy.set_weights(plain.policy.get_weights())
     averaged.planner.set_weights(plain.planner.get_weights())
     for seed in range(2):
         step(plain, seed)
         step(averaged, seed)
-    for a, b in zip(weights(plain), weights(averaged)):
+    for a, b in zip(weights(plain) + planner_weights(plain),
+                    weights(averaged) + planner_weights(averaged)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -299,10 +303,46 @@ def test_a_method_without_a_planner_has_no_planner_to_average():
         tasks.resolve_config("mnist", overrides=[
             "method.name=cgan", "train.planner_ema=0.99"])
     # A task's default average is left behind for it, as the policy's is
-    # for planner_only.
-    mnist = tasks.resolve_config("mnist")
+    # for planner_only; planner_only's planner (long chains, no run with
+    # an average) takes one only when asked.
+    assert tasks.resolve_config("mnist").train.planner_ema == 0.99
+    for method in ("cgan", "planner_only"):
+        assert tasks.resolve_config("mnist", overrides=[
+            f"method.name={method}"]).train.planner_ema == 0.0
     assert tasks.resolve_config("mnist", overrides=[
-        "method.name=cgan"]).train.planner_ema == 0.0
-    assert tasks.resolve_config("mnist", overrides=[
-        "method.name=planner_only"]).train.planner_ema == \
-        mnist.train.planner_ema
+        "method.name=planner_only", "train.planner_ema=0.99"
+    ]).train.planner_ema == 0.99
+
+
+def test_each_network_takes_its_own_choice_on_restore(tmp_path):
+    config, model = averaged_trainer(momentum=0.5)
+    for seed in range(2):
+        step(model, seed)
+    trained = (weights(model), planner_weights(model))
+    with averaging.averaged_weights(model):
+        average = (weights(model), planner_weights(model))
+    with averaging.averaged_weights(model, [averaging.PLANNER]):
+        # Only the planner swapped: the policy keeps its trained weights.
+        for got, want in zip(weights(model), trained[0]):
+            np.testing.assert_array_equal(got, want)
+        assert averaging.momenta_in_use(model) == {"policy_ema": 0.0,
+                                                   "planner_ema": 0.5}
+    workdir.make_checkpoint(model).save(
+        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
+    for policy, planner in (("averaged", "trained"), ("trained", "averaged")):
+        restored = factory.build_trainer(config)
+        workdir.restore(restored, str(tmp_path), required=True,
+                        policy_weights=policy, planner_weights=planner)
+        want_policy = average[0] if policy == "averaged" else trained[0]
+        want_planner = average[1] if planner == "averaged" else trained[1]
+        for got, want in zip(weights(restored) + planner_weights(restored),
+                             want_policy + want_planner):
+            np.testing.assert_array_equal(got, want)
+        assert averaging.in_use(restored, "policy") == policy
+        assert averaging.in_use(restored, "planner") == planner
+        assert averaging.momenta_in_use(restored) == {
+            "policy_ema": 0.5 if policy == "averaged" else 0.0,
+            "planner_ema": 0.5 if planner == "averaged" else 0.0}
+    with pytest.raises(ValueError, match="policy_weights must be one of"):
+        workdir.restore(factory.build_trainer(config), str(tmp_path),
+                        planner_weights="best")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tiny import (MAX_STEPS, MNIST, assert_close, differ, eager,
+from tiny import (MAX_STEPS, MNIST, RTOL, assert_close, differ, eager,
                   export_tiny, seeds)
 from tiny import value
 
@@ -157,30 +157,36 @@ def test_export_serves_the_averages_or_the_trained_weights(tmp_path):
         workdir_lib.make_checkpoint(trainer),
         str(workdir / workdir_lib.CHECKPOINT_DIR), max_to_keep=1).save()
     condition = np.eye(10, dtype=np.float32)[[3, 8]]
+    # (fast, refined) answers of each choice of weights, eagerly.
     trained = eager(trainer, condition, [5, 6], [2, 2])
     with averaging.averaged_weights(trainer):
         averaged = eager(trainer, condition, [5, 6], [2, 2])
-        # The planner's average alone moves the refinement: its change
-        # against the fast answer differs from the trained planner's.
-        moved = averaged[1] - averaged[0]
-        averaged_fast = averaged[0]
+    with averaging.averaged_weights(trainer, ["policy"]):
+        policy_only = eager(trainer, condition, [5, 6], [2, 2])
     assert differ(averaged[0], trained[0])
-    planner_weights = [v.numpy() for v in trainer.planner.trainable_variables]
-    with averaging.averaged_weights(trainer):
-        for v, w in zip(trainer.planner.trainable_variables, planner_weights):
-            v.assign(w)  # the trained planner under the averaged policy
-        _, trained_planner = eager(trainer, condition, [5, 6], [2, 2])
-    assert differ(moved, trained_planner - averaged_fast)
-    for policy_weights, want in (("averaged", averaged),
-                                 ("trained", trained)):  # (fast, refined)
+    # The planner's average moves the refinement: the same fast answers
+    # refined by the trained planner come out elsewhere.
+    np.testing.assert_array_equal(policy_only[0], averaged[0])
+    assert differ(policy_only[1] - policy_only[0], averaged[1] - averaged[0])
+    # ... by more than the export check below forgives, so an export that
+    # refined with the wrong planner would fail it.
+    assert np.linalg.norm(policy_only[1] - averaged[1]) > 3 * RTOL * \
+        np.linalg.norm(averaged[1])
+    for name, (policy_weights, planner_weights), want in (
+            ("averaged", ("averaged", None), averaged),
+            ("trained", ("trained", None), trained),
+            ("policy_only", ("averaged", "trained"), policy_only)):
         path = serving.export_from_workdir(
-            str(workdir), str(tmp_path / policy_weights), max_steps=4,
-            policy_weights=policy_weights)
+            str(workdir), str(tmp_path / name), max_steps=4,
+            policy_weights=policy_weights, planner_weights=planner_weights)
         info = serving.read_export_info(path)
-        assert info["policy_weights"] == policy_weights
-        for name in ("policy_ema", "planner_ema"):
-            assert info[name] == (0.5 if policy_weights == "averaged"
-                                  else 0.0)
+        planner_weights = planner_weights or policy_weights
+        assert (info["policy_weights"], info["planner_weights"]) == (
+            policy_weights, planner_weights)
+        assert info["policy_ema"] == (0.5 if policy_weights == "averaged"
+                                      else 0.0)
+        assert info["planner_ema"] == (0.5 if planner_weights == "averaged"
+                                       else 0.0)
         out = tf.saved_model.load(path).signatures["refine"](
             label=tf.constant([3, 8], tf.int64),
             seed=tf.constant(seeds(5, 6)), steps=tf.constant([2, 2]),

@@ -393,14 +393,14 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
     # trained weights when asked.
     for weights, momentum in (("averaged", 0.5), ("trained", 0.0)):
         planner_labels.main([f"--workdir={workdir}", "--steps=3",
-                             f"--policy_weights={weights}"])
+                             f"--planner_weights={weights}"])
         (row,) = _json_lines(capsys)
         assert row["step"] == 3 and row["checkpoint"].endswith("ckpt-3")
-        assert (row["policy_weights"], row["planner_ema"]) == (weights,
-                                                               momentum)
+        assert (row["planner_weights"], row["planner_ema"]) == (weights,
+                                                                momentum)
         trainer = factory.build_trainer(config)
         workdir_lib.restore(trainer, str(workdir), required=True,
-                            policy_weights=weights)
+                            policy_weights="trained", planner_weights=weights)
         assert row["images"] == len(images)
         assert row["accuracy"] == pytest.approx(quality.planner_accuracy(
             trainer.planner, images, labels))

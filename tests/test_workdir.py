@@ -205,3 +205,28 @@ def test_a_run_from_before_a_changed_task_default_names_how_to_resume(
     assert f"--config={tmp_path / workdir.CONFIG_FILE}" in message
     # Resumed with its own config, it is accepted.
     workdir.check_workdir_config(old, str(tmp_path))
+
+
+def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
+    # A run's config.json written before train.policy_ema / planner_ema
+    # existed: it kept no averages, whatever the task's default is now.
+    config = tasks.resolve_config("mnist", overrides=[
+        "train.policy_ema=0", "train.planner_ema=0"])
+    saved = json.loads(config_io.to_json(config))
+    del saved["train"]["planner_ema"], saved["train"]["policy_ema"]
+    path = tmp_path / workdir.CONFIG_FILE
+    path.write_text(json.dumps(saved))
+    assert tasks.get_task("mnist").train.planner_ema == 0.99
+    resumed = tasks.resolve_config(None, config_file=str(path))
+    assert (resumed.train.policy_ema, resumed.train.planner_ema) == (0, 0)
+    assert config_io.from_json(path.read_text()) == resumed
+    workdir.check_workdir_config(resumed, str(tmp_path))
+    # Today's default is refused for it, naming the way out.
+    with pytest.raises(ValueError, match="--config="):
+        workdir.check_workdir_config(tasks.resolve_config("mnist"),
+                                     str(tmp_path))
+    # A hand-written file's few fields leave the task's defaults alone.
+    hand = tmp_path / "hand.json"
+    hand.write_text('{"train": {"seed": 3}}')
+    assert tasks.resolve_config("mnist", config_file=str(hand)
+                                ).train.planner_ema == 0.99

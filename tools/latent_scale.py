@@ -8,8 +8,8 @@ evaluation split's held-out half, sigma chosen on the other half). If the
 estimate rises as s falls below 1, the policy's answers are better near the
 centre of its noise than in its tails (the truncation of GAN practice).
 
-The defaults are `--mode=eval`'s (`--parzen_samples=10000`, the averaged
-policy where the run kept one), and at s = 1 its Parzen keys come out the
+The defaults are `--mode=eval`'s (`--parzen_samples=10000`, the weight
+averages where the run kept them), and at s = 1 its Parzen keys come out the
 same to the last digit; `parzen_ll_equal_*` (as many answers as real
 training digits) among them. One JSON line per scale.
 """

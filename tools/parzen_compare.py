@@ -16,8 +16,9 @@ easy and hard digits, most of each score's own error, cancels. The error
 counts the digits' draw only: a second seed of the same settings moves a
 score by more, so compare settings over several seeds. An entry
 `<workdir>@trained` or `<workdir>@averaged` scores that run with those
-policy weights in place of `--policy_weights`, so that a run's weight
-average can be paired against its trained weights.
+weights in place of `--policy_weights` (the planner's following the
+policy's, as in `--mode=eval`), so that a run's weight averages can be
+paired against its trained weights.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def main(argv=None) -> None:
         # The weights that answered: a run without an average answers
         # with its trained weights whatever was asked.
         row = {"workdir": entry, "checkpoint": checkpoint,
-               "policy_weights": averaging.in_use(trainer)}
+               "policy_weights": averaging.in_use(trainer, averaging.POLICY),
+               "planner_weights": averaging.in_use(trainer,
+                                                   averaging.PLANNER)}
         for kind, images in answers.items():
             got = parzen.evaluate(frame.unit(images), frame.validation,
                                   frame.test)

@@ -13,7 +13,7 @@ Y: a planner whose label values differ only by a constant per label scores
 chance here, one that reads the image does not), and which labels the
 argmax names. One JSON line per checkpoint. Where the run kept the
 planner's weight average (`train.planner_ema`) it is read, as
-`--mode=eval` reads it, unless `--policy_weights=trained`.
+`--mode=eval` reads it, unless `--planner_weights=trained`.
 
 A diagnostic of the planner, not of the answers: the policy is not used.
 """
@@ -95,7 +95,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", default="",
                         help="Comma-separated checkpoint steps (default: "
                         "every checkpoint the run kept).")
-    flags.add_policy_weights(parser)
+    parser.add_argument("--planner_weights", default=flags.POLICY_WEIGHTS[0],
+                        choices=flags.POLICY_WEIGHTS,
+                        help="The planner's weight average where the run "
+                        "kept one (as --mode=eval), or its trained weights.")
     args = parser.parse_args(argv)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -144,8 +147,8 @@ def main(argv=None) -> None:
         except (ValueError, tf.errors.OpError) as e:
             raise SystemExit(f"error: {kept[step]} cannot be read: "
                              f"{str(e).splitlines()[0][:300]}")
-        if args.policy_weights == averaging.AVERAGED:
-            averaging.use_average(trainer)
+        if args.planner_weights == averaging.AVERAGED:
+            averaging.use_average(trainer, [averaging.PLANNER])
         values = np.concatenate([
             np.asarray(planner.class_values(
                 tf.convert_to_tensor(images[i:i + 250])), np.float64)
@@ -157,7 +160,8 @@ def main(argv=None) -> None:
                 "images as NaN or Inf; its numbers would mean nothing.")
         print(json.dumps({"checkpoint": kept[step], "step": step,
                           "images": len(images),
-                          "policy_weights": averaging.in_use(trainer),
+                          "planner_weights": averaging.in_use(
+                              trainer, averaging.PLANNER),
                           "planner_ema": averaging.momentum_in_use(
                               trainer, averaging.PLANNER),
                           **label_ranks(values, labels)}), flush=True)

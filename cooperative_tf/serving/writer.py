@@ -132,7 +132,8 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
 
     train_step = (int(trainer.planner_optimizer.iterations.numpy())
                   if hasattr(trainer, "planner_optimizer") else None)
-    policy_weights = averaging.in_use(trainer)
+    weights = {f"{n}_weights": averaging.in_use(trainer, n)
+               for n in averaging.NETWORKS}
     momenta = averaging.momenta_in_use(trainer)
     trainer = _float32_copy(trainer, config)
     # Trace before touching the disk, so a model that cannot be exported
@@ -145,7 +146,7 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
         "train_step": train_step,
         # Which weights answer: the averages (`train.policy_ema`,
         # `train.planner_ema`, their momenta here) or the trained ones (0).
-        "policy_weights": policy_weights, **momenta,
+        **weights, **momenta,
         "max_steps": module.max_steps, "max_step_size": module.max_step_size,
         "default_steps": int(trainer.langevin_steps),
         "default_step_size": float(trainer.step_size),
@@ -175,7 +176,9 @@ def export_trainer(trainer, config: config_lib.TaskConfig, export_dir: str,
 
 def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
                         model_name: Optional[str] = None,
-                        policy_weights: str = "averaged", **kwargs) -> str:
+                        policy_weights: str = "averaged",
+                        planner_weights: Optional[str] = None,
+                        **kwargs) -> str:
     """Exports the latest checkpoint of a training work directory.
 
     Args:
@@ -187,6 +190,7 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
         weight averages where the run kept them (`train.policy_ema`,
         `train.planner_ema`), `trained` the trained weights
         (`cooperative_tf.averaging`).
+      planner_weights: The planner's alone (None: as `policy_weights`).
       **kwargs: Passed to `export_trainer` (`max_steps`, `max_step_size`,
         `version`).
 
@@ -199,7 +203,8 @@ def export_from_workdir(workdir: str, export_dir: Optional[str] = None,
     config = load_config(workdir)
     # float32 networks restore a mixed-precision run's float32 variables.
     trainer = build_trainer(float32_config(config))
-    restore(trainer, workdir, required=True, policy_weights=policy_weights)
+    restore(trainer, workdir, required=True, policy_weights=policy_weights,
+            planner_weights=planner_weights)
     return export_trainer(trainer, config,
                           export_dir or os.path.join(workdir, "export"),
                           model_name or config.name, **kwargs)
