@@ -125,7 +125,7 @@ def averaged_weights(model, networks: Sequence[str] = NETWORKS):
     trained = [v.numpy() for v in variables]
     use_average(model, swapped)
     try:
-        yield bool(_carrying(model))
+        yield bool(_carrying(model) & set(networks))
     finally:
         for variable, value in zip(variables, trained):
             variable.assign(value)

@@ -177,8 +177,8 @@ def saved_train(train: Any) -> Any:
     Before `policy_ema` / `planner_ema` existed no run kept those
     averages, while a task's default may keep them now (mnist): resumed
     with today's default, its checkpoints would lack the averages' slots.
-    A hand-written section (lacking any of `_FIRST_TRAIN_FIELDS`) is
-    returned as it is: what it leaves out takes today's defaults.
+    Called only for a run's whole config (`name` and every section);
+    a section lacking any of `_FIRST_TRAIN_FIELDS` is returned as it is.
     """
     if not isinstance(train, dict) or not all(
             f in train for f in _FIRST_TRAIN_FIELDS):
@@ -241,6 +241,8 @@ def apply_mapping(config: TaskConfig, mapping: dict,
         raise ValueError(f"The {source} is for task {mapping['name']!r}, "
                          f"not {config.name!r}. Received: "
                          f"name={mapping['name']!r}")
+    whole = isinstance(mapping, dict) and "name" in mapping and all(
+        name in mapping for name in ("data", "model", "langevin", "train"))
     for section_name, values in mapping.items():
         if section_name == "name":
             continue
@@ -254,7 +256,9 @@ def apply_mapping(config: TaskConfig, mapping: dict,
                              f"map fields to values. Received: {values!r}")
         if section_name == "method":  # perhaps a run's whole config.json
             values = saved_method(values)
-        elif section_name == "train":
+        elif section_name == "train" and whole:
+            # A run's config.json: what it lacks it was trained without. A
+            # hand-written file's omissions take today's defaults.
             values = saved_train(values)
         section = getattr(config, section_name)
         hints = typing.get_type_hints(type(section))

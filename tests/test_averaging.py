@@ -79,19 +79,22 @@ def test_no_average_means_the_trained_weights_everywhere(tmp_path):
 
 
 def test_restoring_puts_the_average_in_unless_trained_is_asked(tmp_path):
+    # Both networks keep an average; the planner's follows the policy's
+    # choice unless named (test_each_network_takes_its_own_choice...).
     config, model = averaged_trainer(momentum=0.5)
     for seed in range(2):
         step(model, seed)
-    trained = weights(model)
+    trained = weights(model) + planner_weights(model)
     with averaging.averaged_weights(model):
-        average = weights(model)
+        average = weights(model) + planner_weights(model)
     workdir.make_checkpoint(model).save(
         str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
     for policy_weights, want in (("averaged", average), ("trained", trained)):
         restored = factory.build_trainer(config)
         workdir.restore(restored, str(tmp_path), required=True,
                         policy_weights=policy_weights)
-        for got, expected in zip(weights(restored), want):
+        for got, expected in zip(
+                weights(restored) + planner_weights(restored), want):
             np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="policy_weights must be one of"):
         workdir.restore(factory.build_trainer(config), str(tmp_path),
@@ -253,27 +256,6 @@ def test_the_planner_average_follows_its_weights_and_answers_in_the_block():
                                                "planner_ema": 0.0}
 
 
-def test_restoring_puts_the_planner_average_in_unless_trained_is_asked(
-        tmp_path):
-    config = tasks.resolve_config("mnist", overrides=tiny.LABEL + [
-        "train.policy_ema=0.5", "train.planner_ema=0.5"])
-    model = factory.build_trainer(config)
-    model.make_train_function()
-    for seed in range(2):
-        step(model, seed)
-    trained = planner_weights(model)
-    with averaging.averaged_weights(model):
-        average = planner_weights(model)
-    workdir.make_checkpoint(model).save(
-        str(tmp_path / workdir.CHECKPOINT_DIR / "ckpt"))
-    for policy_weights, want in (("averaged", average), ("trained", trained)):
-        restored = factory.build_trainer(config)
-        workdir.restore(restored, str(tmp_path), required=True,
-                        policy_weights=policy_weights)
-        for got, expected in zip(planner_weights(restored), want):
-            np.testing.assert_array_equal(got, expected)
-
-
 def test_the_planner_average_cannot_be_switched_on_or_off_in_a_run(
         tmp_path):
     config = tasks.resolve_config(
@@ -321,9 +303,16 @@ def test_each_network_takes_its_own_choice_on_restore(tmp_path):
     trained = (weights(model), planner_weights(model))
     with averaging.averaged_weights(model):
         average = (weights(model), planner_weights(model))
-    with averaging.averaged_weights(model, [averaging.PLANNER]):
+    # The averages are not the trained weights, so each check below can
+    # tell which a network carries.
+    for a, t in zip(average, trained):
+        assert max(np.abs(x - y).max() for x, y in zip(a, t)) > 1e-6
+    with averaging.averaged_weights(model, [averaging.PLANNER]) as swapped:
+        assert swapped
         # Only the planner swapped: the policy keeps its trained weights.
         for got, want in zip(weights(model), trained[0]):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(planner_weights(model), average[1]):
             np.testing.assert_array_equal(got, want)
         assert averaging.momenta_in_use(model) == {"policy_ema": 0.0,
                                                    "planner_ema": 0.5}

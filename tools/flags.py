@@ -10,10 +10,12 @@ POLICY_WEIGHTS = ("averaged", "trained")
 
 
 def add_policy_weights(parser: argparse.ArgumentParser) -> None:
-    """Adds `--policy_weights`, read as `--mode=eval` reads it.
+    """Adds `--policy_weights` and `--planner_weights`, read as
+    `--mode=eval` reads them.
 
     `averaged` (the default) scores the weight averages the run kept (the
-    policy's, the planner's), `trained` the trained weights.
+    policy's, the planner's), `trained` the trained weights;
+    `--planner_weights` sets the planner's apart.
 
     Args:
       parser: The tool's parser.
@@ -22,3 +24,7 @@ def add_policy_weights(parser: argparse.ArgumentParser) -> None:
                         choices=POLICY_WEIGHTS,
                         help="As --mode=eval's: the weight averages the "
                         "run kept, or the trained weights.")
+    parser.add_argument("--planner_weights", default=None,
+                        choices=POLICY_WEIGHTS,
+                        help="As --mode=eval's: the planner's alone "
+                        "(default: as --policy_weights).")

@@ -94,7 +94,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {args.workdir} holds a "
                          f"{config.method.name} run. {e}")
     checkpoint = workdir_lib.restore(trainer, args.workdir, required=True,
-                                     policy_weights=args.policy_weights)
+                                     policy_weights=args.policy_weights,
+                                     planner_weights=args.planner_weights)
     # Not repeated: each scale's pass reads the split from its start.
     dataset = eval_lib.eval_dataset(config)
     for scale in scales:

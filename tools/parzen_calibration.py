@@ -187,7 +187,8 @@ def main(argv=None) -> None:
         # without a checkpoint is named at once.
         trainer = factory.build_trainer(config)
         checkpoint = workdir_lib.restore(trainer, args.workdir, required=True,
-                                         policy_weights=args.policy_weights)
+                                         policy_weights=args.policy_weights,
+                                         planner_weights=args.planner_weights)
     frame = eval_lib.parzen_frame(config, eval_lib.eval_dataset(config),
                                   args.samples)
     real = frame.train_real

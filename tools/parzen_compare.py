@@ -114,7 +114,8 @@ def main(argv=None) -> None:
                 "for runs of one task.")
         trainer = factory.build_trainer(config)
         checkpoint = workdir_lib.restore(trainer, workdir, required=True,
-                                         policy_weights=weights)
+                                         policy_weights=weights,
+                                         planner_weights=args.planner_weights)
         answers = eval_lib.parzen_answers(trainer, config, args.samples)
         # The weights that answered: a run without an average answers
         # with its trained weights whatever was asked.
