@@ -135,7 +135,7 @@ def from_json(text: str) -> TaskConfig:
         data=build(DataConfig, raw["data"]),
         model=build(ModelConfig, raw["model"]),
         langevin=build(LangevinConfig, raw["langevin"]),
-        train=build(TrainConfig, saved_train(raw["train"])),
+        train=build(TrainConfig, raw["train"]),
         # Runs written before baselines existed were cooperative.
         method=build(MethodConfig, saved_method(raw.get("method", {}))),
     )

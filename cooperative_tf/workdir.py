@@ -132,7 +132,7 @@ def check_averages(saved: config_lib.TaskConfig,
     Raises:
       ValueError: Naming the saved setting and the ways out.
     """
-    for network in ("policy", "planner"):
+    for network in averaging.NETWORKS:
         name = f"{network}_ema"
         was, now = getattr(saved.train, name), getattr(config.train, name)
         if bool(was) == bool(now):
