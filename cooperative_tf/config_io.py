@@ -241,7 +241,7 @@ def apply_mapping(config: TaskConfig, mapping: dict,
         raise ValueError(f"The {source} is for task {mapping['name']!r}, "
                          f"not {config.name!r}. Received: "
                          f"name={mapping['name']!r}")
-    whole = isinstance(mapping, dict) and "name" in mapping and all(
+    whole = "name" in mapping and all(
         name in mapping for name in ("data", "model", "langevin", "train"))
     for section_name, values in mapping.items():
         if section_name == "name":
