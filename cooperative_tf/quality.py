@@ -150,16 +150,37 @@ def label_quality(trainer, judge: LabelJudge, num_classes: int,
 def planner_accuracy(planner, images, labels, batch_size: int = 250
                      ) -> float:
     """Share of images whose label the planner values most
-    (argmax_c f(Y, c)); NaN for a planner without `class_values`."""
+    (argmax_c f(Y, c), the paper's eq. 10).
+
+    NaN for a planner without `class_values`, and for one that values
+    some image as NaN or Inf: argmax would name label 0 there and read as
+    a verdict.
+    """
     if not hasattr(planner, "class_values") or planner.condition != "label":
         return float("nan")
-    hits = []
-    for start in range(0, len(images), batch_size):
-        values = planner.class_values(
-            tf.convert_to_tensor(images[start:start + batch_size]))
-        hits.append(np.argmax(np.asarray(values), -1)
-                    == labels[start:start + batch_size])
-    return float(np.mean(np.concatenate(hits)))
+    values = planner_class_values(planner, images, batch_size)
+    if not np.all(np.isfinite(values)):
+        return float("nan")
+    return float(np.mean(np.argmax(values, -1) == labels))
+
+
+def planner_class_values(planner, images, batch_size: int = 250
+                         ) -> np.ndarray:
+    """The planner's value of each image under every label.
+
+    Args:
+      planner: A label `Planner` (with `class_values`).
+      images: `[N, H, W, C]` answers in [-1, 1].
+      batch_size: Images per pass.
+
+    Returns:
+      `[N, classes]` float64 values f(Y_n, c).
+    """
+    return np.concatenate([
+        np.asarray(planner.class_values(
+            tf.convert_to_tensor(images[start:start + batch_size])),
+            np.float64)
+        for start in range(0, len(images), batch_size)])
 
 
 def planner_slope(planner, images, conditions, batch_size: int = 250

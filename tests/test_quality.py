@@ -79,6 +79,36 @@ def test_label_quality_of_real_and_of_mislabelled_answers(judge):
     assert np.isnan(honest["planner_accuracy"])
 
 
+class TablePlanner:
+    """Stands in for a label planner: image n's values are row n of a
+    table, wherever a batch starts."""
+
+    condition = "label"
+
+    def __init__(self, table):
+        self.table = np.asarray(table, np.float32)
+
+    def class_values(self, y):
+        start = int(y[0, 0, 0, 0])  # image n holds n in every pixel
+        return tf.constant(self.table[start:start + len(y)])
+
+
+def test_planner_accuracy_reads_argmax_across_batches_and_refuses_nan():
+    images = np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones(
+        [5, 2, 2, 1], np.float32)
+    table = [[3, 1, 0], [0, 2, 1], [5, 0, 9], [1, 1, 4], [0, 7, 1]]
+    labels = np.array([0, 1, 2, 0, 2])  # rows 0-2 right, 3 and 4 wrong
+    planner = TablePlanner(table)
+    values = quality.planner_class_values(planner, images, batch_size=2)
+    np.testing.assert_array_equal(values, np.asarray(table, np.float64))
+    assert quality.planner_accuracy(planner, images, labels,
+                                    batch_size=2) == pytest.approx(0.6)
+    # A NaN value would make argmax name label 0, a verdict from nothing.
+    table[4][1] = np.nan
+    assert np.isnan(quality.planner_accuracy(TablePlanner(table), images,
+                                             labels, batch_size=2))
+
+
 def test_with_deltas_and_the_table():
     row = quality.with_deltas({"psnr_fast": 10.0, "psnr_refined": 12.5,
                                "examples": 4.0})

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     import tensorflow as tf
 
     from cooperative_tf import (averaging, classifier, config_io, factory,
-                                safety)
+                                quality, safety)
     from cooperative_tf import workdir as workdir_lib
 
     try:
@@ -149,10 +149,7 @@ def main(argv=None) -> None:
                              f"{str(e).splitlines()[0][:300]}")
         if args.planner_weights == averaging.AVERAGED:
             averaging.use_average(trainer, [averaging.PLANNER])
-        values = np.concatenate([
-            np.asarray(planner.class_values(
-                tf.convert_to_tensor(images[i:i + 250])), np.float64)
-            for i in range(0, len(images), 250)])
+        values = quality.planner_class_values(planner, images)
         if not np.all(np.isfinite(values)):
             # argmax of NaN would name label 0 and read as a verdict.
             raise SystemExit(
