@@ -112,6 +112,21 @@ def use_average(model, networks: Sequence[str] = NETWORKS) -> bool:
     return bool(_carrying(model) & set(networks))
 
 
+def adopt_average(model, network: str = POLICY) -> bool:
+    """Makes `network`'s average its trained weights, for training to go
+    on from (the label stage's held policy); its optimizer's average
+    stays as it is, so both now hold the same values.
+
+    Returns:
+      Whether there was an average that has seen a step to adopt.
+    """
+    if network not in averaged_networks(model):
+        return False
+    model.optimizers[network].finalize_variable_values(
+        model.networks[network].trainable_variables)
+    return True
+
+
 @contextlib.contextmanager
 def averaged_weights(model, networks: Sequence[str] = NETWORKS):
     """Within the block each of `networks` that holds an average carries

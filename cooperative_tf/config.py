@@ -223,6 +223,14 @@ class TrainConfig:
       label_stage_planner_lr_scale: The same for the planner's rate.
         Without a label stage (`label_loss_weight=0`, or a baseline, which
         ignores that weight too) both scales are ignored.
+      label_stage_policy: What the policy does in the label stage:
+        `train` (learn on, at its rate x `label_stage_policy_lr_scale`)
+        or `hold`: the stage trains the planner alone. Where the policy
+        keeps an average (`policy_ema`) its weights become that average
+        at the stage's start; from there neither they, nor the average,
+        nor its batch-norm statistics move, and it proposes as it answers
+        when judged (inference mode), so the planner learns the labels
+        against the answers it will refine. The rate scale is then unused.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the
@@ -297,6 +305,7 @@ class TrainConfig:
     label_loss_start: int = 0
     label_stage_policy_lr_scale: float = 1.0
     label_stage_planner_lr_scale: float = 1.0
+    label_stage_policy: str = "train"
     mismatch_weight: float = 0.0
     reconstruction_weight: float = 0.0
     diversity_weight: float = 0.0
@@ -319,6 +328,9 @@ METHODS = {
     "cgan": ("label",),
     "planner_only": ("label", "image"),
 }
+# What the policy may do in the label stage (`train.label_stage_policy`).
+LABEL_STAGE_POLICY = ("train", "hold")
+
 # Methods with a planner, whose weights `train.planner_ema` may average.
 PLANNER_METHODS = ("cooperative", "planner_only")
 
@@ -480,6 +492,18 @@ def validate(config: TaskConfig) -> None:
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"train.{name} must be a finite number > 0. "
                              f"Received: {scale}")
+    if t.label_stage_policy not in LABEL_STAGE_POLICY:
+        raise ValueError(f"train.label_stage_policy must be one of "
+                         f"{LABEL_STAGE_POLICY}. Received: "
+                         f"{t.label_stage_policy!r}")
+    if (t.label_stage_policy == "hold" and t.label_loss_weight
+            and t.label_loss_start == 0):
+        raise ValueError(
+            "train.label_stage_policy=hold holds the policy from "
+            "train.label_loss_start, which is 0: the policy would never "
+            "learn. Start the stage later (--set train.label_loss_start="
+            "<step>) or let the policy train in it "
+            "(train.label_stage_policy=train).")
     for name in ("policy_ema", "planner_ema"):
         if not 0 <= getattr(t, name) < 1:
             raise ValueError(f"train.{name} must lie in [0, 1) (0: no "

@@ -166,24 +166,28 @@ def saved_method(method: Any) -> Any:
 _FIRST_TRAIN_FIELDS = ("batch_size", "train_steps", "policy_lr",
                        "planner_lr", "policy_sigma", "seed", "log_every",
                        "sample_every", "checkpoint_every")
-# Weight averages added since, with the value every run before them had.
-_AVERAGES_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0}
+# Fields added since whose task defaults may differ from what every run
+# before them trained with: that value, for a run's config read back.
+_TRAIN_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0,
+                "label_stage_policy": "train"}
 
 
 def saved_train(train: Any) -> Any:
     """The `train` section of a config written by `to_json`, with the
-    weight averages a run written before they existed trained with.
+    weight averages and label-stage policy a run written before they
+    existed trained with.
 
     Before `policy_ema` / `planner_ema` existed no run kept those
     averages, while a task's default may keep them now (mnist): resumed
     with today's default, its checkpoints would lack the averages' slots.
+    Before `label_stage_policy` every label stage trained the policy.
     Called only for a run's whole config (`name` and every section);
     a section lacking any of `_FIRST_TRAIN_FIELDS` is returned as it is.
     """
     if not isinstance(train, dict) or not all(
             f in train for f in _FIRST_TRAIN_FIELDS):
         return train
-    return {**_AVERAGES_ADDED, **train}
+    return {**_TRAIN_ADDED, **train}
 
 
 def _typed(value: Any, annotation: Any, key: str) -> Any:

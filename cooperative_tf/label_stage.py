@@ -3,7 +3,8 @@
 From step `train.label_loss_start` the planner's loss adds the
 classification term of the paper's eq. 10 (`losses.label_loss`, weight
 `train.label_loss_weight`), and each optimizer's learning rate is multiplied
-once by its `train.label_stage_*_lr_scale`. Training, resuming, rollbacks
+once by its `train.label_stage_*_lr_scale`, or (`train.label_stage_policy=
+hold`) the policy is held at its average and the planner learns alone. Training, resuming, rollbacks
 and the autotune key all ask this module where the stage begins, so they
 agree on it.
 
@@ -60,6 +61,14 @@ def rates_scaled_at(config: config_lib.TaskConfig, step: int) -> bool:
 
 
 def rate_scales(t: config_lib.TrainConfig) -> Dict[str, float]:
-    """The stage's scale of each optimizer's rate, by optimizer name."""
-    return {"policy": t.label_stage_policy_lr_scale,
+    """The stage's scale of each optimizer's rate, by optimizer name (a
+    held policy's rate is left as it is: it takes no step)."""
+    return {"policy": (1.0 if holds_policy(t)
+                       else t.label_stage_policy_lr_scale),
             "planner": t.label_stage_planner_lr_scale}
+
+
+def holds_policy(t: config_lib.TrainConfig) -> bool:
+    """Whether the stage, where a run has one (`has_stage`), holds the
+    policy (`train.label_stage_policy=hold`)."""
+    return t.label_stage_policy == "hold"

@@ -548,6 +548,21 @@ class _LabelStage:
             if weight:
                 self.log(f"From step {step} the planner also learns to "
                          f"classify (train.label_loss_weight={weight}).")
+        hold = bool(weight) and label_stage.holds_policy(t)
+        if getattr(self.trainer, "learn_policy", True) == hold:
+            self.trainer.learn_policy = not hold
+            self.trainer.train_function = None
+            if hold:
+                # Within the stage the weights already are the average (a
+                # checkpoint there holds them so), and adopting again
+                # changes nothing.
+                adopted = averaging.adopt_average(self.trainer,
+                                                  averaging.POLICY)
+                self.log(f"From step {step} the policy is held"
+                         + (f" at its average (train.policy_ema="
+                            f"{t.policy_ema})" if adopted else "")
+                         + "; the planner learns alone "
+                         "(train.label_stage_policy=hold).")
         scales = {name: scale
                   for name, scale in label_stage.rate_scales(t).items()
                   if scale != 1 and name in self.trainer.optimizers}

@@ -71,6 +71,14 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         differentiates the planner twice (its slope, then the slope's
         gradient in the weights).
 
+    Attributes:
+      learn_policy: True (set after construction; the label stage's
+        `hold` sets False): the train step's mapping shift moves the
+        policy. False holds it: it proposes in inference mode and takes
+        no step, so its weights, its average and its batch-norm
+        statistics stay; the planner learns alone. A change retraces the
+        train step (`train_function = None`).
+
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and
     Y_obs `[batch, H, W, C]` in [-1, 1].
@@ -111,6 +119,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.diversity_weight = diversity_weight
         self.diversity_bound = diversity_bound
         self.gradient_penalty_weight = gradient_penalty_weight
+        # False holds the policy (the label stage's `hold`): a Python value
+        # traced into the train step, as `label_loss_weight` is.
+        self.learn_policy = True
         if not diversity_bound > 0:
             raise ValueError("diversity_bound must be > 0. Received: "
                              f"diversity_bound={diversity_bound}")
@@ -270,12 +281,15 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         step = self.planner_optimizer.iterations
 
         # 1. Solve-fast: the policy proposes Y0 = g(X, C). The tape is kept
-        #    open for step 4, which regresses this same forward pass.
+        #    open for step 4, which regresses this same forward pass. A
+        #    held policy proposes in inference mode, as it answers when
+        #    judged, so that its batch-norm statistics stay as they are.
         x = self.replica_latent(batch, step_seed(self.seed, step, 0))
         other_x = (self.replica_latent(batch, step_seed(self.seed, step, 3))
                    if self.diversity_weight else None)
         with tf.GradientTape() as policy_tape:
-            y0, other_y0 = self._propose(x, other_x, condition)
+            y0, other_y0 = self._propose(x, other_x, condition,
+                                         training=self.learn_policy)
 
         # 2. Solve-slow: l Langevin steps on the planner's value give Y1.
         #    A spectrally normalised planner advances its power iteration
@@ -297,14 +311,19 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.planner_optimizer.apply(grads, self.planner.trainable_variables)
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
+        #    A held policy takes no step (its average would move too); its
+        #    loss is still logged.
         with policy_tape:
             policy_loss, policy_extra = self._policy_loss(
                 y1, y0, target, global_batch, x=x, other_x=other_x,
                 other_y0=other_y0)
             extra.update(policy_extra)
             scaled = self.policy_optimizer.scale_loss(policy_loss)
-        grads = policy_tape.gradient(scaled, self.policy.trainable_variables)
-        self.policy_optimizer.apply(grads, self.policy.trainable_variables)
+        if self.learn_policy:
+            grads = policy_tape.gradient(scaled,
+                                         self.policy.trainable_variables)
+            self.policy_optimizer.apply(grads,
+                                        self.policy.trainable_variables)
 
         replicas = tf.cast(num_replicas(), tf.float32)
         return self._update_metrics(

@@ -312,6 +312,74 @@ def test_the_label_stage_scales_the_rates_once_across_resumes(tmp_path,
     assert "planner's configured rate" not in out
 
 
+def test_a_held_policy_takes_its_average_and_stays_while_the_planner_learns(
+        tmp_path, capsys):
+    # Steps 1-2 train both networks; from step 2 the stage holds the policy
+    # at its average (0.5: far from the trained weights after two steps).
+    from cooperative_tf import averaging
+
+    config = tasks.resolve_config(
+        "mnist", train_steps=2, overrides=tiny.LABEL + [
+            "train.label_loss_weight=1", "train.label_loss_start=2",
+            "train.label_stage_policy=hold", "train.policy_ema=0.5",
+            "train.planner_ema=0", "train.policy_lr=1e-2"])
+
+    def run(steps):
+        return train_lib.train(dataclasses.replace(
+            config, train=dataclasses.replace(config.train,
+                                              train_steps=steps)),
+            str(tmp_path), verbose=True).trainer
+
+    def values(variables):
+        return [v.numpy().copy() for v in variables]
+
+    trainer = run(2)
+    policy = trainer.networks["policy"]
+    trained = values(policy.trainable_variables)
+    with averaging.averaged_weights(trainer, [averaging.POLICY]):
+        average = values(policy.trainable_variables)
+    assert any(np.abs(a - t).max() > 1e-4 for a, t in zip(average, trained))
+    statistics = values(policy.non_trainable_variables)
+    planner = values(trainer.networks["planner"].trainable_variables)
+    capsys.readouterr()
+
+    trainer = run(4)  # steps 3 and 4: the stage
+    out = capsys.readouterr().out
+    assert ("From step 2 the policy is held at its average "
+            "(train.policy_ema=0.5); the planner learns alone "
+            "(train.label_stage_policy=hold).") in out
+    assert "scales the rates" not in out
+    policy = trainer.networks["policy"]
+    for got, want in zip(values(policy.trainable_variables), average):
+        np.testing.assert_array_equal(got, want)
+    with averaging.averaged_weights(trainer, [averaging.POLICY]):
+        for got, want in zip(values(policy.trainable_variables), average):
+            np.testing.assert_array_equal(got, want)
+    # Inference-mode proposals: the batch-norm statistics stay too.
+    for got, want in zip(values(policy.non_trainable_variables),
+                         statistics):
+        np.testing.assert_array_equal(got, want)
+    assert any(np.abs(g - w).max() > 0 for g, w in zip(
+        values(trainer.networks["planner"].trainable_variables), planner))
+    rows = [json.loads(r) for r in
+            (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["policy_loss"]) for r in rows)
+
+    # Resumed inside the stage, the policy stays where it was held.
+    policy = run(5).networks["policy"]
+    for got, want in zip(values(policy.trainable_variables), average):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_holding_the_policy_from_step_0_is_refused():
+    with pytest.raises(ValueError, match="policy would never learn"):
+        tasks.resolve_config("mnist", overrides=[
+            "train.label_stage_policy=hold", "train.label_loss_start=0"])
+    with pytest.raises(ValueError, match="label_stage_policy must be one"):
+        tasks.resolve_config("mnist", overrides=[
+            "train.label_stage_policy=freeze"])
+
+
 def test_the_label_loss_starts_at_its_step_across_a_resume(tmp_path):
     # Embedded digits; steps 1-2 by the value shift alone, 3-4 with the
     # planner also classifying. The run stops at step 1 and resumes: the

@@ -209,16 +209,20 @@ def test_a_run_from_before_a_changed_task_default_names_how_to_resume(
 
 def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     # A run's config.json written before train.policy_ema / planner_ema
-    # existed: it kept no averages, whatever the task's default is now.
+    # existed: it kept no averages, whatever the task's default is now;
+    # nor did its label stage hold the policy.
     config = tasks.resolve_config("mnist", overrides=[
-        "train.policy_ema=0", "train.planner_ema=0"])
+        "train.policy_ema=0", "train.planner_ema=0",
+        "train.label_stage_policy=train"])
     saved = json.loads(config_io.to_json(config))
     del saved["train"]["planner_ema"], saved["train"]["policy_ema"]
+    del saved["train"]["label_stage_policy"]
     path = tmp_path / workdir.CONFIG_FILE
     path.write_text(json.dumps(saved))
     assert tasks.get_task("mnist").train.planner_ema == 0.99
     resumed = tasks.resolve_config(None, config_file=str(path))
     assert (resumed.train.policy_ema, resumed.train.planner_ema) == (0, 0)
+    assert resumed.train.label_stage_policy == "train"
     assert config_io.from_json(path.read_text()) == resumed
     workdir.check_workdir_config(resumed, str(tmp_path))
     # Today's default is refused for it, naming the way out.
