@@ -199,6 +199,15 @@ def timed_label_weight(config: config_lib.TaskConfig) -> float:
     return 0.0
 
 
+def timed_policy_held(config: config_lib.TaskConfig) -> bool:
+    """Whether the run's longest stage holds the policy (a label stage
+    with `train.label_stage_policy=hold`): its steps skip the policy's
+    update."""
+    return bool(label_stage.has_stage(config)
+                and timed_label_weight(config)
+                and label_stage.holds_policy(config.train))
+
+
 def key_material(config: config_lib.TaskConfig, replicas: int,
                  info: Optional[dict] = None) -> dict:
     """Everything the fastest path may depend on."""
@@ -241,7 +250,9 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   # The average's update is work in each step too.
                   "policy_ema": bool(t.policy_ema),
                   # Added later: absent (off) keeps older keys unchanged.
-                  **({"planner_ema": True} if t.planner_ema else {})},
+                  **({"planner_ema": True} if t.planner_ema else {}),
+                  **({"policy_held": True}
+                     if timed_policy_held(config) else {})},
     }
 
 
@@ -319,6 +330,7 @@ def time_path(config: config_lib.TaskConfig, path: ExecutionPath,
     try:
         if label_stage.has_stage(run_config):
             trainer.label_loss_weight = timed_label_weight(run_config)
+            trainer.learn_policy = not timed_policy_held(run_config)
         trainer.make_train_function()
         feed = _feed(run_config, strategy)
 

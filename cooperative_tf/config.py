@@ -231,6 +231,9 @@ class TrainConfig:
         nor its batch-norm statistics move, and it proposes as it answers
         when judged (inference mode), so the planner learns the labels
         against the answers it will refine. The rate scale is then unused.
+        On mnist (three seeds, docs/quality.md) `hold` kept the fast
+        answers' Parzen about 3 nats higher, but the refined answers fell
+        below the fast ones and the worst label lower, so `train` stays.
       mismatch_weight: Weight of the planner's logistic term that values an
         observed answer above itself under a wrong condition
         (`losses.mismatch_loss`), added to the value shift. 0 is the

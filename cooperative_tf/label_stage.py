@@ -2,9 +2,10 @@
 
 From step `train.label_loss_start` the planner's loss adds the
 classification term of the paper's eq. 10 (`losses.label_loss`, weight
-`train.label_loss_weight`), and each optimizer's learning rate is multiplied
-once by its `train.label_stage_*_lr_scale`, or (`train.label_stage_policy=
-hold`) the policy is held at its average and the planner learns alone. Training, resuming, rollbacks
+`train.label_loss_weight`), and each optimizer's learning rate is
+multiplied once by its `train.label_stage_*_lr_scale`; or, with
+`train.label_stage_policy=hold`, the policy is held at its average and
+the planner learns alone. Training, resuming, rollbacks
 and the autotune key all ask this module where the stage begins, so they
 agree on it.
 

@@ -512,8 +512,9 @@ def divergence_remedy(trainer) -> str:
 
 class _LabelStage:
     """The label stage of one `_fit` (`cooperative_tf.label_stage`): sets
-    the label term's weight for each stage, and scales the learning rates
-    once where the stage begins.
+    the label term's weight for each stage, scales the learning rates
+    once where the stage begins, and holds the policy there
+    (`train.label_stage_policy=hold`).
 
     The weight is a Python number traced into the train step, so a change
     retraces it: that costs once per run, while a term switched inside the
@@ -549,15 +550,16 @@ class _LabelStage:
                 self.log(f"From step {step} the planner also learns to "
                          f"classify (train.label_loss_weight={weight}).")
         hold = bool(weight) and label_stage.holds_policy(t)
+        # Adopted at every entry: a rollback may restore the checkpoint of
+        # the stage's first step, written before the adoption; within the
+        # stage the weights already are the average, and this changes
+        # nothing.
+        adopted = hold and averaging.adopt_average(self.trainer,
+                                                   averaging.POLICY)
         if getattr(self.trainer, "learn_policy", True) == hold:
             self.trainer.learn_policy = not hold
             self.trainer.train_function = None
             if hold:
-                # Within the stage the weights already are the average (a
-                # checkpoint there holds them so), and adopting again
-                # changes nothing.
-                adopted = averaging.adopt_average(self.trainer,
-                                                  averaging.POLICY)
                 self.log(f"From step {step} the policy is held"
                          + (f" at its average (train.policy_ema="
                             f"{t.policy_ema})" if adopted else "")

@@ -76,8 +76,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         `hold` sets False): the train step's mapping shift moves the
         policy. False holds it: it proposes in inference mode and takes
         no step, so its weights, its average and its batch-norm
-        statistics stay; the planner learns alone. A change retraces the
-        train step (`train_function = None`).
+        statistics stay; the planner learns alone. It is traced into the
+        train step: after a change, set `train_function = None` so that
+        the next `fit` traces it again.
 
     Data: `fit` takes batches `{"condition": C, "target": Y_obs}` with C a
     one-hot `[batch, classes]` or an image `[batch, H, W, C_c]` in [-1, 1] and

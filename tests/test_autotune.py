@@ -249,6 +249,25 @@ def test_a_label_stage_that_is_short_is_not_what_is_timed():
     assert autotune.timed_label_weight(config) == 1.0
 
 
+def test_a_held_policy_is_in_the_key_only_where_its_stage_is_timed():
+    def key(*overrides):
+        return autotune.cache_key(autotune.key_material(
+            tiny_mnist("train.label_loss_weight=1.0", *overrides), 1, AVX2))
+
+    # The longest stage holds the policy: its steps skip the policy's
+    # update, so they are timed (and keyed) apart.
+    long_stage = ("train.label_loss_start=100", "train.train_steps=700")
+    assert autotune.timed_policy_held(tiny_mnist(
+        "train.label_loss_weight=1.0", "train.label_stage_policy=hold",
+        *long_stage))
+    assert key("train.label_stage_policy=hold", *long_stage) != key(
+        *long_stage)
+    # A short held stage is not what is timed: the key stays.
+    short_stage = ("train.label_loss_start=600", "train.train_steps=700")
+    assert key("train.label_stage_policy=hold", *short_stage) == key(
+        *short_stage)
+
+
 @pytest.mark.slow
 def test_a_run_with_auto_settings_times_the_real_paths_once(tmp_path,
                                                             monkeypatch):

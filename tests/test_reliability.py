@@ -270,6 +270,36 @@ def test_a_rollback_to_the_label_stage_start_scales_once(tmp_path):
                                [5e-4, 5e-4], rtol=1e-6)
 
 
+def test_a_rollback_to_the_label_stage_start_holds_the_policy_at_its_average(
+        tmp_path):
+    # ckpt-2, the stage's first step, was written before the policy took
+    # its average; an Inf after step 3 rolls back to it. The held policy
+    # must carry the average again, not ckpt-2's trained weights.
+    from cooperative_tf import averaging
+
+    config = tasks.resolve_config("mnist", train_steps=4, overrides=(
+        tiny.LABEL + ["train.checkpoint_every=2", "train.eval_every=0",
+                      "train.on_divergence=rollback",
+                      "train.label_loss_weight=1", "train.label_loss_start=2",
+                      "train.label_stage_policy=hold", "train.policy_ema=0.5",
+                      "train.policy_lr=1e-2"]))
+    result = train_lib.train(config, str(tmp_path), verbose=False,
+                             callbacks=[PlantInf(at=3)])
+    assert result.rollbacks == 1 and result.step == 4
+    policy = result.trainer.networks["policy"]
+    held = [v.numpy().copy() for v in policy.trainable_variables]
+    with averaging.averaged_weights(result.trainer, [averaging.POLICY]):
+        for got, want in zip(policy.trainable_variables, held):
+            np.testing.assert_array_equal(got.numpy(), want)
+    # ckpt-2's trained weights, which a rollback without the adoption
+    # would have left in place, are not the held ones.
+    start = factory.build_trainer(config)
+    safety.restore_path(workdir.make_checkpoint(start),
+                        str(tmp_path / "checkpoints" / "ckpt-2"))
+    assert any(np.abs(a.numpy() - b).max() > 1e-4 for a, b in zip(
+        start.networks["policy"].trainable_variables, held))
+
+
 # ------------------------------------------------------------- preemption
 def _launch(workdir_path, steps, checkpoint_every=0):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")

@@ -210,7 +210,8 @@ def test_a_run_from_before_a_changed_task_default_names_how_to_resume(
 def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     # A run's config.json written before train.policy_ema / planner_ema
     # existed: it kept no averages, whatever the task's default is now;
-    # nor did its label stage hold the policy.
+    # nor did its label stage hold the policy (every task's default is
+    # `train` today, so that line guards a future default).
     config = tasks.resolve_config("mnist", overrides=[
         "train.policy_ema=0", "train.planner_ema=0",
         "train.label_stage_policy=train"])
