@@ -71,7 +71,7 @@ class Settings:
     auto: bool = True
     candidate_precision: Optional[str] = "auto"
     mnist_batch: int = 64
-    # The paper's loss: the default run's first 6,000 of 7,000 steps, and
+    # The paper's loss: the default run's first 9,000 of 10,000 steps, and
     # what the authors' iteration computes; `label_stage` times the last
     # 1,000 (with the planner's label term) beside it.
     mnist_overrides: Tuple[str, ...] = ("train.label_loss_weight=0",)

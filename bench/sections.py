@@ -242,7 +242,7 @@ def section_mnist(settings, workloads, results):
 
 def _label_stage(settings, workloads, block):
     """The picked variant's step with the planner's label term on (the
-    last 1,000 of the default run's 7,000 steps), and with the planner's
+    last 1,000 of the default run's 10,000 steps), and with the planner's
     gradient penalty on (`train.gradient_penalty_weight`, off by default;
     it differentiates the planner twice), beside the same variant with
     neither, in the same rounds."""

@@ -98,7 +98,9 @@ def test_paper_settings_are_the_defaults():
     assert mnist.planner_spectral_norm and mnist.planner_value_scale == 3e5
     # Both networks answer with their weight averages (docs/quality.md).
     train = tasks.get_task("mnist").train
-    assert (train.policy_ema, train.planner_ema) == (0.995, 0.99)
+    assert (train.policy_ema, train.planner_ema) == (0.9995, 0.99)
+    # The paper's loss to 9,000, the label stage for the last 1,000 steps.
+    assert (train.train_steps, train.label_loss_start) == (10000, 9000)
     fashion = tasks.get_task("fashion_mnist").model
     assert not fashion.planner_spectral_norm
     assert fashion.planner_value_scale == 1.0
