@@ -51,8 +51,9 @@ class ReplayTrainer:
 def test_judge_reads_real_digits_and_caches_itself(judge):
     got, workdir = judge
     # Trained on the 900 sample digits, read on 100 held-out ones: chance is
-    # 0.1; runs have read 0.84-0.9 (threads make the last digit vary).
-    assert got.real_accuracy >= 0.80
+    # 0.1; the judge reads 0.95 of them on an AMD EPYC (AVX-512); other
+    # CPUs round differently, so the bound leaves room.
+    assert got.real_accuracy >= 0.90
     assert got.features.shape[0] == got.images.shape[0] == len(got.labels)
     # The second call loads the cached classifier: same accuracy, no retrain.
     again = quality.label_judge(MNIST_SAMPLE.data, str(workdir))
@@ -326,11 +327,51 @@ def test_a_cached_judge_is_reused_however_its_folder_is_spelt(
     same = dataclasses.replace(cached, data_dir=str(tmp_path / "digits"))
     judge, accuracy = classifier_lib.get_classifier(same, str(workdir))
     assert accuracy == 0.5 and isinstance(judge, keras.Model)
+    # A judge of an older recipe (its fingerprint has none) is trained again.
+    (workdir / "classifier" / "classifier.json").write_text(json.dumps(
+        {"data": {k: v for k, v in fingerprint.items() if k != "recipe"},
+         "accuracy": 0.5}))
+    with pytest.raises(AssertionError, match="trained again"):
+        classifier_lib.get_classifier(same, str(workdir))
     # Another folder is other data: the judge is trained for it.
     (tmp_path / "other").mkdir()
     other = dataclasses.replace(cached, data_dir=str(tmp_path / "other"))
     with pytest.raises(AssertionError, match="trained again"):
         classifier_lib.get_classifier(other, str(workdir))
+
+
+def test_the_judge_is_trained_alike_twice_and_in_float32(monkeypatch):
+    import keras
+
+    from cooperative_tf import classifier as classifier_lib
+
+    # A few dozen sample digits, one epoch: enough batches for a parallel
+    # map's draws to interleave, as they did when no two judges were alike.
+    data = MNIST_SAMPLE.data
+    images, labels = classifier_lib.load_split(data, data.train_split)
+    monkeypatch.setattr(classifier_lib, "load_split",
+                        lambda d, split, batch_size=256: (images[:96],
+                                                          labels[:96]))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        first, accuracy = classifier_lib.train_classifier(
+            data, epochs=2, batch_size=16)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    second, again = classifier_lib.train_classifier(data, epochs=2,
+                                                    batch_size=16)
+    # The run's mixed policy does not reach the judge.
+    assert first.compute_dtype == "float32"
+    assert all(w.dtype == "float32" for w in first.weights)
+    assert accuracy == again
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Another seed is another judge: the weights do depend on it.
+    third, _ = classifier_lib.train_classifier(data, epochs=2,
+                                               batch_size=16, seed=1)
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(first.get_weights(), third.get_weights()))
 
 
 def test_image_quality_reports_the_planners_slope_at_the_photos():
