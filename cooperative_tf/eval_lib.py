@@ -60,7 +60,11 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
       refine_steps: If given, the quality metrics are computed again for
         each of these numbers of Langevin steps at inference, on
         `versus_samples` answers (label tasks) or examples (image tasks),
-        and returned under `versus_steps` (a list of dicts).
+        and returned under `versus_steps` (a list of dicts). Label tasks
+        with `parzen_samples` also get the Parzen estimate of the refined
+        answers at each count, on `parzen_samples` answers, and its
+        difference from the fast answers paired over the scored digits
+        (`parzen_versus_steps`).
       versus_samples: See `refine_steps`.
       policy_weights: `averaged`: a run with `train.policy_ema` /
         `train.planner_ema` answers with the policy's / planner's weight
@@ -87,13 +91,23 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     evaluator = quality.RunEvaluator(config, workdir, verbose=True)
     label_task = config.data.condition == "label"
     result.update(evaluator(trainer, quality_samples if label_task else None))
+    frame = None
     if label_task and parzen_samples > 0:
+        frame = parzen_frame(config, dataset, parzen_samples)
         result.update(parzen_scores(trainer, config, dataset,
-                                     parzen_samples))
+                                     parzen_samples, frame=frame))
     if refine_steps:
-        result["versus_steps"] = quality.versus_steps(
+        rows = quality.versus_steps(
             lambda n: evaluator(trainer, versus_samples, langevin_steps=n),
             refine_steps)
+        # Timed apart from the rows' `seconds`, which are the judge's cost
+        # at each count on `versus_samples` answers.
+        if frame is not None and "refined" in quality.answer_kinds(trainer):
+            by_steps = parzen_versus_steps(trainer, config, frame,
+                                           parzen_samples, refine_steps)
+            for row in rows:
+                row.update(by_steps[row["steps"]])
+        result["versus_steps"] = rows
     return result
 
 
@@ -185,9 +199,12 @@ def parzen_frame(config, dataset, num_samples: int) -> ParzenFrame:
     return ParzenFrame(unit, real[:half], real[half:], train_real)
 
 
-def parzen_answers(trainer, config, num_samples: int) -> dict:
+def parzen_answers(trainer, config, num_samples: int,
+                   langevin_steps: Optional[int] = None) -> dict:
     """`{kind: [num_samples, H, W, C]}` answers in [-1, 1], label i mod
-    classes for answer i, X and the chains seeded by batch."""
+    classes for answer i, X and the chains seeded by batch (so the fast
+    answers are the same whatever `langevin_steps`, None being the
+    training setting)."""
     d = config.data
     batch = config.train.batch_size
     answers = {kind: [] for kind in quality.answer_kinds(trainer)}
@@ -195,13 +212,14 @@ def parzen_answers(trainer, config, num_samples: int) -> dict:
         labels = np.arange(start, min(start + batch, num_samples)) \
             % d.num_classes
         out = trainer.generate(np.eye(d.num_classes, dtype=np.float32)[labels],
-                               seed=i)
+                               langevin_steps=langevin_steps, seed=i)
         for name in answers:
             answers[name].append(out[name].numpy())
     return {name: np.concatenate(parts) for name, parts in answers.items()}
 
 
-def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
+def parzen_scores(trainer, config, dataset, num_samples: int,
+                  frame: Optional[ParzenFrame] = None) -> dict:
     """The Parzen-window log-likelihood of the paper's Table 1 (see
     `evaluate`) for each of the method's answers and for as many real
     training images, on the evaluation `dataset` (label tasks).
@@ -223,9 +241,10 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
       same for `equal_<kind>`: the first answers, as many as the real
       reference (the fair comparison; more samples score higher).
       Both halves and the real reference are drawn in a fixed random order,
-      so a file sorted by class gives every class to each.
+      so a file sorted by class gives every class to each. `frame` is
+      `parzen_frame(config, dataset, num_samples)` when already built.
     """
-    frame = parzen_frame(config, dataset, num_samples)
+    frame = frame or parzen_frame(config, dataset, num_samples)
     train_real = frame.train_real
     scores = {"parzen_real_samples": float(len(train_real))}
     samples = {name: frame.unit(images) for name, images in
@@ -261,6 +280,45 @@ def parzen_scores(trainer, config, dataset, num_samples: int) -> dict:
     return scores
 
 
+def parzen_versus_steps(trainer, config, frame: ParzenFrame,
+                        num_samples: int, steps: Sequence[int]) -> dict:
+    """The Parzen estimate of the refined answers after each number of
+    Langevin steps at inference: the planner's test-time compute curve on
+    the paper's Table 1 metric (label tasks with both answers).
+
+    The answers are `parzen_answers` (same X and chain seeds for every
+    count), scored on `frame` as `parzen_scores` does; sigma is chosen
+    again at each count, on the validation half.
+
+    Returns:
+      `{n: {"parzen_ll_fast", "parzen_ll_stderr_fast", "parzen_ll_refined",
+      "parzen_ll_stderr_refined", "parzen_sigma_refined",
+      "delta_parzen_ll", "delta_parzen_ll_paired_stderr"}}` for each n in
+      `steps`; the delta is refined after n steps minus fast, paired over
+      the scored digits (0 at n = 0).
+    """
+    fast = None
+    out = {}
+    for n in dict.fromkeys(int(n) for n in steps):
+        answers = parzen_answers(trainer, config, num_samples,
+                                 langevin_steps=n)
+        if fast is None:
+            fast = parzen.evaluate(frame.unit(answers["fast"]),
+                                   frame.validation, frame.test)
+        refined = parzen.evaluate(frame.unit(answers["refined"]),
+                                  frame.validation, frame.test)
+        delta, stderr = parzen.paired_difference(refined["test_ll"],
+                                                 fast["test_ll"])
+        out[n] = {"parzen_ll_fast": fast["ll"],
+                  "parzen_ll_stderr_fast": fast["ll_stderr"],
+                  "parzen_ll_refined": refined["ll"],
+                  "parzen_ll_stderr_refined": refined["ll_stderr"],
+                  "parzen_sigma_refined": refined["sigma"],
+                  "delta_parzen_ll": delta,
+                  "delta_parzen_ll_paired_stderr": stderr}
+    return out
+
+
 def _digit_framed(images: np.ndarray) -> bool:
     """Whether every `[N, 32, 32, C]` image in [-1, 1] has the 2-pixel black
     border of 28x28 digits padded to 32x32."""
@@ -280,6 +338,7 @@ def _shuffled(images: np.ndarray, seed: int,
 # The few numbers a progress line shows; the JSON lines keep them all.
 _BRIEF = ("conditional_accuracy_fast", "conditional_accuracy_refined",
           "min_class_accuracy_refined", "frechet_fast", "frechet_refined",
+          "parzen_ll_refined", "delta_parzen_ll",
           "planner_accuracy", "planner_slope", "psnr_fast", "psnr_refined",
           "colour_error_fast", "colour_error_refined", "diversity_fast",
           "diversity_refined", "detail_ratio_fast", "detail_ratio_refined",

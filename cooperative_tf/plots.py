@@ -11,7 +11,8 @@ from typing import List, Optional, Sequence
 
 # What the test-time-compute chart shows when not told, by task kind; the
 # first names present in the rows are drawn.
-LABEL_METRICS = ("conditional_accuracy", "frechet", "min_class_accuracy")
+LABEL_METRICS = ("conditional_accuracy", "frechet", "min_class_accuracy",
+                 "parzen_ll")
 IMAGE_METRICS = ("psnr", "ssim", "l1", "colour_error", "diversity")
 
 

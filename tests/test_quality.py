@@ -260,6 +260,49 @@ def test_parzen_refined_minus_fast_is_paired_and_sees_a_real_gain():
             got[f"parzen_ll_{kind}"] - got["parzen_ll_real"], abs=1e-6)
 
 
+class ChainTrainer(ReplayTrainer):
+    """Fast answers replay real digits; n Langevin steps add noise of
+    scale 0.03 n to them, as a planner whose longer chains leave the data."""
+
+    def generate(self, condition, langevin_steps=None, seed=0, **kwargs):
+        fast = super().generate(condition, seed=seed)["fast"]
+        steps = 10 if langevin_steps is None else langevin_steps
+        noise = np.random.default_rng(seed + 100).normal(
+            0.0, 0.03 * steps, fast.shape).astype(np.float32)
+        return {"fast": fast,
+                "refined": tf.clip_by_value(fast + noise, -1.0, 1.0)}
+
+
+def test_parzen_against_refinement_steps_pairs_each_count_with_fast():
+    trainer, held_out = _replayed_training_digits(
+        ChainTrainer, answers=("fast", "refined"))
+    frame = eval_lib.parzen_frame(MNIST_SAMPLE, held_out, 300)
+    got = eval_lib.parzen_versus_steps(trainer, MNIST_SAMPLE, frame, 300,
+                                       [0, 5, 20, 5])
+    assert sorted(got) == [0, 5, 20]  # a repeated count is scored once
+    # No steps: the refined answers are the fast ones.
+    assert got[0]["delta_parzen_ll"] == 0
+    assert got[0]["parzen_ll_refined"] == got[0]["parzen_ll_fast"]
+    # One fast score for every count, and each delta is refined - fast.
+    assert len({row["parzen_ll_fast"] for row in got.values()}) == 1
+    for row in got.values():
+        assert row["delta_parzen_ll"] == pytest.approx(
+            row["parzen_ll_refined"] - row["parzen_ll_fast"], abs=1e-6)
+    # Chains that leave the digits score lower the longer they run, by
+    # many paired errors.
+    assert got[20]["delta_parzen_ll"] < got[5]["delta_parzen_ll"] < 0
+    assert -got[20]["delta_parzen_ll"] > \
+        4 * got[20]["delta_parzen_ll_paired_stderr"]
+    # And the count that the main score used gives the main score.
+    main = eval_lib.parzen_scores(trainer, MNIST_SAMPLE, held_out, 300,
+                                  frame=frame)
+    at_ten = eval_lib.parzen_versus_steps(trainer, MNIST_SAMPLE, frame, 300,
+                                          [10])[10]
+    assert at_ten["parzen_ll_refined"] == main["parzen_ll_refined"]
+    assert at_ten["delta_parzen_ll"] == pytest.approx(
+        main["delta_parzen_ll"], abs=1e-9)
+
+
 def test_parzen_also_scores_as_many_answers_as_real_digits(monkeypatch):
     # 1,200 answers against the 900 training digits of the sample: the
     # answers are also scored at 900, the count of the real reference, and

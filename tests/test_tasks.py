@@ -73,11 +73,19 @@ def test_task_trains_on_its_real_data(task, tmp_path, monkeypatch):
         monkeypatch.setattr(classifier, "train_classifier",
                             lambda data, **kw: train(data, epochs=1, **kw))
         scores = eval_lib.evaluate(config, str(tmp_path), steps=2,
-                                   parzen_samples=40)
+                                   parzen_samples=40, refine_steps=(0, 2),
+                                   versus_samples=20)
         for answer in ("fast", "refined"):
             assert np.isfinite(scores[f"parzen_ll_{answer}"])
             assert scores[f"parzen_ll_stderr_{answer}"] > 0
             assert scores[f"parzen_sigma_{answer}"] in parzen.SIGMAS
+        # The test-time compute rows carry the Parzen estimate too: none
+        # moved at 0 steps, the run's own fast score at each count.
+        zero, two = scores["versus_steps"]
+        assert zero["delta_parzen_ll"] == 0
+        assert zero["parzen_ll_fast"] == two["parzen_ll_fast"] == \
+            scores["parzen_ll_fast"]
+        assert np.isfinite(two["parzen_ll_refined"])
 
 
 def test_paper_settings_are_the_defaults():
