@@ -293,9 +293,11 @@ def parzen_versus_steps(trainer, config, frame: ParzenFrame,
     Returns:
       `{n: {"parzen_ll_fast", "parzen_ll_stderr_fast", "parzen_ll_refined",
       "parzen_ll_stderr_refined", "parzen_sigma_refined",
+      "parzen_validation_ll_fast", "parzen_validation_ll_refined",
       "delta_parzen_ll", "delta_parzen_ll_paired_stderr"}}` for each n in
       `steps`; the delta is refined after n steps minus fast, paired over
-      the scored digits (0 at n = 0).
+      the scored digits (0 at n = 0). The validation half's scores are the
+      ones to choose a count by; the scored half's are the result.
     """
     fast = None
     out = {}
@@ -314,6 +316,8 @@ def parzen_versus_steps(trainer, config, frame: ParzenFrame,
                   "parzen_ll_refined": refined["ll"],
                   "parzen_ll_stderr_refined": refined["ll_stderr"],
                   "parzen_sigma_refined": refined["sigma"],
+                  "parzen_validation_ll_fast": fast["validation_ll"],
+                  "parzen_validation_ll_refined": refined["validation_ll"],
                   "delta_parzen_ll": delta,
                   "delta_parzen_ll_paired_stderr": stderr}
     return out
