@@ -35,7 +35,8 @@ class FeatureClassifier(keras.Model):
     Three 3x3 convolutions with ReLU (the last two with stride 2), a
     `feature_dim` dense layer on their flattened output (the feature space
     of the Frechet distance), dropout and the logits. No batch norm: its
-    moving statistics would lag behind a short training run.
+    moving statistics would lag behind a short training run. float32 by
+    default, whatever the global dtype policy.
 
     Args:
       num_classes: Number of labels.
@@ -51,6 +52,9 @@ class FeatureClassifier(keras.Model):
 
     def __init__(self, num_classes=10, filters=(32, 64, 128), feature_dim=128,
                  dropout=0.3, **kwargs):
+        # float32 unless told: a mixed policy set by the caller would make
+        # the judge depend on the execution path of the run it scores.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.filters = tuple(filters)
@@ -59,13 +63,18 @@ class FeatureClassifier(keras.Model):
         self.blocks = [
             layers.Conv2D(width, 3, strides=1 if i == 0 else 2,
                           padding="same", activation="relu",
-                          kernel_initializer="he_normal", name=f"conv_{i}")
+                          kernel_initializer="he_normal", name=f"conv_{i}",
+                          dtype=self.dtype_policy)
             for i, width in enumerate(self.filters)]
-        self.flatten = layers.Flatten(name="flatten")
+        # The layers take the model's policy, not the global one: a judge
+        # loaded while a run's mixed policy is set stays float32.
+        self.flatten = layers.Flatten(name="flatten", dtype=self.dtype_policy)
         self.feature = layers.Dense(feature_dim, activation="relu",
-                                    name="feature")
-        self.drop = layers.Dropout(dropout, name="dropout")
-        self.logits = layers.Dense(num_classes, name="logits")
+                                    name="feature", dtype=self.dtype_policy)
+        self.drop = layers.Dropout(dropout, name="dropout",
+                                   dtype=self.dtype_policy)
+        self.logits = layers.Dense(num_classes, name="logits",
+                                   dtype=self.dtype_policy)
 
     def features(self, images, training=False):
         x = tf.cast(images, self.compute_dtype)
@@ -163,15 +172,8 @@ def train_classifier(data, epochs: int = 12, batch_size: int = 128,
     """
     images, labels = load_split(data, data.train_split)
     keras.utils.set_random_seed(seed)
-    previous = keras.config.dtype_policy()
-    # A mixed policy set by the caller would make the judge depend on the
-    # execution path of the run it scores.
-    keras.config.set_dtype_policy("float32")
-    try:
-        classifier = FeatureClassifier(num_classes=data.num_classes,
-                                       name="classifier")
-    finally:
-        keras.config.set_dtype_policy(previous)
+    classifier = FeatureClassifier(num_classes=data.num_classes,
+                                   name="classifier")
     classifier.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

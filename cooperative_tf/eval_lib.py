@@ -100,9 +100,11 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         rows = quality.versus_steps(
             lambda n: evaluator(trainer, versus_samples, langevin_steps=n),
             refine_steps)
-        # Timed apart from the rows' `seconds`, which are the judge's cost
-        # at each count on `versus_samples` answers.
-        if frame is not None and "refined" in quality.answer_kinds(trainer):
+        # Not in the rows' `seconds`, which time the judge's scores at each
+        # count on `versus_samples` answers. Refined minus fast needs both
+        # (the planner alone, `planner_only`, answers refined only).
+        if frame is not None and set(quality.ANSWERS) <= set(
+                quality.answer_kinds(trainer)):
             by_steps = parzen_versus_steps(trainer, config, frame,
                                            parzen_samples, refine_steps)
             for row in rows:
@@ -292,7 +294,7 @@ def parzen_versus_steps(trainer, config, frame: ParzenFrame,
 
     Returns:
       `{n: {"parzen_ll_fast", "parzen_ll_stderr_fast", "parzen_ll_refined",
-      "parzen_ll_stderr_refined", "parzen_sigma_refined",
+      "parzen_ll_stderr_refined", "parzen_sigma_fast", "parzen_sigma_refined",
       "parzen_validation_ll_fast", "parzen_validation_ll_refined",
       "delta_parzen_ll", "delta_parzen_ll_paired_stderr"}}` for each n in
       `steps`; the delta is refined after n steps minus fast, paired over
@@ -315,6 +317,7 @@ def parzen_versus_steps(trainer, config, frame: ParzenFrame,
                   "parzen_ll_stderr_fast": fast["ll_stderr"],
                   "parzen_ll_refined": refined["ll"],
                   "parzen_ll_stderr_refined": refined["ll_stderr"],
+                  "parzen_sigma_fast": fast["sigma"],
                   "parzen_sigma_refined": refined["sigma"],
                   "parzen_validation_ll_fast": fast["validation_ll"],
                   "parzen_validation_ll_refined": refined["validation_ll"],
