@@ -308,10 +308,7 @@ def test_the_planner_alone_is_scored_against_refinement_steps(
         tmp_path, monkeypatch):
     # planner_only answers refined only: its test-time compute rows have no
     # fast answer to pair a Parzen score with, and must not ask for one.
-    from cooperative_tf import classifier
-    train = classifier.train_classifier
-    monkeypatch.setattr(classifier, "train_classifier",
-                        lambda data, **kw: train(data, epochs=1, **kw))
+    tiny.short_judge(monkeypatch, epochs=1)
     config = tasks.resolve_config("mnist", train_steps=1, overrides=(
         tiny.LABEL + ["method.name=planner_only",
                       "method.planner_only_steps=2"]))

@@ -7,6 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
+import tiny
+
 from cooperative_tf import reproduce
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -34,11 +36,8 @@ def _mtimes(run_dir):
 @pytest.mark.slow
 def test_quick_run_writes_every_method_of_every_task_and_resumes(
         tmp_path, monkeypatch):
-    from cooperative_tf import classifier
     # The mnist judge's 12 epochs are not what this test checks.
-    train = classifier.train_classifier
-    monkeypatch.setattr(classifier, "train_classifier",
-                        lambda data, **kw: train(data, epochs=2, **kw))
+    tiny.short_judge(monkeypatch, epochs=2)
     settings = _settings(tmp_path)
     lines = []
     out = reproduce.reproduce(settings, list(reproduce.TASKS),

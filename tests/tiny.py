@@ -41,6 +41,16 @@ MAX_STEP_SIZE = 0.02
 RTOL = 1e-4
 
 
+def short_judge(monkeypatch, epochs):
+    """Trains the label tasks' judge for `epochs` instead of its 12, for
+    tests that check the wiring around it, not the judge."""
+    from cooperative_tf import classifier
+
+    train = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier",
+                        lambda data, **kw: train(data, epochs=epochs, **kw))
+
+
 def export_tiny(config_name, overrides, tmp_path_factory, **kwargs):
     """Builds a task's trainer with `overrides` and exports it (untrained).
 
