@@ -94,8 +94,10 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
     frame = None
     if label_task and parzen_samples > 0:
         frame = parzen_frame(config, dataset, parzen_samples)
-        result.update(parzen_scores(trainer, config, dataset,
-                                     parzen_samples, frame=frame))
+        scores, test_ll = parzen_scores(trainer, config, dataset,
+                                        parzen_samples, frame=frame,
+                                        return_test_ll=True)
+        result.update(scores)
     if refine_steps:
         rows = quality.versus_steps(
             lambda n: evaluator(trainer, versus_samples, langevin_steps=n),
@@ -105,8 +107,12 @@ def evaluate(config: config_lib.TaskConfig, workdir: str,
         # (the planner alone, `planner_only`, answers refined only).
         if frame is not None and set(quality.ANSWERS) <= set(
                 quality.answer_kinds(trainer)):
-            by_steps = parzen_versus_steps(trainer, config, frame,
-                                           parzen_samples, refine_steps)
+            # The training's own count and the fast answers were scored
+            # just above, on the same answers: not generated again.
+            by_steps = parzen_versus_steps(
+                trainer, config, frame, parzen_samples, refine_steps,
+                scored=(getattr(trainer, "langevin_steps", None), scores,
+                        test_ll))
             for row in rows:
                 row.update(by_steps[row["steps"]])
         result["versus_steps"] = rows
@@ -221,7 +227,8 @@ def parzen_answers(trainer, config, num_samples: int,
 
 
 def parzen_scores(trainer, config, dataset, num_samples: int,
-                  frame: Optional[ParzenFrame] = None) -> dict:
+                  frame: Optional[ParzenFrame] = None,
+                  return_test_ll: bool = False):
     """The Parzen-window log-likelihood of the paper's Table 1 (see
     `evaluate`) for each of the method's answers and for as many real
     training images, on the evaluation `dataset` (label tasks).
@@ -245,6 +252,10 @@ def parzen_scores(trainer, config, dataset, num_samples: int,
       Both halves and the real reference are drawn in a fixed random order,
       so a file sorted by class gives every class to each. `frame` is
       `parzen_frame(config, dataset, num_samples)` when already built.
+      With `return_test_ll`, `(scores, test_ll)`: `test_ll` holds each
+      sample set's per-digit log-likelihoods on the scored half,
+      `[digits]` by name, for pairing other answers with these
+      (`parzen_versus_steps`'s `scored`).
     """
     frame = frame or parzen_frame(config, dataset, num_samples)
     train_real = frame.train_real
@@ -279,11 +290,12 @@ def parzen_scores(trainer, config, dataset, num_samples: int,
         (scores["delta_parzen_ll"],
          scores["delta_parzen_ll_paired_stderr"]) = parzen.paired_difference(
              test_ll["refined"], test_ll["fast"])
-    return scores
+    return (scores, test_ll) if return_test_ll else scores
 
 
 def parzen_versus_steps(trainer, config, frame: ParzenFrame,
-                        num_samples: int, steps: Sequence[int]) -> dict:
+                        num_samples: int, steps: Sequence[int],
+                        scored: Optional[tuple] = None) -> dict:
     """The Parzen estimate of the refined answers after each number of
     Langevin steps at inference: the planner's test-time compute curve on
     the paper's Table 1 metric (label tasks with both answers).
@@ -300,17 +312,34 @@ def parzen_versus_steps(trainer, config, frame: ParzenFrame,
       `steps`; the delta is refined after n steps minus fast, paired over
       the scored digits (0 at n = 0). The validation half's scores are the
       ones to choose a count by; the scored half's are the result.
+      `scored` is `(n, scores, test_ll)` of `parzen_scores(...,
+      return_test_ll=True)` on the same frame and count of answers, whose
+      refined answers took n steps (the training's): its fast answers and
+      its count are taken from it rather than generated and scored again.
     """
-    fast = None
+    def known(kind, got):  # parzen_scores's numbers in evaluate's form
+        return {"ll": got[f"parzen_ll_{kind}"],
+                "ll_stderr": got[f"parzen_ll_stderr_{kind}"],
+                "sigma": got[f"parzen_sigma_{kind}"],
+                "validation_ll": got[f"parzen_validation_ll_{kind}"],
+                "test_ll": test_ll[kind]}
+
+    fast = scored_steps = None
+    if scored is not None:
+        scored_steps, scores, test_ll = scored
+        fast = known("fast", scores)
     out = {}
     for n in dict.fromkeys(int(n) for n in steps):
-        answers = parzen_answers(trainer, config, num_samples,
-                                 langevin_steps=n)
-        if fast is None:
-            fast = parzen.evaluate(frame.unit(answers["fast"]),
-                                   frame.validation, frame.test)
-        refined = parzen.evaluate(frame.unit(answers["refined"]),
-                                  frame.validation, frame.test)
+        if n == scored_steps:
+            refined = known("refined", scores)
+        else:
+            answers = parzen_answers(trainer, config, num_samples,
+                                     langevin_steps=n)
+            if fast is None:
+                fast = parzen.evaluate(frame.unit(answers["fast"]),
+                                       frame.validation, frame.test)
+            refined = parzen.evaluate(frame.unit(answers["refined"]),
+                                      frame.validation, frame.test)
         delta, stderr = parzen.paired_difference(refined["test_ll"],
                                                  fast["test_ll"])
         out[n] = {"parzen_ll_fast": fast["ll"],

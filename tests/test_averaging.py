@@ -149,10 +149,11 @@ def test_the_planner_only_baseline_has_no_policy_to_average():
 def test_planner_only_leaves_the_tasks_default_average_behind(tmp_path):
     # mnist keeps an average by default; the baseline without a policy
     # resolves without one, from a flag, a config file or the reproduction.
-    assert tasks.resolve_config("mnist").train.policy_ema == 0.9995
+    default = tiny.mnist_policy_ema()
+    assert default > 0
     for method in ("cooperative", "cgan"):
         assert tasks.resolve_config("mnist", overrides=[
-            f"method.name={method}"]).train.policy_ema == 0.9995
+            f"method.name={method}"]).train.policy_ema == default
     assert tasks.resolve_config("mnist", overrides=[
         "method.name=planner_only"]).train.policy_ema == 0.0
     path = tmp_path / "planner_only.json"
@@ -163,7 +164,7 @@ def test_planner_only_leaves_the_tasks_default_average_behind(tmp_path):
     # what a file began.
     path.write_text('{"method": {"name": "planner_only"}}')
     assert tasks.resolve_config("mnist", config_file=str(path), overrides=[
-        "method.name=cooperative"]).train.policy_ema == 0.9995
+        "method.name=cooperative"]).train.policy_ema == default
     assert tasks.resolve_config("mnist", config_file=str(path), overrides=[
         "train.policy_ema=0"]).train.policy_ema == 0.0
     assert tasks.resolve_config(
@@ -190,7 +191,7 @@ def test_the_reproduction_leaves_planner_only_without_an_average(tmp_path):
     config, _ = reproduce.task_config("mnist", "planner_only", settings)
     assert config.train.policy_ema == 0.0
     config, _ = reproduce.task_config("mnist", "cooperative", settings)
-    assert config.train.policy_ema == 0.9995
+    assert config.train.policy_ema == tiny.mnist_policy_ema()
 
 
 def test_a_second_restore_forgets_the_average_it_replaced(tmp_path):

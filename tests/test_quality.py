@@ -273,7 +273,8 @@ class ChainTrainer(ReplayTrainer):
                 "refined": tf.clip_by_value(fast + noise, -1.0, 1.0)}
 
 
-def test_parzen_against_refinement_steps_pairs_each_count_with_fast():
+def test_parzen_against_refinement_steps_pairs_each_count_with_fast(
+        monkeypatch):
     trainer, held_out = _replayed_training_digits(
         ChainTrainer, answers=("fast", "refined"))
     frame = eval_lib.parzen_frame(MNIST_SAMPLE, held_out, 300)
@@ -301,6 +302,24 @@ def test_parzen_against_refinement_steps_pairs_each_count_with_fast():
     assert at_ten["parzen_ll_refined"] == main["parzen_ll_refined"]
     assert at_ten["delta_parzen_ll"] == pytest.approx(
         main["delta_parzen_ll"], abs=1e-9)
+
+    # Given the main scores (as `evaluate` gives them), the fast answers
+    # and the main count are not generated again, and every row is the
+    # same as without them.
+    scores, test_ll = eval_lib.parzen_scores(
+        trainer, MNIST_SAMPLE, held_out, 300, frame=frame,
+        return_test_ll=True)
+    assert scores == main and set(test_ll) >= {"fast", "refined", "real"}
+    generated = []
+    answers = eval_lib.parzen_answers
+    monkeypatch.setattr(eval_lib, "parzen_answers", lambda *a, **k: (
+        generated.append(k["langevin_steps"]) or answers(*a, **k)))
+    reused = eval_lib.parzen_versus_steps(
+        trainer, MNIST_SAMPLE, frame, 300, [0, 10, 20],
+        scored=(10, scores, test_ll))
+    assert generated == [0, 20]
+    for n, want in ((0, got[0]), (10, at_ten), (20, got[20])):
+        assert reused[n] == pytest.approx(want, abs=1e-9), n
 
 
 @pytest.mark.slow

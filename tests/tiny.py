@@ -227,3 +227,12 @@ def learning_rates(trainer) -> dict:
     """Each optimizer's learning rate, by name (`policy`, `planner`, ...)."""
     return {name: float(optimizer.learning_rate.numpy())
             for name, optimizer in trainer.optimizers.items()}
+
+
+def mnist_policy_ema():
+    """mnist's default policy average (`train.policy_ema`), which its
+    policies answer with unless a method has no policy; pinned once, in
+    test_tasks."""
+    from cooperative_tf import tasks
+
+    return tasks.resolve_config("mnist").train.policy_ema
