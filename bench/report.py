@@ -12,7 +12,8 @@ from bench.workloads import Variant
 
 # The rows of the `mnist` section's `label_stage`, in order: the paper's
 # loss first, each other row's step is given over it in the headline.
-STAGE_ROWS = ("paper loss", "label term", "gradient penalty")
+STAGE_ROWS = ("paper loss", "label term", "gradient penalty",
+              "long run negatives")
 
 # The library's path where nothing is timed (`execution.by_rule`): whole-step
 # XLA, unrolled Langevin. A run's default (`auto`) is marked in each block.

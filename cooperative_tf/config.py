@@ -259,6 +259,19 @@ class TrainConfig:
         paper's loss. The slope sets how far each Langevin step moves an
         answer; docs/quality.md measures it growing until the chains leave
         the data in long mnist runs.
+      long_run_steps: Langevin steps, counted from the policy's answer, of
+        long-run chains whose answers the value shift also lowers: that
+        share of each batch's rows (`long_run_fraction`) continues its
+        training chain to this many steps, and those answers replace the
+        rows' refined answers among the planner's negatives (the policy
+        still learns from the refined ones). 0 (off) is the paper's
+        loss; otherwise it must exceed `langevin.steps`. It aims at
+        chains longer than training's leaving the data: the planner
+        never sees where they go (docs/quality.md). Each step then costs
+        about that share of rows times the extra steps in Langevin work.
+        The cooperative method's alone.
+      long_run_fraction: That share of rows, in (0, 1] (at least one row
+        per replica).
       policy_ema: Momentum of an exponential moving average of the
         policy's trainable weights, updated after each of its steps (its
         optimizer's `use_ema`); 0 (the default; mnist keeps 0.9995)
@@ -315,6 +328,8 @@ class TrainConfig:
     diversity_weight: float = 0.0
     diversity_bound: float = 0.1
     gradient_penalty_weight: float = 0.0
+    long_run_steps: int = 0
+    long_run_fraction: float = 0.125
     policy_ema: float = 0.0
     planner_ema: float = 0.0
     eval_every: int = 0
@@ -523,6 +538,15 @@ def validate(config: TaskConfig) -> None:
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"train.{name} must be a number >= 0. "
                              f"Received: {value}")
+    if t.long_run_steps and not t.long_run_steps > config.langevin.steps:
+        raise ValueError(
+            "train.long_run_steps must be 0 (off) or more than "
+            f"langevin.steps ({config.langevin.steps}): the long-run chains "
+            "continue the training chains. Received: "
+            f"train.long_run_steps={t.long_run_steps}")
+    if not 0 < t.long_run_fraction <= 1:
+        raise ValueError("train.long_run_fraction must lie in (0, 1]. "
+                         f"Received: {t.long_run_fraction}")
     if not t.diversity_bound > 0:
         raise ValueError("train.diversity_bound must be a number > 0. "
                          f"Received: {t.diversity_bound}")
@@ -574,6 +598,12 @@ def _check_method(config: TaskConfig) -> None:
         raise ValueError("train.policy_ema averages a policy's weights; "
                          "method.name='planner_only' trains none. Received: "
                          f"train.policy_ema={config.train.policy_ema}")
+    if config.train.long_run_steps and m.name != "cooperative":
+        raise ValueError(
+            "train.long_run_steps gives the cooperative method's value "
+            f"shift long-run negatives; method.name={m.name!r} has none. "
+            "Pass --set train.long_run_steps=0. Received: "
+            f"train.long_run_steps={config.train.long_run_steps}")
     if config.train.planner_ema and m.name not in PLANNER_METHODS:
         raise ValueError(
             "train.planner_ema averages a planner's weights; method.name="

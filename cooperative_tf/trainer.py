@@ -20,6 +20,8 @@ _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
 # Logged only when their loss term is on.
 _OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss",
                      "diversity_loss", "gradient_penalty")
+# Logged when long-run negatives are on (`long_run_steps`).
+_LONG_RUN_METRICS = ("long_run_gap", "long_run_move")
 
 
 @keras.saving.register_keras_serializable(package="cooperative_tf")
@@ -70,6 +72,18 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         added to the value shift; 0 is the paper's loss. Each step then
         differentiates the planner twice (its slope, then the slope's
         gradient in the weights).
+      long_run_steps: Langevin steps, counted from Y0, of the long-run
+        chains whose answers the value shift also lowers; 0 (off) is the
+        paper's loss. A share `long_run_fraction` of each batch's rows
+        continues its chain from Y1 to this many steps, and those answers
+        take those rows' places among the planner's negatives; the mapping
+        shift still regresses every row on its Y1. Short training chains
+        never show the planner where longer chains go, so nothing lowers
+        its value there, and chains longer than training's leave the
+        data (docs/quality.md; Nijkamp et al. 2019 on short-run MCMC).
+        Must exceed `langevin_steps`.
+      long_run_fraction: Share of each replica's rows (at least one) that
+        runs the long-run chains, in (0, 1].
 
     Attributes:
       learn_policy: True (set after construction; the label stage's
@@ -99,7 +113,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
-                 **kwargs):
+                 long_run_steps=0, long_run_fraction=0.125, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -120,12 +134,22 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.diversity_weight = diversity_weight
         self.diversity_bound = diversity_bound
         self.gradient_penalty_weight = gradient_penalty_weight
+        self.long_run_steps = long_run_steps
+        self.long_run_fraction = long_run_fraction
         # False holds the policy (the label stage's `hold`): a Python value
         # traced into the train step, as `label_loss_weight` is.
         self.learn_policy = True
         if not diversity_bound > 0:
             raise ValueError("diversity_bound must be > 0. Received: "
                              f"diversity_bound={diversity_bound}")
+        if long_run_steps and not long_run_steps > langevin_steps:
+            raise ValueError(
+                "long_run_steps must be 0 (off) or more than langevin_steps "
+                f"({langevin_steps}): the long-run chains continue the "
+                f"training chains. Received: long_run_steps={long_run_steps}")
+        if not 0 < long_run_fraction <= 1:
+            raise ValueError("long_run_fraction must lie in (0, 1]. "
+                             f"Received: long_run_fraction={long_run_fraction}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -136,7 +160,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                       reconstruction_weight,
                                       mismatch_weight,
                                       diversity_weight,
-                                      gradient_penalty_weight)) if on)
+                                      gradient_penalty_weight)) if on) + (
+            _LONG_RUN_METRICS if long_run_steps else ())
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in names}
         self.langevin_jit_compile = False
@@ -299,10 +324,15 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             self.planner.update_spectral_norms()
         y1, acceptance = self.solve_slow(y0, condition,
                                          replica_seed(self.seed, step, 1))
+        negatives, long_run = y1, None
+        if self.long_run_steps:
+            negatives, long_run = self._long_run_negatives(
+                y1, condition, batch, replica_seed(self.seed, step, 4))
 
-        # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1).
+        # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1)
+        #    (with long-run negatives, against f of those in their rows).
         with tf.GradientTape() as planner_tape:
-            values = self._planner_values(target, y1, condition,
+            values = self._planner_values(target, negatives, condition,
                                           replica_seed(self.seed, step, 2))
             planner_loss, extra = self._planner_loss(values, target,
                                                      condition, global_batch)
@@ -310,6 +340,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
         self.planner_optimizer.apply(grads, self.planner.trainable_variables)
+        # Means per replica already, unlike the loss terms in `extra`.
+        long_run_stats = ({} if long_run is None
+                          else self._long_run_stats(values, y1, long_run))
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         #    A held policy takes no step (its average would move too); its
@@ -333,7 +366,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             values=values, y0=y0, y1=y1, target=target,
             acceptance=acceptance,
             **{k: tf.cast(v, tf.float32) * replicas
-               for k, v in extra.items()})
+               for k, v in extra.items()}, **long_run_stats)
 
     def test_step(self, data):
         condition, target, batch, _ = self.unpack_batch(data)
@@ -369,6 +402,30 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                         training=training), self.answer_dtype)
         y0, other_y0 = tf.split(answers, 2)
         return y0, other_y0
+
+    def _long_run_negatives(self, y1, condition, batch, seed):
+        """`(negatives, long_run)`: Y1 `[batch, H, W, C]` with its last
+        rows' chains continued to `long_run_steps` in all (`long_run`, those
+        rows alone). The rows are the batch's last, which the shuffled
+        data makes a random draw."""
+        rows = tf.maximum(1, tf.cast(tf.round(
+            self.long_run_fraction * tf.cast(batch, tf.float32)), tf.int32))
+        kept = batch - rows
+        long_run, _ = self.solve_slow(
+            y1[kept:], condition[kept:], seed,
+            steps=self.long_run_steps - self.langevin_steps)
+        return tf.concat([y1[:kept], long_run], axis=0), long_run
+
+    def _long_run_stats(self, values, y1, long_run):
+        """The value gap to the long-run answers alone, and how far their
+        continued chains moved them (mean |Y_long - Y1| per pixel)."""
+        rows = tf.shape(long_run)[0]
+        observed, negative = values[0], values[1]
+        return {
+            "long_run_gap": (tf.reduce_mean(observed)
+                             - tf.reduce_mean(negative[-rows:])),
+            "long_run_move": tf.reduce_mean(tf.abs(long_run - y1[-rows:])),
+        }
 
     def _planner_values(self, target, y1, condition, mismatch_seed):
         """`(f(Y_obs, C), f(Y1, C), f(Y_obs, C') or None, df/dY at Y_obs or
@@ -518,7 +575,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             mismatch_weight=self.mismatch_weight,
             diversity_weight=self.diversity_weight,
             diversity_bound=self.diversity_bound,
-            gradient_penalty_weight=self.gradient_penalty_weight)
+            gradient_penalty_weight=self.gradient_penalty_weight,
+            long_run_steps=self.long_run_steps,
+            long_run_fraction=self.long_run_fraction)
         return config
 
     @classmethod

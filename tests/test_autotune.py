@@ -212,6 +212,21 @@ def test_the_key_holds_whether_a_term_runs_not_its_weight(off, on, other):
     assert key(on) == key(other)
 
 
+def test_the_key_holds_the_long_run_chains_length_and_share():
+    # Long-run chains cost their length times their rows in every step:
+    # unlike a term's weight, both change what a path costs.
+    def key(*overrides):
+        return autotune.cache_key(autotune.key_material(
+            tiny_mnist(*overrides), 1, AVX2))
+
+    keys = {key(), key("train.long_run_steps=50"),
+            key("train.long_run_steps=100"),
+            key("train.long_run_steps=100", "train.long_run_fraction=0.5")}
+    assert len(keys) == 4
+    # Off, the share is not in the key (a run that never runs the chains).
+    assert key("train.long_run_fraction=0.5") == key()
+
+
 @pytest.mark.parametrize("one, other, same", [
     ("langevin.step_size=0.002", "langevin.step_size=0.01", True),
     ("method.l1_weight=100", "method.l1_weight=10", True),

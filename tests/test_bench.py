@@ -158,7 +158,7 @@ def test_quick_benchmark_report_structure(tmp_path, monkeypatch):
     # The default run's two stages, without and with the label term, and
     # the step with the gradient penalty.
     assert [r["stage"] for r in mnist["label_stage"]] == [
-        "paper loss", "label term", "gradient penalty"]
+        "paper loss", "label term", "gradient penalty", "long run negatives"]
     assert all(r["step"]["median_s"] > 0 for r in mnist["label_stage"])
     for row in mnist["variants"]:
         for part in ("step", "solver", "fast", "refined"):
@@ -198,12 +198,15 @@ def test_headline_gives_each_stage_step_over_the_paper_step():
         "mnist": {"label_stage": [
             {"stage": "gradient penalty", "step": {"median_s": 0.6}},
             {"stage": "paper loss", "step": {"median_s": 0.5}},
-            {"stage": "label term", "step": {"median_s": 1.0}}]}}
+            {"stage": "label term", "step": {"median_s": 1.0}},
+            {"stage": "long run negatives", "step": {"median_s": 0.8}}]}}
     got = bench_report.headline(results)
     assert got["label_term_step_over_paper_step"]["value"] == pytest.approx(
         2.0)
     assert got["gradient_penalty_step_over_paper_step"][
         "value"] == pytest.approx(1.2)
+    assert got["long_run_negatives_step_over_paper_step"][
+        "value"] == pytest.approx(1.6)
     # A stage that failed to time gives no ratio.
     results["mnist"]["label_stage"][0]["step"] = {"error": "boom"}
     assert "gradient_penalty_step_over_paper_step" not in (

@@ -79,6 +79,10 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.gradient_penalty_weight=-1", "gradient_penalty_weight must be"),
     ("train.gradient_penalty_weight=inf", "gradient_penalty_weight must be"),
     ("train.diversity_bound=0", "diversity_bound"),
+    ("train.long_run_steps=10", "long_run_steps must be 0 .off. or more "
+     "than langevin.steps"),
+    ("train.long_run_fraction=0", "long_run_fraction must lie in"),
+    ("train.long_run_fraction=1.5", "long_run_fraction must lie in"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
     ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
@@ -396,3 +400,12 @@ def test_the_label_loss_starts_at_its_step_across_a_resume(tmp_path):
     # Off: absent from the logs (not a mean of 0); on: a cross-entropy.
     assert "label_loss" not in rows[1] and "label_loss" not in rows[2]
     assert rows[3]["label_loss"] > 0 and rows[4]["label_loss"] > 0
+
+
+def test_long_run_chains_are_refused_to_a_method_without_a_planner_step():
+    with pytest.raises(ValueError, match="train.long_run_steps=0"):
+        tasks.resolve_config("zappos", overrides=["method.name=pix2pix",
+                                                  "train.long_run_steps=50"])
+    config = tasks.resolve_config("zappos",
+                                  overrides=["train.long_run_steps=50"])
+    assert config.train.long_run_steps == 50

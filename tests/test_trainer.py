@@ -422,3 +422,85 @@ def test_a_sweep_of_chain_lengths_traces_solve_slow_twice():
     assert trainer._solve_slow_fn.experimental_get_tracing_count() <= 2
     np.testing.assert_array_equal(chains[0].numpy(), y0.numpy())
     assert tiny.differ(chains[5].numpy(), y0.numpy())
+
+
+@pytest.mark.parametrize("kind", ["label", "image"])
+def test_long_run_negatives_continue_the_last_rows_chains(kind):
+    # The value shift's negatives are Y1, except its last rows: those
+    # chains continued to long_run_steps in all, with their own conditions.
+    batch = tiny.batch(kind, size=8)
+    trainer = tiny.trainer(kind, long_run_steps=7, long_run_fraction=0.25)
+    condition = batch["condition"]
+    y0 = trainer.generate(condition)["fast"]
+    seed = tf.constant([1, 2], tf.int64)
+    y1, _ = trainer.solve_slow(y0, condition, seed)
+    negatives, long_run = trainer._long_run_negatives(y1, condition, 8, seed)
+    assert long_run.shape[0] == 2 and negatives.shape == y1.shape
+    np.testing.assert_array_equal(negatives[:6].numpy(), y1[:6].numpy())
+    np.testing.assert_array_equal(negatives[6:].numpy(), long_run.numpy())
+    # Four more steps of the same chain, from Y1 of those rows.
+    want, _ = trainer.solve_slow(y1[6:], condition[6:], seed, steps=4)
+    np.testing.assert_allclose(long_run.numpy(), want.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert tiny.differ(long_run.numpy(), y1[6:].numpy())
+    # A small batch still gives one row.
+    _, one = trainer._long_run_negatives(y1[:2], condition[:2], 2, seed)
+    assert one.shape[0] == 1
+
+
+def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_y1():
+    # One step from the same weights and data: the long-run trainer's value
+    # shift is mean f(negatives) - mean f(Y_obs) with its last rows' chains
+    # continued, and its mapping shift is the paper's, on Y1.
+    batch = tiny.batch("label", size=8)
+    condition, target = batch["condition"], tf.constant(batch["target"])
+    plain = tiny.trainer("label")
+    long, probe = (tiny.trainer("label", long_run_steps=30,
+                                long_run_fraction=0.5) for _ in range(2))
+    for other in (long, probe):
+        for name in ("policy", "planner"):
+            getattr(other, name).set_weights(
+                getattr(plain, name).get_weights())
+    # What the first step (step 0) computes, by hand on the probe.
+    x = probe.replica_latent(8, step_seed(probe.seed, 0, 0))
+    y0, _ = probe._propose(x, None, condition)
+    y1, _ = probe.solve_slow(y0, condition, replica_seed(probe.seed, 0, 1))
+    negatives, long_run = probe._long_run_negatives(
+        y1, condition, 8, replica_seed(probe.seed, 0, 4))
+    observed = probe.planner(target, condition)
+    want_loss = float(tf.reduce_mean(probe.planner(negatives, condition))
+                      - tf.reduce_mean(observed))
+    paper_loss = float(tf.reduce_mean(probe.planner(y1, condition))
+                       - tf.reduce_mean(observed))
+    want_gap = float(tf.reduce_mean(observed) - tf.reduce_mean(
+        probe.planner(long_run, condition[4:])))
+
+    logs = long.train_step(batch)
+    plain_logs = plain.train_step(batch)
+    np.testing.assert_allclose(float(logs["planner_loss"]), want_loss,
+                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(float(plain_logs["planner_loss"]), paper_loss,
+                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(float(logs["long_run_gap"]), want_gap,
+                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+        float(logs["long_run_move"]),
+        float(tf.reduce_mean(tf.abs(long_run - y1[4:]))), rtol=1e-5)
+    assert "long_run_gap" not in plain_logs
+    # Continuing the chains changed what the planner was taught ...
+    assert abs(paper_loss - want_loss) > 1e-3 * abs(want_loss), (
+        paper_loss, want_loss)
+    assert tiny.differ(plain.planner.get_weights()[0],
+                       long.planner.get_weights()[0])
+    # ... and not what the policy was.
+    np.testing.assert_allclose(float(logs["policy_loss"]),
+                               float(plain_logs["policy_loss"]), rtol=1e-6)
+    for a, b in zip(plain.policy.get_weights(), long.policy.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_long_run_steps_must_exceed_the_training_chain():
+    with pytest.raises(ValueError, match="long_run_steps must be 0"):
+        tiny.trainer("label", long_run_steps=3)
+    with pytest.raises(ValueError, match="long_run_fraction must lie"):
+        tiny.trainer("label", long_run_steps=5, long_run_fraction=0.0)
