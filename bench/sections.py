@@ -245,7 +245,7 @@ def _label_stage(settings, workloads, block):
     last 1,000 of the default run's 10,000 steps), with the planner's
     gradient penalty on (`train.gradient_penalty_weight`, off by default;
     it differentiates the planner twice), and with long-run negatives
-    (`train.long_run_steps=100`, off by default: an eighth of the rows'
+    (`train.long_run_steps=90`, off by default: an eighth of the rows'
     chains run 90 more steps), beside the same variant with none of
     them, in the same rounds."""
     variant = Variant.from_path(ExecutionPath.from_json(
@@ -255,7 +255,7 @@ def _label_stage(settings, workloads, block):
                       if not o.startswith("train.label_loss_weight="))
     with_term += ("train.label_loss_weight=1.0",)
     with_penalty = base + ("train.gradient_penalty_weight=3e-6",)
-    with_long_run = base + ("train.long_run_steps=100",)
+    with_long_run = base + ("train.long_run_steps=90",)
     works = [workloads.get("mnist", overrides, variant) for overrides in
              (base, with_term, with_penalty, with_long_run)]
     rows = measure_variants(works, settings, parts=("step",))

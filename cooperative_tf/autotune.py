@@ -252,7 +252,7 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   # Added later: absent (off) keeps older keys unchanged.
                   **({"planner_ema": True} if t.planner_ema else {}),
                   # Long-run chains are work in each step too.
-                  **({"long_run": [t.long_run_steps, t.long_run_fraction]}
+                  **({"long_run": [t.long_run_steps, t.long_run_every]}
                      if t.long_run_steps else {}),
                   **({"policy_held": True}
                      if timed_policy_held(config) else {})},

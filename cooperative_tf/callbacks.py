@@ -26,16 +26,16 @@ class DivergenceGuard(keras.callbacks.Callback):
     Args:
       max_refinement: Largest acceptable mean |Y1 - Y0|.
       step_fn: Returns the current global step, for the message.
-      max_value: Largest acceptable |value_gap| and |planner_loss| as
-        logged (means since the last progress line, so a one-step spike
+      max_value: Largest acceptable |value_gap|, |planner_loss| and
+        |long_run_gap| as logged (means since the last progress line, so a one-step spike
         counts diluted): values growing without bound are caught before
         they overflow.
       remedy: What the message advises, naming the settings of the method
         being trained (a GAN baseline has no Langevin step size).
     """
 
-    # Metrics on the planner's value scale.
-    VALUE_METRICS = ("value_gap", "planner_loss")
+    # Metrics on the planner's value scale (long_run_gap where it is on).
+    VALUE_METRICS = ("value_gap", "planner_loss", "long_run_gap")
 
     def __init__(self, max_refinement: float, step_fn: Callable[[], int],
                  max_value: float = float("inf"),

@@ -259,19 +259,20 @@ class TrainConfig:
         paper's loss. The slope sets how far each Langevin step moves an
         answer; docs/quality.md measures it growing until the chains leave
         the data in long mnist runs.
-      long_run_steps: Langevin steps, counted from the policy's answer, of
-        long-run chains whose answers the value shift also lowers: that
-        share of each batch's rows (`long_run_fraction`) continues its
-        training chain to this many steps, and those answers replace the
-        rows' refined answers among the planner's negatives (the policy
-        still learns from the refined ones). 0 (off) is the paper's
-        loss; otherwise it must exceed `langevin.steps`. It aims at
-        chains longer than training's leaving the data: the planner
-        never sees where they go (docs/quality.md). Each step then costs
-        about that share of rows times the extra steps in Langevin work.
-        The cooperative method's alone.
-      long_run_fraction: That share of rows, in (0, 1] (at least one row
-        per replica).
+      long_run_steps: More Langevin steps, past `langevin.steps`, that
+        long-run chains take; the value shift also lowers their answers.
+        Every `long_run_every`-th row of a batch continues its training
+        chain by this many steps, and those answers replace the rows'
+        refined answers among the planner's negatives (the policy still
+        learns from the refined ones; the logged `value_gap` is still
+        against them, `long_run_gap` against the long-run answers). 0
+        (off) is the paper's loss. It aims at chains longer than
+        training's leaving the data: the planner never sees where they go
+        (docs/quality.md). Each step then costs about 1 / long_run_every
+        of the rows times these steps in more Langevin work. The
+        cooperative method's alone.
+      long_run_every: k, every k-th row runs a long-run chain (1: every
+        row). It must divide each replica's share of `batch_size`.
       policy_ema: Momentum of an exponential moving average of the
         policy's trainable weights, updated after each of its steps (its
         optimizer's `use_ema`); 0 (the default; mnist keeps 0.9995)
@@ -329,7 +330,7 @@ class TrainConfig:
     diversity_bound: float = 0.1
     gradient_penalty_weight: float = 0.0
     long_run_steps: int = 0
-    long_run_fraction: float = 0.125
+    long_run_every: int = 8
     policy_ema: float = 0.0
     planner_ema: float = 0.0
     eval_every: int = 0
@@ -538,15 +539,15 @@ def validate(config: TaskConfig) -> None:
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"train.{name} must be a number >= 0. "
                              f"Received: {value}")
-    if t.long_run_steps and not t.long_run_steps > config.langevin.steps:
+    if t.long_run_steps < 0:
+        raise ValueError("train.long_run_steps must be >= 0 (0: off). "
+                         f"Received: {t.long_run_steps}")
+    if t.long_run_every < 1 or (t.long_run_steps
+                                and t.batch_size % t.long_run_every):
         raise ValueError(
-            "train.long_run_steps must be 0 (off) or more than "
-            f"langevin.steps ({config.langevin.steps}): the long-run chains "
-            "continue the training chains. Received: "
-            f"train.long_run_steps={t.long_run_steps}")
-    if not 0 < t.long_run_fraction <= 1:
-        raise ValueError("train.long_run_fraction must lie in (0, 1]. "
-                         f"Received: {t.long_run_fraction}")
+            "train.long_run_every must be >= 1 and divide train.batch_size "
+            f"({t.batch_size}). Received: train.long_run_every="
+            f"{t.long_run_every}")
     if not t.diversity_bound > 0:
         raise ValueError("train.diversity_bound must be a number > 0. "
                          f"Received: {t.diversity_bound}")

@@ -145,7 +145,7 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         diversity_bound=t.diversity_bound,
         gradient_penalty_weight=t.gradient_penalty_weight,
         long_run_steps=t.long_run_steps,
-        long_run_fraction=t.long_run_fraction, name="cooperative")
+        long_run_every=t.long_run_every, name="cooperative")
     trainer.compile(
         policy_optimizer=_adam(t.policy_lr, t, average=t.policy_ema),
         planner_optimizer=_adam(t.planner_lr, t, average=t.planner_ema),

@@ -72,18 +72,20 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         added to the value shift; 0 is the paper's loss. Each step then
         differentiates the planner twice (its slope, then the slope's
         gradient in the weights).
-      long_run_steps: Langevin steps, counted from Y0, of the long-run
-        chains whose answers the value shift also lowers; 0 (off) is the
-        paper's loss. A share `long_run_fraction` of each batch's rows
-        continues its chain from Y1 to this many steps, and those answers
-        take those rows' places among the planner's negatives; the mapping
-        shift still regresses every row on its Y1. Short training chains
-        never show the planner where longer chains go, so nothing lowers
-        its value there, and chains longer than training's leave the
-        data (docs/quality.md; Nijkamp et al. 2019 on short-run MCMC).
-        Must exceed `langevin_steps`.
-      long_run_fraction: Share of each replica's rows (at least one) that
-        runs the long-run chains, in (0, 1].
+      long_run_steps: More Langevin steps, past the training chain's
+        `langevin_steps`, that long-run chains take; the value shift also
+        lowers their answers. 0 (off) is the paper's loss. Every
+        `long_run_every`-th row of the batch continues its chain from Y1
+        by this many steps, and those answers take those rows' places
+        among the planner's negatives; the mapping shift still regresses
+        every row on its Y1, and the logged `value_gap` stays f(Y_obs)
+        minus f(Y1) over the other rows. Short training chains never show
+        the planner where longer chains go, so nothing lowers its value
+        there, and chains longer than training's leave the data
+        (docs/quality.md; Nijkamp et al. 2019 on short-run MCMC).
+      long_run_every: k: every k-th row runs a long-run chain (1: all).
+        It must divide each replica's batch; the rows are then the same
+        on N replicas as on one device.
 
     Attributes:
       learn_policy: True (set after construction; the label stage's
@@ -113,7 +115,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
-                 long_run_steps=0, long_run_fraction=0.125, **kwargs):
+                 long_run_steps=0, long_run_every=8, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -135,21 +137,20 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.diversity_bound = diversity_bound
         self.gradient_penalty_weight = gradient_penalty_weight
         self.long_run_steps = long_run_steps
-        self.long_run_fraction = long_run_fraction
+        self.long_run_every = long_run_every
         # False holds the policy (the label stage's `hold`): a Python value
         # traced into the train step, as `label_loss_weight` is.
         self.learn_policy = True
         if not diversity_bound > 0:
             raise ValueError("diversity_bound must be > 0. Received: "
                              f"diversity_bound={diversity_bound}")
-        if long_run_steps and not long_run_steps > langevin_steps:
-            raise ValueError(
-                "long_run_steps must be 0 (off) or more than langevin_steps "
-                f"({langevin_steps}): the long-run chains continue the "
-                f"training chains. Received: long_run_steps={long_run_steps}")
-        if not 0 < long_run_fraction <= 1:
-            raise ValueError("long_run_fraction must lie in (0, 1]. "
-                             f"Received: long_run_fraction={long_run_fraction}")
+        if not long_run_steps >= 0:
+            raise ValueError("long_run_steps must be >= 0 (0: off). "
+                             f"Received: long_run_steps={long_run_steps}")
+        if not (isinstance(long_run_every, int) and long_run_every >= 1):
+            raise ValueError("long_run_every must be an int >= 1 (every "
+                             "k-th row runs a long-run chain). Received: "
+                             f"long_run_every={long_run_every!r}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -327,7 +328,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         negatives, long_run = y1, None
         if self.long_run_steps:
             negatives, long_run = self._long_run_negatives(
-                y1, condition, batch, replica_seed(self.seed, step, 4))
+                y1, condition, replica_seed(self.seed, step, 4))
 
         # 3. Learn-planner by value shift: raise f(Y_obs) against f(Y1)
         #    (with long-run negatives, against f of those in their rows).
@@ -343,6 +344,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         # Means per replica already, unlike the loss terms in `extra`.
         long_run_stats = ({} if long_run is None
                           else self._long_run_stats(values, y1, long_run))
+        if long_run is not None:
+            # value_gap stays f(Y_obs) - f(Y1), on the rows that kept Y1.
+            values = (self._long_run_rows(values[0])[0],
+                      self._long_run_rows(values[1])[0]) + tuple(values[2:])
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         #    A held policy takes no step (its average would move too); its
@@ -403,28 +408,51 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         y0, other_y0 = tf.split(answers, 2)
         return y0, other_y0
 
-    def _long_run_negatives(self, y1, condition, batch, seed):
-        """`(negatives, long_run)`: Y1 `[batch, H, W, C]` with its last
-        rows' chains continued to `long_run_steps` in all (`long_run`, those
-        rows alone). The rows are the batch's last, which the shuffled
-        data makes a random draw."""
-        rows = tf.maximum(1, tf.cast(tf.round(
-            self.long_run_fraction * tf.cast(batch, tf.float32)), tf.int32))
-        kept = batch - rows
+    def _long_run_rows(self, rows):
+        """`(kept, picked)` of `rows` `[batch, ...]`: every
+        `long_run_every`-th row is picked (the k-th, 2k-th, ...), the others
+        kept, each in order. Rows are chosen by their place in the batch,
+        which the shuffled data makes a random draw, and on N replicas by
+        their place in the global batch as on one device."""
+        every = self.long_run_every
+        batch = rows.shape[0]
+        if batch is not None and batch % every:
+            raise ValueError(
+                "train.long_run_every must divide each replica's batch "
+                f"({batch} rows). Received: long_run_every={every}")
+        grouped = tf.reshape(rows, tf.concat(
+            [[-1, every], tf.shape(rows)[1:]], axis=0))
+        kept = tf.reshape(grouped[:, :-1], tf.concat(
+            [[-1], tf.shape(rows)[1:]], axis=0))
+        return kept, grouped[:, -1]
+
+    def _long_run_negatives(self, y1, condition, seed):
+        """`(negatives, long_run)`: Y1 `[batch, H, W, C]` with every
+        `long_run_every`-th row's chain continued by `long_run_steps`
+        (`long_run`: those rows alone, `[batch / long_run_every, H, W, C]`).
+        """
+        _, start = self._long_run_rows(y1)
+        _, picked_condition = self._long_run_rows(condition)
+        # A tensor count: the loop form, whatever the number (a count equal
+        # to the training's would otherwise be unrolled and compiled again).
         long_run, _ = self.solve_slow(
-            y1[kept:], condition[kept:], seed,
-            steps=self.long_run_steps - self.langevin_steps)
-        return tf.concat([y1[:kept], long_run], axis=0), long_run
+            start, picked_condition, seed,
+            steps=tf.constant(self.long_run_steps, tf.int32))
+        every = self.long_run_every
+        grouped = tf.reshape(y1, tf.concat([[-1, every], tf.shape(y1)[1:]],
+                                           axis=0))
+        negatives = tf.concat([grouped[:, :-1], long_run[:, None]], axis=1)
+        return tf.reshape(negatives, tf.shape(y1)), long_run
 
     def _long_run_stats(self, values, y1, long_run):
         """The value gap to the long-run answers alone, and how far their
         continued chains moved them (mean |Y_long - Y1| per pixel)."""
-        rows = tf.shape(long_run)[0]
-        observed, negative = values[0], values[1]
+        _, picked_values = self._long_run_rows(values[1])
+        _, start = self._long_run_rows(y1)
         return {
-            "long_run_gap": (tf.reduce_mean(observed)
-                             - tf.reduce_mean(negative[-rows:])),
-            "long_run_move": tf.reduce_mean(tf.abs(long_run - y1[-rows:])),
+            "long_run_gap": (tf.reduce_mean(values[0])
+                             - tf.reduce_mean(picked_values)),
+            "long_run_move": tf.reduce_mean(tf.abs(long_run - start)),
         }
 
     def _planner_values(self, target, y1, condition, mismatch_seed):
@@ -577,7 +605,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             diversity_bound=self.diversity_bound,
             gradient_penalty_weight=self.gradient_penalty_weight,
             long_run_steps=self.long_run_steps,
-            long_run_fraction=self.long_run_fraction)
+            long_run_every=self.long_run_every)
         return config
 
     @classmethod

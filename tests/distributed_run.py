@@ -39,6 +39,8 @@ def parse():
                         choices=["instance", "batch"])
     parser.add_argument("--sync_bn", action="store_true")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--long_run_steps", type=int, default=0,
+                        help="train.long_run_steps, every 2nd row.")
     parser.add_argument("--autotune", action="store_true",
                         help="First time the graph paths `auto` chooses "
                         "among under this strategy (reported as timings).")
@@ -89,7 +91,9 @@ def main():
         f"langevin.noise={args.noise}", f"model.policy_norm={args.norm}",
         f"model.sync_batch_norm={args.sync_bn}",
         f"train.jit_compile={args.jit}", f"train.batch_size={GLOBAL_BATCH}",
-        "train.planner_lr=1e-3", "train.policy_lr=1e-3"]
+        "train.planner_lr=1e-3", "train.policy_lr=1e-3",
+        f"train.long_run_steps={args.long_run_steps}",
+        "train.long_run_every=2"]
     config = tasks.resolve_config("zappos", overrides=overrides)
     timings = {}
     if args.autotune:

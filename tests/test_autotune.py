@@ -219,12 +219,12 @@ def test_the_key_holds_the_long_run_chains_length_and_share():
         return autotune.cache_key(autotune.key_material(
             tiny_mnist(*overrides), 1, AVX2))
 
-    keys = {key(), key("train.long_run_steps=50"),
-            key("train.long_run_steps=100"),
-            key("train.long_run_steps=100", "train.long_run_fraction=0.5")}
+    keys = {key(), key("train.long_run_steps=40", "train.long_run_every=2"),
+            key("train.long_run_steps=90", "train.long_run_every=2"),
+            key("train.long_run_steps=90", "train.long_run_every=4")}
     assert len(keys) == 4
-    # Off, the share is not in the key (a run that never runs the chains).
-    assert key("train.long_run_fraction=0.5") == key()
+    # Off, its rows are not in the key (a run that never runs the chains).
+    assert key("train.long_run_every=2") == key()
 
 
 @pytest.mark.parametrize("one, other, same", [

@@ -73,6 +73,21 @@ def test_two_mirrored_replicas_match_one_device(tmp_path):
 
 
 @pytest.mark.slow
+def test_long_run_negatives_match_one_device_on_two_replicas(tmp_path):
+    # Every k-th row of each replica's share is every k-th of the global
+    # batch: the same rows, chains and value shift as on one device.
+    one, logs1 = run(tmp_path, "one", "--steps=2", "--long_run_steps=3")
+    two, logs2 = run(tmp_path, "two", "--strategy=mirrored", "--devices=2",
+                     "--steps=2", "--long_run_steps=3")
+    assert max_diff(one, two) < 1e-5
+    for name in ("long_run_gap", "long_run_move", "value_gap"):
+        assert logs2["logs"][name] == pytest.approx(logs1["logs"][name],
+                                                    rel=1e-4), name
+    plain, _ = run(tmp_path, "plain", "--steps=2")
+    assert max_diff(one, plain) > 1e-4
+
+
+@pytest.mark.slow
 def test_batch_norm_per_replica_or_synchronised(tmp_path):
     one, _ = run(tmp_path, "one", "--steps=3", "--norm=batch")
     synced, _ = run(tmp_path, "synced", "--strategy=mirrored", "--devices=2",

@@ -79,10 +79,8 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.gradient_penalty_weight=-1", "gradient_penalty_weight must be"),
     ("train.gradient_penalty_weight=inf", "gradient_penalty_weight must be"),
     ("train.diversity_bound=0", "diversity_bound"),
-    ("train.long_run_steps=10", "long_run_steps must be 0 .off. or more "
-     "than langevin.steps"),
-    ("train.long_run_fraction=0", "long_run_fraction must lie in"),
-    ("train.long_run_fraction=1.5", "long_run_fraction must lie in"),
+    ("train.long_run_steps=-1", "long_run_steps must be >= 0"),
+    ("train.long_run_every=0", "long_run_every must be >= 1"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
     ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
@@ -409,3 +407,8 @@ def test_long_run_chains_are_refused_to_a_method_without_a_planner_step():
     config = tasks.resolve_config("zappos",
                                   overrides=["train.long_run_steps=50"])
     assert config.train.long_run_steps == 50
+    # The rows are every k-th of the batch: k must divide it.
+    with pytest.raises(ValueError, match="divide train.batch_size"):
+        tasks.resolve_config("zappos", overrides=[
+            "train.long_run_steps=50", "train.batch_size=12",
+            "train.long_run_every=8"])

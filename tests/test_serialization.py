@@ -124,7 +124,7 @@ def test_trainer_config_and_saving_round_trip(kind, tmp_path):
                            else 0.0, reconstruction_weight=0.25,
                            diversity_weight=0.5, diversity_bound=0.2,
                            gradient_penalty_weight=0.1,
-                           long_run_steps=5, long_run_fraction=0.5)
+                           long_run_steps=5, long_run_every=2)
     condition = tiny.batch(kind)["condition"][:2]
     expected = _answers(trainer, condition)
     config = trainer.get_config()
@@ -135,7 +135,7 @@ def test_trainer_config_and_saving_round_trip(kind, tmp_path):
                  "label_loss_weight", "reconstruction_weight",
                  "diversity_weight", "diversity_bound",
                  "gradient_penalty_weight", "long_run_steps",
-                 "long_run_fraction"):
+                 "long_run_every"):
         assert getattr(clone, name) == getattr(trainer, name), name
     # The networks come back built, from the shapes in their configs, and
     # `build_for` (which `fit` needs) leaves them as they are.

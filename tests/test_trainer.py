@@ -52,10 +52,12 @@ def test_mapping_shift_step_moves_policy_toward_refined(kind):
     assert float(tf.reduce_mean(tf.square(after_y - y1))) < before
 
 
-@pytest.mark.parametrize("jit, whole_step_jit", [(False, False),
-                                                  (True, False), (True, True)])
-def test_fit_runs_with_and_without_xla(jit, whole_step_jit):
-    trainer = tiny.trainer(jit=jit, whole_step_jit=whole_step_jit)
+@pytest.mark.parametrize("jit, whole_step_jit, long_run", [
+    (False, False, 0), (True, False, 0), (True, True, 0), (False, False, 4),
+    (True, True, 4)])
+def test_fit_runs_with_and_without_xla(jit, whole_step_jit, long_run):
+    trainer = tiny.trainer(jit=jit, whole_step_jit=whole_step_jit,
+                           long_run_steps=long_run, long_run_every=2)
     weights = [w.numpy().copy() for w in trainer.policy.trainable_weights +
                trainer.planner.trainable_weights]
     data = tf.data.Dataset.from_tensors(tiny.batch()).repeat()
@@ -65,6 +67,7 @@ def test_fit_runs_with_and_without_xla(jit, whole_step_jit):
             "fast_mse", "refined_mse"} <= set(logs)
     assert all(np.isfinite(v) for v in logs.values())
     assert logs["refinement"] > 0
+    assert (logs.get("long_run_move", 0) > 0) == bool(long_run)
     after = trainer.policy.trainable_weights + trainer.planner.trainable_weights
     assert all(np.abs(a.numpy() - b).max() > 0 for a, b in zip(after, weights))
     assert int(trainer.planner_optimizer.iterations) == 2
@@ -138,7 +141,7 @@ def test_divergence_guard_catches_values_running_away_while_finite():
     guard = DivergenceGuard(max_refinement=1.0, step_fn=lambda: 9,
                             max_value=1e6)
     guard.on_train_batch_end(0, {"value_gap": -9e5, "planner_loss": 9e5})
-    for name in ("value_gap", "planner_loss"):
+    for name in ("value_gap", "planner_loss", "long_run_gap"):
         with pytest.raises(DivergenceError,
                            match=f"step 9.*{name}.*max_value"):
             guard.on_train_batch_end(0, {name: -2e6})
@@ -425,27 +428,32 @@ def test_a_sweep_of_chain_lengths_traces_solve_slow_twice():
 
 
 @pytest.mark.parametrize("kind", ["label", "image"])
-def test_long_run_negatives_continue_the_last_rows_chains(kind):
-    # The value shift's negatives are Y1, except its last rows: those
-    # chains continued to long_run_steps in all, with their own conditions.
+def test_long_run_negatives_continue_every_kth_rows_chain(kind):
+    # The value shift's negatives are Y1, except every k-th row: that
+    # chain continued by long_run_steps more, with its own condition.
     batch = tiny.batch(kind, size=8)
-    trainer = tiny.trainer(kind, long_run_steps=7, long_run_fraction=0.25)
+    trainer = tiny.trainer(kind, long_run_steps=4, long_run_every=4)
     condition = batch["condition"]
     y0 = trainer.generate(condition)["fast"]
     seed = tf.constant([1, 2], tf.int64)
     y1, _ = trainer.solve_slow(y0, condition, seed)
-    negatives, long_run = trainer._long_run_negatives(y1, condition, 8, seed)
+    negatives, long_run = trainer._long_run_negatives(y1, condition, seed)
     assert long_run.shape[0] == 2 and negatives.shape == y1.shape
-    np.testing.assert_array_equal(negatives[:6].numpy(), y1[:6].numpy())
-    np.testing.assert_array_equal(negatives[6:].numpy(), long_run.numpy())
+    picked = [3, 7]
+    kept = [i for i in range(8) if i not in picked]
+    np.testing.assert_array_equal(tf.gather(negatives, kept).numpy(),
+                                  tf.gather(y1, kept).numpy())
+    np.testing.assert_array_equal(tf.gather(negatives, picked).numpy(),
+                                  long_run.numpy())
     # Four more steps of the same chain, from Y1 of those rows.
-    want, _ = trainer.solve_slow(y1[6:], condition[6:], seed, steps=4)
+    want, _ = trainer.solve_slow(tf.gather(y1, picked),
+                                 tf.gather(condition, picked), seed, steps=4)
     np.testing.assert_allclose(long_run.numpy(), want.numpy(), rtol=1e-5,
                                atol=1e-6)
-    assert tiny.differ(long_run.numpy(), y1[6:].numpy())
-    # A small batch still gives one row.
-    _, one = trainer._long_run_negatives(y1[:2], condition[:2], 2, seed)
-    assert one.shape[0] == 1
+    assert tiny.differ(long_run.numpy(), tf.gather(y1, picked).numpy())
+    # k must divide the batch.
+    with pytest.raises(ValueError, match="must divide each replica's batch"):
+        trainer._long_run_negatives(y1[:6], condition[:6], seed)
 
 
 def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_y1():
@@ -455,8 +463,8 @@ def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_
     batch = tiny.batch("label", size=8)
     condition, target = batch["condition"], tf.constant(batch["target"])
     plain = tiny.trainer("label")
-    long, probe = (tiny.trainer("label", long_run_steps=30,
-                                long_run_fraction=0.5) for _ in range(2))
+    long, probe = (tiny.trainer("label", long_run_steps=27,
+                                long_run_every=2) for _ in range(2))
     for other in (long, probe):
         for name in ("policy", "planner"):
             getattr(other, name).set_weights(
@@ -466,14 +474,14 @@ def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_
     y0, _ = probe._propose(x, None, condition)
     y1, _ = probe.solve_slow(y0, condition, replica_seed(probe.seed, 0, 1))
     negatives, long_run = probe._long_run_negatives(
-        y1, condition, 8, replica_seed(probe.seed, 0, 4))
+        y1, condition, replica_seed(probe.seed, 0, 4))
     observed = probe.planner(target, condition)
     want_loss = float(tf.reduce_mean(probe.planner(negatives, condition))
                       - tf.reduce_mean(observed))
     paper_loss = float(tf.reduce_mean(probe.planner(y1, condition))
                        - tf.reduce_mean(observed))
     want_gap = float(tf.reduce_mean(observed) - tf.reduce_mean(
-        probe.planner(long_run, condition[4:])))
+        probe.planner(long_run, condition[1::2])))
 
     logs = long.train_step(batch)
     plain_logs = plain.train_step(batch)
@@ -483,9 +491,15 @@ def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_
                                rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(float(logs["long_run_gap"]), want_gap,
                                rtol=1e-4, atol=1e-8)
+    # The logged value gap stays the paper's, over the rows that kept Y1.
+    np.testing.assert_allclose(
+        float(logs["value_gap"]),
+        float(tf.reduce_mean(observed[::2] - probe.planner(
+            y1[::2], condition[::2]))),
+        rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(
         float(logs["long_run_move"]),
-        float(tf.reduce_mean(tf.abs(long_run - y1[4:]))), rtol=1e-5)
+        float(tf.reduce_mean(tf.abs(long_run - y1[1::2]))), rtol=1e-5)
     assert "long_run_gap" not in plain_logs
     # Continuing the chains changed what the planner was taught ...
     assert abs(paper_loss - want_loss) > 1e-3 * abs(want_loss), (
@@ -499,8 +513,8 @@ def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_long_run_steps_must_exceed_the_training_chain():
-    with pytest.raises(ValueError, match="long_run_steps must be 0"):
-        tiny.trainer("label", long_run_steps=3)
-    with pytest.raises(ValueError, match="long_run_fraction must lie"):
-        tiny.trainer("label", long_run_steps=5, long_run_fraction=0.0)
+def test_long_run_settings_are_checked():
+    with pytest.raises(ValueError, match="long_run_steps must be >= 0"):
+        tiny.trainer("label", long_run_steps=-1)
+    with pytest.raises(ValueError, match="long_run_every must be an int"):
+        tiny.trainer("label", long_run_steps=5, long_run_every=0)
