@@ -199,6 +199,14 @@ def timed_label_weight(config: config_lib.TaskConfig) -> float:
     return 0.0
 
 
+def timed_long_run_steps(config: config_lib.TaskConfig) -> int:
+    """`train.long_run_steps` if the run's longest stage has long-run
+    negatives, else 0: their chains are work in each of its steps."""
+    if 2 * label_stage.steps_with_long_run(config) >= config.train.train_steps:
+        return label_stage.long_run_at(config, config.train.train_steps)
+    return 0
+
+
 def timed_policy_held(config: config_lib.TaskConfig) -> bool:
     """Whether the run's longest stage holds the policy (a label stage
     with `train.label_stage_policy=hold`): its steps skip the policy's
@@ -252,8 +260,9 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   # Added later: absent (off) keeps older keys unchanged.
                   **({"planner_ema": True} if t.planner_ema else {}),
                   # Long-run chains are work in each step too.
-                  **({"long_run": [t.long_run_steps, t.long_run_every]}
-                     if t.long_run_steps else {}),
+                  **({"long_run": [timed_long_run_steps(config),
+                                   t.long_run_every]}
+                     if timed_long_run_steps(config) else {}),
                   **({"policy_held": True}
                      if timed_policy_held(config) else {})},
     }
@@ -334,6 +343,8 @@ def time_path(config: config_lib.TaskConfig, path: ExecutionPath,
         if label_stage.has_stage(run_config):
             trainer.label_loss_weight = timed_label_weight(run_config)
             trainer.learn_policy = not timed_policy_held(run_config)
+        if label_stage.has_long_run(run_config):
+            trainer.long_run_steps = timed_long_run_steps(run_config)
         trainer.make_train_function()
         feed = _feed(run_config, strategy)
 

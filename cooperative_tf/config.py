@@ -273,6 +273,11 @@ class TrainConfig:
         cooperative method's alone.
       long_run_every: k, every k-th row runs a long-run chain (1: every
         row). It must divide each replica's share of `batch_size`.
+      long_run_start: The step from which long-run negatives are on (0:
+        from the first). mnist's default starts them with its label
+        stage, where they were measured (docs/quality.md); a start of its
+        own splits the run there, and, as at the label stage, the data
+        stream starts over from `seed` at the split.
       policy_ema: Momentum of an exponential moving average of the
         policy's trainable weights, updated after each of its steps (its
         optimizer's `use_ema`); 0 (the default; mnist keeps 0.9995)
@@ -331,6 +336,7 @@ class TrainConfig:
     gradient_penalty_weight: float = 0.0
     long_run_steps: int = 0
     long_run_every: int = 8
+    long_run_start: int = 0
     policy_ema: float = 0.0
     planner_ema: float = 0.0
     eval_every: int = 0
@@ -539,9 +545,10 @@ def validate(config: TaskConfig) -> None:
         if not value >= 0:  # also refuses NaN
             raise ValueError(f"train.{name} must be a number >= 0. "
                              f"Received: {value}")
-    if t.long_run_steps < 0:
-        raise ValueError("train.long_run_steps must be >= 0 (0: off). "
-                         f"Received: {t.long_run_steps}")
+    if t.long_run_steps < 0 or t.long_run_start < 0:
+        raise ValueError("train.long_run_steps (0: off) and "
+                         "train.long_run_start must be >= 0. Received: "
+                         f"{t.long_run_steps}, {t.long_run_start}")
     if t.long_run_every < 1 or (t.long_run_steps
                                 and t.batch_size % t.long_run_every):
         raise ValueError(

@@ -9,6 +9,10 @@ the planner learns alone. Training, resuming, rollbacks
 and the autotune key all ask this module where the stage begins, so they
 agree on it.
 
+Long-run negatives (`train.long_run_steps`) may start later too, from
+`train.long_run_start` (`long_run_at`); mnist starts them with the label
+stage. A run is fitted in segments split at each start (`stage_end`).
+
 Only cooperative learning has the stage: a baseline has no planner to
 classify with, and training ignores the weight and the scales for it
 (`has_stage`). `weight_at` and `steps_with_term` read the train config
@@ -35,13 +39,42 @@ def weight_at(t: config_lib.TrainConfig, step: int) -> float:
     return t.label_loss_weight if step >= t.label_loss_start else 0.0
 
 
-def stage_end(config: config_lib.TaskConfig, step: int) -> int:
-    """The last step of the stage holding `step`: the stage's start for a
-    step before it (when the run has a stage), else the run's end."""
+def has_long_run(config: config_lib.TaskConfig) -> bool:
+    """Whether the config asks for long-run negatives (cooperative
+    learning with `train.long_run_steps` > 0; the start may lie past the
+    run's end)."""
+    return bool(config.method.name == "cooperative"
+                and config.train.long_run_steps)
+
+
+def long_run_at(config: config_lib.TaskConfig, step: int) -> int:
+    """`train.long_run_steps` for the training step after `step` steps,
+    where long-run negatives are on then, else 0."""
     t = config.train
-    if not has_stage(config) or weight_at(t, step):
-        return t.train_steps
-    return min(t.label_loss_start, t.train_steps)
+    if has_long_run(config) and step >= t.long_run_start:
+        return t.long_run_steps
+    return 0
+
+
+def steps_with_long_run(config: config_lib.TaskConfig) -> int:
+    """How many of the run's steps train with long-run negatives."""
+    t = config.train
+    if not has_long_run(config):
+        return 0
+    return t.train_steps - min(t.long_run_start, t.train_steps)
+
+
+def stage_end(config: config_lib.TaskConfig, step: int) -> int:
+    """The last step of the segment holding `step`: the next start (of the
+    label stage or of long-run negatives) after it, else the run's end."""
+    t = config.train
+    starts = []
+    if has_stage(config):
+        starts.append(t.label_loss_start)
+    if has_long_run(config):
+        starts.append(t.long_run_start)
+    later = [start for start in starts if start > step]
+    return min(later + [t.train_steps])
 
 
 def steps_with_term(t: config_lib.TrainConfig) -> int:

@@ -540,8 +540,18 @@ class _LabelStage:
     def enter(self, step: int) -> int:
         """Prepares the stage holding `step`; returns its last step."""
         t = self.config.train
+        if label_stage.has_long_run(self.config):
+            steps = label_stage.long_run_at(self.config, step)
+            if self.trainer.long_run_steps != steps:
+                # Traced into the train step, as the label weight is.
+                self.trainer.long_run_steps = steps
+                self.trainer.train_function = None
+                if steps:
+                    self.log(f"From step {step} one chain in "
+                             f"{t.long_run_every} runs {steps} more steps "
+                             "for the value shift (train.long_run_steps).")
         if not self.active:
-            return t.train_steps
+            return label_stage.stage_end(self.config, step)
         weight = label_stage.weight_at(t, step)
         if self.trainer.label_loss_weight != weight:
             self.trainer.label_loss_weight = weight

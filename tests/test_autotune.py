@@ -223,8 +223,16 @@ def test_the_key_holds_the_long_run_chains_length_and_share():
             key("train.long_run_steps=90", "train.long_run_every=2"),
             key("train.long_run_steps=90", "train.long_run_every=4")}
     assert len(keys) == 4
-    # Off, its rows are not in the key (a run that never runs the chains).
+    # Off, its rows are not in the key (a run that never runs the chains);
+    # nor are they where its longest stage has none (mnist's default starts
+    # them with its last 1,000 of 10,000 steps), which is timed without.
     assert key("train.long_run_every=2") == key()
+    steps = tiny_mnist().train.train_steps
+    assert key("train.long_run_steps=90", "train.long_run_every=2",
+               f"train.long_run_start={steps // 2 + 1}") == key()
+    assert key("train.long_run_steps=90", "train.long_run_every=2",
+               f"train.long_run_start={steps // 2}") == key(
+                   "train.long_run_steps=90", "train.long_run_every=2")
 
 
 @pytest.mark.parametrize("one, other, same", [

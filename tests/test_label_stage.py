@@ -46,3 +46,25 @@ def test_a_start_past_the_end_leaves_no_steps_with_the_term():
                      label_loss_start=20)
     assert label_stage.steps_with_term(config.train) == 0
     assert label_stage.stage_end(config, 0) == 10
+
+
+def test_long_run_negatives_start_at_their_step_and_split_the_run_there():
+    config = _config(train_steps=10, label_loss_weight=5.0,
+                     label_loss_start=6, long_run_steps=30,
+                     long_run_start=3)
+    assert [label_stage.long_run_at(config, s) for s in (0, 2, 3, 9)] == \
+        [0, 0, 30, 30]
+    assert [label_stage.stage_end(config, s) for s in (0, 2, 3, 5, 6, 9)] \
+        == [3, 3, 6, 6, 10, 10]
+    assert label_stage.steps_with_long_run(config) == 7
+    # With the label stage's start, one split, as without them.
+    same = _config(train_steps=10, label_loss_weight=5.0,
+                   label_loss_start=6, long_run_steps=30, long_run_start=6)
+    assert [label_stage.stage_end(same, s) for s in (0, 5, 6)] == [6, 6, 10]
+    # Off, or for a baseline, there are none and no split.
+    for other in (_config(train_steps=10, long_run_start=3),
+                  _config("pix2pix", train_steps=10, long_run_steps=30,
+                          long_run_start=3)):
+        assert label_stage.long_run_at(other, 9) == 0
+        assert label_stage.stage_end(other, 0) == 10
+        assert label_stage.steps_with_long_run(other) == 0

@@ -79,7 +79,8 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.gradient_penalty_weight=-1", "gradient_penalty_weight must be"),
     ("train.gradient_penalty_weight=inf", "gradient_penalty_weight must be"),
     ("train.diversity_bound=0", "diversity_bound"),
-    ("train.long_run_steps=-1", "long_run_steps must be >= 0"),
+    ("train.long_run_steps=-1", "long_run_steps .0: off. and"),
+    ("train.long_run_start=-1", "long_run_start must be >= 0"),
     ("train.long_run_every=0", "long_run_every must be >= 1"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
@@ -412,3 +413,23 @@ def test_long_run_chains_are_refused_to_a_method_without_a_planner_step():
         tasks.resolve_config("zappos", overrides=[
             "train.long_run_steps=50", "train.batch_size=12",
             "train.long_run_every=8"])
+
+
+def test_long_run_negatives_start_at_their_step_across_a_resume(
+        tmp_path, capsys):
+    # Steps 1-2 by the paper's value shift, 3-4 with every 2nd chain run
+    # on; stopped at step 1 and resumed, as the label stage is.
+    config = tasks.resolve_config(
+        "mnist", train_steps=1, overrides=tiny.LABEL + [
+            "train.long_run_steps=5", "train.long_run_every=2",
+            "train.long_run_start=2"])
+    train_lib.train(config, str(tmp_path), verbose=False)
+    train_lib.train(dataclasses.replace(
+        config, train=dataclasses.replace(config.train, train_steps=4)),
+        str(tmp_path), verbose=True)
+    assert ("From step 2 one chain in 2 runs 5 more steps for the value "
+            "shift") in capsys.readouterr().out
+    rows = {r["step"]: r for r in map(
+        json.loads, (tmp_path / "history.jsonl").read_text().splitlines())}
+    assert "long_run_gap" not in rows[1] and "long_run_gap" not in rows[2]
+    assert rows[3]["long_run_move"] > 0 and rows[4]["long_run_move"] > 0
