@@ -82,7 +82,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         minus f(Y1) over the other rows. Short training chains never show
         the planner where longer chains go, so nothing lowers its value
         there, and chains longer than training's leave the data
-        (docs/quality.md; Nijkamp et al. 2019 on short-run MCMC).
+        (docs/quality.md; Nijkamp et al. 2020, "On the Anatomy of
+        MCMC-Based Maximum Likelihood Learning of Energy-Based Models").
       long_run_every: k: every k-th row runs a long-run chain (1: all).
         It must divide each replica's batch; the rows are then the same
         on N replicas as on one device.

@@ -107,6 +107,11 @@ def test_paper_settings_are_the_defaults():
     assert (train.policy_ema, train.planner_ema) == (0.9995, 0.99)
     # The paper's loss to 9,000, the label stage for the last 1,000 steps.
     assert (train.train_steps, train.label_loss_start) == (10000, 9000)
+    # Long-run negatives start with the label stage: one split, not two,
+    # and the path `auto` times is the paper's loss's, as before them.
+    assert (train.long_run_steps, train.long_run_every,
+            train.long_run_start) == (90, 8, 9000)
+    assert not tasks.get_task("fashion_mnist").train.long_run_steps
     fashion = tasks.get_task("fashion_mnist").model
     assert not fashion.planner_spectral_norm
     assert fashion.planner_value_scale == 1.0
