@@ -27,9 +27,9 @@ class DivergenceGuard(keras.callbacks.Callback):
       max_refinement: Largest acceptable mean |Y1 - Y0|.
       step_fn: Returns the current global step, for the message.
       max_value: Largest acceptable |value_gap|, |planner_loss| and
-        |long_run_gap| as logged (means since the last progress line, so a one-step spike
-        counts diluted): values growing without bound are caught before
-        they overflow.
+        |long_run_gap| as logged (means since the last progress line, so
+        a one-step spike counts diluted): values growing without bound are
+        caught before they overflow.
       remedy: What the message advises, naming the settings of the method
         being trained (a GAN baseline has no Langevin step size).
     """

@@ -171,9 +171,9 @@ def mnist() -> TaskConfig:
     # refined 225.3 / 225.2 / 222.7 against 222.9 / 220.2 / 220.5 (real
     # digits 221.6), fast 222.2 / 224.4 / 219.9 against 219.3 / 220.1 /
     # 217.9; chains of 100 steps at inference lose 23.9 / 33.2 / 29.6
-    # nats to the fast answers against 74.5 / 72.5 / 73.7, and their
+    # nats to the fast answers against 74.5 / 72.4 / 73.7, and their
     # Frechet distance is 13.1-14.0 against 36.7-42.7. Accuracy and worst
-    # label about the same, Frechet 0.07-0.21 worse; the planner as a
+    # label about the same, Frechet 0.07-0.20 worse; the planner as a
     # classifier 0.916 / 0.910 / 0.916 against 0.928 / 0.914 / 0.916.
     # Starting with the label stage, they add no split to the run.
     return dataclasses.replace(
@@ -295,14 +295,15 @@ def zappos() -> TaskConfig:
                                   diversity_bound=0.03))
 
 
-def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
-                                       overrides: Sequence[str]
-                                       ) -> TaskConfig:
-    """`config` without its task's default weight averages of networks
-    the method the command ends with does not train, or where they were
-    not measured: the policy's for `planner_only`, which trains none; the
-    planner's for every baseline (`planner_only`'s planner samples by
-    long Langevin chains, which no run has tried with an average).
+def _without_what_the_method_lacks(config: TaskConfig, mapping: object,
+                                   overrides: Sequence[str]) -> TaskConfig:
+    """`config` without its task's defaults that the method the command
+    ends with does not have, or where they were not measured: the
+    policy's weight average for `planner_only`, which trains no policy;
+    the planner's average for every baseline (`planner_only`'s planner
+    samples by long Langevin chains, which no run has tried with an
+    average); and long-run negatives, part of the cooperative method's
+    value shift, for every baseline.
 
     Args:
       config: The registered task's config.
@@ -310,11 +311,11 @@ def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
       overrides: The `section.field=value` strings applied after it.
 
     Returns:
-      `config`, with `train.policy_ema=0` for `planner_only` and
-      `train.planner_ema=0` for any method but `cooperative`. A nonzero
-      average that the file or an override asks for is applied after
-      this (and refused by validation where the method has no such
-      network).
+      `config`, with `train.policy_ema=0` for `planner_only`, and
+      `train.planner_ema=0` and `train.long_run_steps=0` for any method
+      but `cooperative`. A nonzero value that the file or an override
+      asks for is applied after this (and refused by validation where
+      the method has no such network or term).
     """
     method = config.method.name
     if isinstance(mapping, dict) and isinstance(mapping.get("method"), dict):
@@ -328,6 +329,8 @@ def _without_averages_the_method_lacks(config: TaskConfig, mapping: object,
         drop["policy_ema"] = 0.0
     if method != "cooperative" and config.train.planner_ema:
         drop["planner_ema"] = 0.0
+    if method != "cooperative" and config.train.long_run_steps:
+        drop["long_run_steps"] = 0
     if not drop:
         return config
     return dataclasses.replace(
@@ -370,7 +373,7 @@ def resolve_config(task: Optional[str], data_dir: Optional[str] = None,
                          f"{task!r}. Received: task={task!r}")
     if isinstance(overrides, str):
         overrides = [a for a in overrides.split(",") if a.strip()]
-    config = _without_averages_the_method_lacks(get_task(task or named),
+    config = _without_what_the_method_lacks(get_task(task or named),
                                                mapping, overrides)
     if config_file:
         # Validated once, after the overrides: a file may leave the config

@@ -84,9 +84,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         there, and chains longer than training's leave the data
         (docs/quality.md; Nijkamp et al. 2020, "On the Anatomy of
         MCMC-Based Maximum Likelihood Learning of Energy-Based Models").
-      long_run_every: k: every k-th row runs a long-run chain (1: all).
-        It must divide each replica's batch; the rows are then the same
-        on N replicas as on one device.
+      long_run_every: k: every k-th row runs a long-run chain (1: all);
+        at most each replica's batch. Where it divides that batch, the
+        rows are the same on N replicas as on one device.
 
     Attributes:
       learn_policy: True (set after construction; the label stage's
@@ -342,13 +342,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
         self.planner_optimizer.apply(grads, self.planner.trainable_variables)
-        # Means per replica already, unlike the loss terms in `extra`.
+        # Means per replica already, unlike the loss terms in `extra`; its
+        # value_gap replaces the one over every row's negative.
         long_run_stats = ({} if long_run is None
                           else self._long_run_stats(values, y1, long_run))
-        if long_run is not None:
-            # value_gap stays f(Y_obs) - f(Y1), on the rows that kept Y1.
-            values = (self._long_run_rows(values[0])[0],
-                      self._long_run_rows(values[1])[0]) + tuple(values[2:])
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         #    A held policy takes no step (its average would move too); its
@@ -409,51 +406,51 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         y0, other_y0 = tf.split(answers, 2)
         return y0, other_y0
 
-    def _long_run_rows(self, rows):
-        """`(kept, picked)` of `rows` `[batch, ...]`: every
-        `long_run_every`-th row is picked (the k-th, 2k-th, ...), the others
-        kept, each in order. Rows are chosen by their place in the batch,
-        which the shuffled data makes a random draw, and on N replicas by
-        their place in the global batch as on one device."""
+    def _long_run_picked(self, rows):
+        """The rows of `rows` `[batch, ...]` that run long-run chains: every
+        `long_run_every`-th (the k-th, 2k-th, ...), in order. Rows are
+        chosen by their place in the batch, which the shuffled data makes
+        a random draw; where k divides each replica's share, N replicas
+        pick the rows of the global batch one device does."""
         every = self.long_run_every
         batch = rows.shape[0]
-        if batch is not None and batch % every:
+        if batch is not None and batch < every:
             raise ValueError(
-                "train.long_run_every must divide each replica's batch "
-                f"({batch} rows). Received: long_run_every={every}")
-        grouped = tf.reshape(rows, tf.concat(
-            [[-1, every], tf.shape(rows)[1:]], axis=0))
-        kept = tf.reshape(grouped[:, :-1], tf.concat(
-            [[-1], tf.shape(rows)[1:]], axis=0))
-        return kept, grouped[:, -1]
+                f"train.long_run_every ({every}) exceeds the batch ({batch} "
+                "rows on this replica): no row would run a long-run chain. "
+                "Lower train.long_run_every or raise train.batch_size.")
+        return rows[every - 1::every]
 
     def _long_run_negatives(self, y1, condition, seed):
         """`(negatives, long_run)`: Y1 `[batch, H, W, C]` with every
         `long_run_every`-th row's chain continued by `long_run_steps`
-        (`long_run`: those rows alone, `[batch / long_run_every, H, W, C]`).
-        """
-        _, start = self._long_run_rows(y1)
-        _, picked_condition = self._long_run_rows(condition)
+        (`long_run`: those rows alone, `[batch // long_run_every, H, W,
+        C]`)."""
         # A tensor count: the loop form, whatever the number (a count equal
         # to the training's would otherwise be unrolled and compiled again).
         long_run, _ = self.solve_slow(
-            start, picked_condition, seed,
-            steps=tf.constant(self.long_run_steps, tf.int32))
+            self._long_run_picked(y1), self._long_run_picked(condition),
+            seed, steps=tf.constant(self.long_run_steps, tf.int32))
         every = self.long_run_every
-        grouped = tf.reshape(y1, tf.concat([[-1, every], tf.shape(y1)[1:]],
-                                           axis=0))
-        negatives = tf.concat([grouped[:, :-1], long_run[:, None]], axis=1)
-        return tf.reshape(negatives, tf.shape(y1)), long_run
+        places = tf.range(every - 1, tf.shape(y1)[0], every)[:, None]
+        return tf.tensor_scatter_nd_update(y1, places, long_run), long_run
 
     def _long_run_stats(self, values, y1, long_run):
-        """The value gap to the long-run answers alone, and how far their
-        continued chains moved them (mean |Y_long - Y1| per pixel)."""
-        _, picked_values = self._long_run_rows(values[1])
-        _, start = self._long_run_rows(y1)
+        """The value gap to the long-run answers alone, how far their
+        continued chains moved them (mean |Y_long - Y1| per pixel), and
+        `value_gap` kept the paper's: f(Y_obs) - f(Y1) over the other
+        rows."""
+        observed, negative = values[0], values[1]
+        every = self.long_run_every
+        kept = tf.cast(tf.range(tf.shape(observed)[0]) % every != every - 1,
+                       observed.dtype)
         return {
-            "long_run_gap": (tf.reduce_mean(values[0])
-                             - tf.reduce_mean(picked_values)),
-            "long_run_move": tf.reduce_mean(tf.abs(long_run - start)),
+            "long_run_gap": (tf.reduce_mean(observed) - tf.reduce_mean(
+                self._long_run_picked(negative))),
+            "long_run_move": tf.reduce_mean(
+                tf.abs(long_run - self._long_run_picked(y1))),
+            "value_gap": (tf.reduce_sum((observed - negative) * kept)
+                          / tf.reduce_sum(kept)),
         }
 
     def _planner_values(self, target, y1, condition, mismatch_seed):

@@ -219,19 +219,24 @@ def test_the_key_holds_the_long_run_chains_length_and_share():
         return autotune.cache_key(autotune.key_material(
             tiny_mnist(*overrides), 1, AVX2))
 
-    keys = {key(), key("train.long_run_steps=40", "train.long_run_every=2"),
-            key("train.long_run_steps=90", "train.long_run_every=2"),
-            key("train.long_run_steps=90", "train.long_run_every=4")}
+    def on(*overrides):  # from step 0, the run's only stage
+        return key("train.long_run_start=0", *overrides)
+
+    off = key("train.long_run_steps=0")
+    keys = {off, on("train.long_run_steps=40", "train.long_run_every=2"),
+            on("train.long_run_steps=90", "train.long_run_every=2"),
+            on("train.long_run_steps=90", "train.long_run_every=4")}
     assert len(keys) == 4
     # Off, its rows are not in the key (a run that never runs the chains);
-    # nor are they where its longest stage has none (mnist's default starts
-    # them with its last 1,000 of 10,000 steps), which is timed without.
-    assert key("train.long_run_every=2") == key()
+    # nor are they where its longest stage has none, as in mnist's default
+    # (its last 1,000 of 10,000 steps), which is timed without them.
+    assert key("train.long_run_steps=0", "train.long_run_every=2") == off
+    assert key() == off
     steps = tiny_mnist().train.train_steps
     assert key("train.long_run_steps=90", "train.long_run_every=2",
-               f"train.long_run_start={steps // 2 + 1}") == key()
+               f"train.long_run_start={steps // 2 + 1}") == off
     assert key("train.long_run_steps=90", "train.long_run_every=2",
-               f"train.long_run_start={steps // 2}") == key(
+               f"train.long_run_start={steps // 2}") == on(
                    "train.long_run_steps=90", "train.long_run_every=2")
 
 

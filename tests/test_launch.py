@@ -408,11 +408,19 @@ def test_long_run_chains_are_refused_to_a_method_without_a_planner_step():
     config = tasks.resolve_config("zappos",
                                   overrides=["train.long_run_steps=50"])
     assert config.train.long_run_steps == 50
-    # The rows are every k-th of the batch: k must divide it.
-    with pytest.raises(ValueError, match="divide train.batch_size"):
-        tasks.resolve_config("zappos", overrides=[
-            "train.long_run_steps=50", "train.batch_size=12",
-            "train.long_run_every=8"])
+    # mnist's default has them from its label stage: its baselines, which
+    # have no value shift, resolve without them, and any batch resolves
+    # (the rows are every k-th, wherever k divides the batch or not).
+    assert tasks.resolve_config("mnist").train.long_run_steps == 90
+    for method in ("cgan", "planner_only"):
+        assert tasks.resolve_config("mnist", overrides=[
+            f"method.name={method}"]).train.long_run_steps == 0
+    with pytest.raises(ValueError, match="train.long_run_steps=0"):
+        tasks.resolve_config("mnist", overrides=[
+            "method.name=cgan", "train.long_run_steps=90"])
+    for batch in (4, 10, 100):
+        assert tasks.resolve_config(
+            "mnist", batch_size=batch).train.batch_size == batch
 
 
 def test_long_run_negatives_start_at_their_step_across_a_resume(

@@ -451,9 +451,15 @@ def test_long_run_negatives_continue_every_kth_rows_chain(kind):
     np.testing.assert_allclose(long_run.numpy(), want.numpy(), rtol=1e-5,
                                atol=1e-6)
     assert tiny.differ(long_run.numpy(), tf.gather(y1, picked).numpy())
-    # k must divide the batch.
-    with pytest.raises(ValueError, match="must divide each replica's batch"):
-        trainer._long_run_negatives(y1[:6], condition[:6], seed)
+    # A batch k does not divide: the k-th, 2k-th, ... rows still.
+    negatives, long_run = trainer._long_run_negatives(y1[:6], condition[:6],
+                                                      seed)
+    assert long_run.shape[0] == 1 and negatives.shape[0] == 6
+    np.testing.assert_array_equal(tf.gather(negatives, [0, 1, 2, 4, 5]),
+                                  tf.gather(y1, [0, 1, 2, 4, 5]))
+    # Fewer rows than k: no row would run one, which is named.
+    with pytest.raises(ValueError, match="exceeds the batch"):
+        trainer._long_run_negatives(y1[:3], condition[:3], seed)
 
 
 def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_y1():
