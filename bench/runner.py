@@ -74,8 +74,8 @@ class Settings:
     # The paper's loss: the default run's first 9,000 of 10,000 steps, and
     # what the authors' iteration computes; `label_stage` times the last
     # 1,000 (with the planner's label term, and with long-run negatives)
-    # beside it. The trainer a config builds has both on: its stages turn
-    # them off before their start, which a timing does not run.
+    # beside it. The trainer a config builds has the label term on (its
+    # stage turns it off before its start, which a timing does not run).
     mnist_overrides: Tuple[str, ...] = ("train.label_loss_weight=0",
                                         "train.long_run_steps=0")
     label_stage: bool = True

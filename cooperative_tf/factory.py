@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from cooperative_tf import baselines
 from cooperative_tf import config as config_lib
-from cooperative_tf import execution
+from cooperative_tf import execution, label_stage
 from cooperative_tf.distribute import needs_distributed_input
 from cooperative_tf.models import LabelPolicy, Planner, UNetPolicy
 from cooperative_tf.trainer import CooperativeTrainer
@@ -144,7 +144,10 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         diversity_weight=t.diversity_weight,
         diversity_bound=t.diversity_bound,
         gradient_penalty_weight=t.gradient_penalty_weight,
-        long_run_steps=t.long_run_steps,
+        # As at step 0: training turns them on at their start
+        # (`train_lib`), and a trainer fitted or timed elsewhere runs the
+        # first steps' work (mnist's start at 9,000 of 10,000).
+        long_run_steps=label_stage.long_run_at(config, 0),
         long_run_every=t.long_run_every, name="cooperative")
     trainer.compile(
         policy_optimizer=_adam(t.policy_lr, t, average=t.policy_ema),

@@ -20,7 +20,7 @@ _METRICS = ("planner_loss", "policy_loss", "value_gap", "refinement",
 # Logged only when their loss term is on.
 _OPTIONAL_METRICS = ("label_loss", "reconstruction_l1", "mismatch_loss",
                      "diversity_loss", "gradient_penalty")
-# Logged when long-run negatives are on (`long_run_steps`).
+# Logged while long-run negatives are on (`long_run_steps`).
 _LONG_RUN_METRICS = ("long_run_gap", "long_run_move")
 
 
@@ -163,7 +163,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                                       mismatch_weight,
                                       diversity_weight,
                                       gradient_penalty_weight)) if on) + (
-            _LONG_RUN_METRICS if long_run_steps else ())
+            # Always: training may turn them on after construction (at
+            # `train.long_run_start`), when a tracker can no longer be made.
+            _LONG_RUN_METRICS)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in names}
         self.langevin_jit_compile = False
