@@ -255,9 +255,8 @@ def _label_stage(settings, workloads, block):
                       if not o.startswith("train.label_loss_weight="))
     with_term += ("train.label_loss_weight=1.0",)
     with_penalty = base + ("train.gradient_penalty_weight=3e-6",)
-    with_long_run = tuple(o for o in base
-                          if not o.startswith("train.long_run_steps="))
-    with_long_run += ("train.long_run_steps=90", "train.long_run_start=0")
+    with_long_run = base + ("train.long_run_steps=90",
+                            "train.long_run_start=0")
     works = [workloads.get("mnist", overrides, variant) for overrides in
              (base, with_term, with_penalty, with_long_run)]
     rows = measure_variants(works, settings, parts=("step",))

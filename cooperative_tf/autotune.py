@@ -220,6 +220,7 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                  info: Optional[dict] = None) -> dict:
     """Everything the fastest path may depend on."""
     d, t, lv, m = config.data, config.train, config.langevin, config.method
+    long_run = timed_long_run_steps(config)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -260,9 +261,8 @@ def key_material(config: config_lib.TaskConfig, replicas: int,
                   # Added later: absent (off) keeps older keys unchanged.
                   **({"planner_ema": True} if t.planner_ema else {}),
                   # Long-run chains are work in each step too.
-                  **({"long_run": [timed_long_run_steps(config),
-                                   t.long_run_every]}
-                     if timed_long_run_steps(config) else {}),
+                  **({"long_run": [long_run, t.long_run_every]}
+                     if long_run else {}),
                   **({"policy_held": True}
                      if timed_policy_held(config) else {})},
     }

@@ -31,8 +31,9 @@ from cooperative_tf.factory import build_trainer
 from cooperative_tf.summaries import Summaries
 from cooperative_tf.workdir import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE,
                                     QUALITY_FILE, ROLLBACK_FILE, SAMPLE_DIR,
-                                    append_jsonl,
-                                    check_workdir_config, make_checkpoint,
+                                    append_jsonl, changed_settings,
+                                    check_workdir_config, describe_changes,
+                                    keep_replaced_config, make_checkpoint,
                                     restore_step_size,
                                     write_config)
 
@@ -172,9 +173,33 @@ def train(config: config_lib.TaskConfig, workdir: str,
     with lock:
         if chief:
             workdir_lock.clean_leftovers(workdir, ckpt_dir, log)
+            if saved is not None:
+                _note_changed_settings(saved, config, workdir, ckpt_dir, log)
             write_config(config, workdir)
         return _train(config, workdir, strategy, dataset, samples, log,
                       verbose, list(callbacks), saved)
+
+
+def _note_changed_settings(saved, config, workdir, ckpt_dir, log) -> None:
+    """Names the train / Langevin settings a resume changes and keeps the
+    replaced config (`keep_replaced_config`).
+
+    A resume takes the task's defaults and the flags given, not the saved
+    run's settings, so a flag left out (`--set train.seed=1`) or a default
+    changed since the run began changes the run silently otherwise.
+    """
+    changed = changed_settings(saved, config)
+    if not changed:
+        return
+    kept = safety.list_checkpoints(ckpt_dir)
+    step = safety.checkpoint_step(kept[-1]) if kept else 0
+    path = keep_replaced_config(saved, changed, step, workdir)
+    log(f"Resuming {workdir} at step {step} with settings other than its "
+        f"{CONFIG_FILE}'s (saved -> now): "
+        f"{describe_changes(changed)}. The saved config is kept "
+        f"in {path}. If that was not meant (a flag left out, or a task "
+        "default changed since the run began), stop and resume with "
+        f"--config={os.path.join(workdir, CONFIG_FILE)}.")
 
 
 def _printer(verbose):

@@ -347,7 +347,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         # Means per replica already, unlike the loss terms in `extra`; its
         # value_gap replaces the one over every row's negative.
         long_run_stats = ({} if long_run is None
-                          else self._long_run_stats(values, y1, long_run))
+                          else self._long_run_stats(values, *long_run))
 
         # 4. Learn-policy by mapping shift: move g(X, C) toward Y1, same X.
         #    A held policy takes no step (its average would move too); its
@@ -424,20 +424,22 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         return rows[every - 1::every]
 
     def _long_run_negatives(self, y1, condition, seed):
-        """`(negatives, long_run)`: Y1 `[batch, H, W, C]` with every
-        `long_run_every`-th row's chain continued by `long_run_steps`
-        (`long_run`: those rows alone, `[batch // long_run_every, H, W,
-        C]`)."""
+        """`(negatives, (start, long_run))`: Y1 `[batch, H, W, C]` with
+        every `long_run_every`-th row's chain continued by
+        `long_run_steps`; `start` and `long_run` are those rows before and
+        after, `[rows, H, W, C]` (rows = the batch's multiples of k)."""
+        start = self._long_run_picked(y1)
         # A tensor count: the loop form, whatever the number (a count equal
         # to the training's would otherwise be unrolled and compiled again).
         long_run, _ = self.solve_slow(
-            self._long_run_picked(y1), self._long_run_picked(condition),
-            seed, steps=tf.constant(self.long_run_steps, tf.int32))
+            start, self._long_run_picked(condition), seed,
+            steps=tf.constant(self.long_run_steps, tf.int32))
         every = self.long_run_every
         places = tf.range(every - 1, tf.shape(y1)[0], every)[:, None]
-        return tf.tensor_scatter_nd_update(y1, places, long_run), long_run
+        return (tf.tensor_scatter_nd_update(y1, places, long_run),
+                (start, long_run))
 
-    def _long_run_stats(self, values, y1, long_run):
+    def _long_run_stats(self, values, start, long_run):
         """The value gap to the long-run answers alone, how far their
         continued chains moved them (mean |Y_long - Y1| per pixel), and
         `value_gap` kept the paper's: f(Y_obs) - f(Y1) over the other
@@ -449,8 +451,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         return {
             "long_run_gap": (tf.reduce_mean(observed) - tf.reduce_mean(
                 self._long_run_picked(negative))),
-            "long_run_move": tf.reduce_mean(
-                tf.abs(long_run - self._long_run_picked(y1))),
+            "long_run_move": tf.reduce_mean(tf.abs(long_run - start)),
             "value_gap": (tf.reduce_sum((observed - negative) * kept)
                           / tf.reduce_sum(kept)),
         }

@@ -3,6 +3,8 @@
 A work directory holds:
 
     config.json      the resolved config (written before training starts)
+    config_history.jsonl  the configs a resumed run left behind, each with
+                     the step it was replaced at and what changed
     autotune.json    the execution path a run with `auto` settings chose,
                      with the timings it chose by (`cooperative_tf.autotune`)
     checkpoints/     tf.train checkpoints of both networks and optimizers
@@ -35,6 +37,10 @@ HISTORY_FILE = "history.jsonl"
 EVAL_FILE = "eval.json"
 INFERENCE_FILE = "inference.json"
 ROLLBACK_FILE = "rollbacks.jsonl"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+# What a resume may change without refusing (`check_workdir_config` refuses
+# the rest), and so what it reports when changed.
+RESUMABLE_SECTIONS = ("train", "langevin")
 AUTOTUNE_FILE = "autotune.json"
 
 
@@ -51,6 +57,59 @@ def write_config(config: config_lib.TaskConfig, workdir: str) -> str:
     """Writes the resolved config to `workdir/config.json`; returns its path."""
     path = os.path.join(workdir, CONFIG_FILE)
     write_text_atomic(path, config_io.to_json(config))
+    return path
+
+
+def changed_settings(saved: config_lib.TaskConfig,
+                     config: config_lib.TaskConfig) -> dict:
+    """The resumable settings (`RESUMABLE_SECTIONS`) `config` changes
+    against `saved`: `{"train.seed": (1, 0), ...}`, in field order."""
+    changed = {}
+    for section in RESUMABLE_SECTIONS:
+        old = dataclasses.asdict(getattr(saved, section))
+        new = dataclasses.asdict(getattr(config, section))
+        for name, value in old.items():
+            if value != new[name]:
+                changed[f"{section}.{name}"] = (value, new[name])
+    return changed
+
+
+def describe_changes(changed: dict) -> str:
+    """`changed_settings`' result as `train.seed 1 -> 0, ...`."""
+    return ", ".join(f"{name} {old!r} -> {new!r}"
+                     for name, (old, new) in changed.items())
+
+
+def keep_replaced_config(saved: config_lib.TaskConfig, changed: dict,
+                         step: int, workdir: str) -> str:
+    """Appends the config a resume replaces to `config_history.jsonl`.
+
+    A resume rewrites `config.json` with the settings it trains under; the
+    steps before it were trained under `saved`, which would otherwise be
+    lost. The file is rewritten whole (`write_text_atomic`), so a killed
+    run leaves the previous history.
+
+    Args:
+      saved: The config in `workdir/config.json` before the resume.
+      changed: `changed_settings(saved, new)`.
+      step: The step the new config trains from (the newest checkpoint's).
+      workdir: The run's work directory.
+
+    Returns:
+      The history file's path.
+    """
+    path = os.path.join(workdir, CONFIG_HISTORY_FILE)
+    lines = []
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    lines.append(json.dumps({
+        "replaced_at_step": int(step),
+        "changed": {name: [old, new]
+                    for name, (old, new) in changed.items()},
+        "config": json.loads(config_io.to_json(saved)),
+    }, sort_keys=True))
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

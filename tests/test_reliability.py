@@ -251,6 +251,33 @@ def test_a_rate_change_holds_when_the_resume_saved_nothing(tmp_path):
     assert notes["rates"]["planner"] == pytest.approx(1e-4)
 
 
+def test_a_resume_names_the_settings_it_changes_and_keeps_the_old_config(
+        tmp_path, capsys):
+    # A seed left out on resuming would silently train on with the task's
+    # default seed.
+    train_lib.train(tiny_config(2, "train.seed=1"), str(tmp_path),
+                    verbose=False)
+    capsys.readouterr()
+    train_lib.train(tiny_config(3), str(tmp_path), verbose=True)
+    out = capsys.readouterr().out
+    assert (f"Resuming {tmp_path} at step 2 with settings other than its "
+            "config.json's (saved -> now): train.train_steps 2 -> 3, "
+            "train.seed 1 -> 0.") in out
+    assert f"--config={tmp_path / 'config.json'}" in out
+    history = tmp_path / workdir.CONFIG_HISTORY_FILE
+    (line,) = [json.loads(x) for x in history.read_text().splitlines()]
+    assert line["replaced_at_step"] == 2
+    assert line["changed"] == {"train.train_steps": [2, 3],
+                               "train.seed": [1, 0]}
+    assert config_io.from_json(json.dumps(line["config"])) == tiny_config(
+        2, "train.seed=1")
+    assert workdir.load_config(str(tmp_path)) == tiny_config(3)
+    # Resuming as saved changes nothing and adds nothing.
+    train_lib.train(tiny_config(3), str(tmp_path), verbose=True)
+    assert "settings other than" not in capsys.readouterr().out
+    assert len(history.read_text().splitlines()) == 1
+
+
 def test_a_rollback_to_the_label_stage_start_scales_once(tmp_path):
     # The stage (scale 0.5) begins at step 2; an Inf after step 3 rolls back
     # to ckpt-2, written before the stage: both rates end scaled once, the

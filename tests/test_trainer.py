@@ -437,9 +437,12 @@ def test_long_run_negatives_continue_every_kth_rows_chain(kind):
     y0 = trainer.generate(condition)["fast"]
     seed = tf.constant([1, 2], tf.int64)
     y1, _ = trainer.solve_slow(y0, condition, seed)
-    negatives, long_run = trainer._long_run_negatives(y1, condition, seed)
+    negatives, (start, long_run) = trainer._long_run_negatives(
+        y1, condition, seed)
     assert long_run.shape[0] == 2 and negatives.shape == y1.shape
     picked = [3, 7]
+    np.testing.assert_array_equal(start.numpy(),
+                                  tf.gather(y1, picked).numpy())
     kept = [i for i in range(8) if i not in picked]
     np.testing.assert_array_equal(tf.gather(negatives, kept).numpy(),
                                   tf.gather(y1, kept).numpy())
@@ -452,8 +455,8 @@ def test_long_run_negatives_continue_every_kth_rows_chain(kind):
                                atol=1e-6)
     assert tiny.differ(long_run.numpy(), tf.gather(y1, picked).numpy())
     # A batch k does not divide: the k-th, 2k-th, ... rows still.
-    negatives, long_run = trainer._long_run_negatives(y1[:6], condition[:6],
-                                                      seed)
+    negatives, (_, long_run) = trainer._long_run_negatives(
+        y1[:6], condition[:6], seed)
     assert long_run.shape[0] == 1 and negatives.shape[0] == 6
     np.testing.assert_array_equal(tf.gather(negatives, [0, 1, 2, 4, 5]),
                                   tf.gather(y1, [0, 1, 2, 4, 5]))
@@ -479,7 +482,7 @@ def test_the_value_shift_lowers_the_long_run_answers_and_the_policy_learns_from_
     x = probe.replica_latent(8, step_seed(probe.seed, 0, 0))
     y0, _ = probe._propose(x, None, condition)
     y1, _ = probe.solve_slow(y0, condition, replica_seed(probe.seed, 0, 1))
-    negatives, long_run = probe._long_run_negatives(
+    negatives, (_, long_run) = probe._long_run_negatives(
         y1, condition, replica_seed(probe.seed, 0, 4))
     observed = probe.planner(target, condition)
     want_loss = float(tf.reduce_mean(probe.planner(negatives, condition))
