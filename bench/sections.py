@@ -245,9 +245,9 @@ def _label_stage(settings, workloads, block):
     last 1,000 of the default run's 10,000 steps), with the planner's
     gradient penalty on (`train.gradient_penalty_weight`, off by default;
     it differentiates the planner twice), and with long-run negatives
-    (`train.long_run_steps=90`, off by default: an eighth of the rows'
-    chains run 90 more steps), beside the same variant with none of
-    them, in the same rounds."""
+    (`train.long_run_steps=90`, mnist's label stage: an eighth of the
+    rows' chains run 90 more steps), beside the same variant with none
+    of them, in the same rounds."""
     variant = Variant.from_path(ExecutionPath.from_json(
         block["auto"]["path"]))
     base = tuple(block["overrides"])

@@ -169,18 +169,20 @@ _FIRST_TRAIN_FIELDS = ("batch_size", "train_steps", "policy_lr",
 # Fields added since whose task defaults may differ from what every run
 # before them trained with: that value, for a run's config read back.
 _TRAIN_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0,
-                "label_stage_policy": "train"}
+                "label_stage_policy": "train", "long_run_steps": 0,
+                "long_run_start": 0}
 
 
 def saved_train(train: Any) -> Any:
     """The `train` section of a config written by `to_json`, with the
-    weight averages and label-stage policy a run written before they
-    existed trained with.
+    weight averages, label-stage policy and long-run negatives a run
+    written before they existed trained with.
 
     Before `policy_ema` / `planner_ema` existed no run kept those
     averages, while a task's default may keep them now (mnist): resumed
     with today's default, its checkpoints would lack the averages' slots.
-    Before `label_stage_policy` every label stage trained the policy.
+    Before `label_stage_policy` every label stage trained the policy;
+    before `long_run_steps` no run had long-run negatives.
     Called only for a run's whole config (`name` and every section);
     a section lacking any of `_FIRST_TRAIN_FIELDS` is returned as it is.
     """

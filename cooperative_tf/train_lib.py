@@ -34,6 +34,7 @@ from cooperative_tf.workdir import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE,
                                     append_jsonl, changed_settings,
                                     check_workdir_config, describe_changes,
                                     keep_replaced_config, make_checkpoint,
+                                    restoring_flags,
                                     restore_step_size,
                                     write_config)
 
@@ -181,25 +182,25 @@ def train(config: config_lib.TaskConfig, workdir: str,
 
 
 def _note_changed_settings(saved, config, workdir, ckpt_dir, log) -> None:
-    """Names the train / Langevin settings a resume changes and keeps the
-    replaced config (`keep_replaced_config`).
+    """Names the settings a resume changes and keeps the replaced config
+    (`keep_replaced_config`).
 
     A resume takes the task's defaults and the flags given, not the saved
     run's settings, so a flag left out (`--set train.seed=1`) or a default
-    changed since the run began changes the run silently otherwise.
+    changed since the run began would change the run silently otherwise.
     """
     changed = changed_settings(saved, config)
     if not changed:
         return
     kept = safety.list_checkpoints(ckpt_dir)
     step = safety.checkpoint_step(kept[-1]) if kept else 0
-    path = keep_replaced_config(saved, changed, step, workdir)
-    log(f"Resuming {workdir} at step {step} with settings other than its "
-        f"{CONFIG_FILE}'s (saved -> now): "
-        f"{describe_changes(changed)}. The saved config is kept "
-        f"in {path}. If that was not meant (a flag left out, or a task "
-        "default changed since the run began), stop and resume with "
-        f"--config={os.path.join(workdir, CONFIG_FILE)}.")
+    path = keep_replaced_config(saved, step, workdir)
+    where = (f"newest checkpoint: step {step}" if kept
+             else "no checkpoint yet")
+    log(f"Resuming {workdir} ({where}) with settings other than its "
+        f"{CONFIG_FILE}'s (saved -> now): {describe_changes(changed)}. The "
+        f"saved config is kept as {path}; to resume under it instead, stop "
+        f"and pass {restoring_flags(changed)} (or --config={path}).")
 
 
 def _printer(verbose):

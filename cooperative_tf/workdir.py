@@ -3,8 +3,8 @@
 A work directory holds:
 
     config.json      the resolved config (written before training starts)
-    config_history.jsonl  the configs a resumed run left behind, each with
-                     the step it was replaced at and what changed
+    config_history/  the configs resumes replaced, each whole
+                     (`<n>_before_step_<step>.json`, `--config=<it>`)
     autotune.json    the execution path a run with `auto` settings chose,
                      with the timings it chose by (`cooperative_tf.autotune`)
     checkpoints/     tf.train checkpoints of both networks and optimizers
@@ -37,10 +37,7 @@ HISTORY_FILE = "history.jsonl"
 EVAL_FILE = "eval.json"
 INFERENCE_FILE = "inference.json"
 ROLLBACK_FILE = "rollbacks.jsonl"
-CONFIG_HISTORY_FILE = "config_history.jsonl"
-# What a resume may change without refusing (`check_workdir_config` refuses
-# the rest), and so what it reports when changed.
-RESUMABLE_SECTIONS = ("train", "langevin")
+CONFIG_HISTORY_DIR = "config_history"
 AUTOTUNE_FILE = "autotune.json"
 
 
@@ -62,14 +59,19 @@ def write_config(config: config_lib.TaskConfig, workdir: str) -> str:
 
 def changed_settings(saved: config_lib.TaskConfig,
                      config: config_lib.TaskConfig) -> dict:
-    """The resumable settings (`RESUMABLE_SECTIONS`) `config` changes
-    against `saved`: `{"train.seed": (1, 0), ...}`, in field order."""
+    """The settings `config` changes against `saved`, every section but
+    where the data lives: `{"train.seed": (1, 0), ...}`, in field order.
+
+    A resume reaches here only with what `check_workdir_config` lets
+    through (train and Langevin settings, a baseline's rates and weights,
+    the planner's convolution form, how bad records are treated)."""
     changed = {}
-    for section in RESUMABLE_SECTIONS:
+    for section in ("model", "data", "method", "langevin", "train"):
         old = dataclasses.asdict(getattr(saved, section))
         new = dataclasses.asdict(getattr(config, section))
         for name, value in old.items():
-            if value != new[name]:
+            if value != new[name] and (section, name) != ("data",
+                                                          "data_dir"):
                 changed[f"{section}.{name}"] = (value, new[name])
     return changed
 
@@ -80,36 +82,51 @@ def describe_changes(changed: dict) -> str:
                      for name, (old, new) in changed.items())
 
 
-def keep_replaced_config(saved: config_lib.TaskConfig, changed: dict,
-                         step: int, workdir: str) -> str:
-    """Appends the config a resume replaces to `config_history.jsonl`.
+def restoring_flags(changed: dict) -> str:
+    """The `--set` flags that put back `changed_settings`' saved values:
+    `--set train.seed=1 ...`."""
+    def flag(value):
+        if isinstance(value, bool):
+            return str(value).lower()
+        if value is None:
+            return "none"
+        if isinstance(value, (tuple, list)):
+            return ":".join(str(v) for v in value)
+        return str(value)
+    return " ".join(f"--set {name}={flag(old)}"
+                    for name, (old, _) in changed.items())
+
+
+def keep_replaced_config(saved: config_lib.TaskConfig, step: int,
+                         workdir: str) -> str:
+    """Keeps the config a resume replaces as
+    `config_history/<n>_before_step_<step>.json`, whole, so
+    `--config=<it>` resumes under it.
 
     A resume rewrites `config.json` with the settings it trains under; the
-    steps before it were trained under `saved`, which would otherwise be
-    lost. The file is rewritten whole (`write_text_atomic`), so a killed
-    run leaves the previous history.
+    steps before were trained under `saved`, which would otherwise be lost.
+    Written whole or not at all; a resume killed before it rewrote
+    `config.json` keeps the same config again under the same name.
 
     Args:
       saved: The config in `workdir/config.json` before the resume.
-      changed: `changed_settings(saved, new)`.
-      step: The step the new config trains from (the newest checkpoint's).
+      step: The step of the newest checkpoint (0 if none).
       workdir: The run's work directory.
 
     Returns:
-      The history file's path.
+      The kept file's path.
     """
-    path = os.path.join(workdir, CONFIG_HISTORY_FILE)
-    lines = []
-    if os.path.exists(path):
-        with open(path) as f:
-            lines = [line for line in f.read().splitlines() if line.strip()]
-    lines.append(json.dumps({
-        "replaced_at_step": int(step),
-        "changed": {name: [old, new]
-                    for name, (old, new) in changed.items()},
-        "config": json.loads(config_io.to_json(saved)),
-    }, sort_keys=True))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    folder = os.path.join(workdir, CONFIG_HISTORY_DIR)
+    os.makedirs(folder, exist_ok=True)
+    text = config_io.to_json(saved)
+    kept = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    if kept:
+        with open(os.path.join(folder, kept[-1])) as f:
+            if f.read() == text:
+                return os.path.join(folder, kept[-1])
+    path = os.path.join(folder,
+                        f"{len(kept) + 1:03d}_before_step_{step:06d}.json")
+    write_text_atomic(path, text)
     return path
 
 

@@ -255,27 +255,47 @@ def test_a_resume_names_the_settings_it_changes_and_keeps_the_old_config(
         tmp_path, capsys):
     # A seed left out on resuming would silently train on with the task's
     # default seed.
-    train_lib.train(tiny_config(2, "train.seed=1"), str(tmp_path),
-                    verbose=False)
+    train_lib.train(tiny_config(2, "train.seed=1", "langevin.steps=3"),
+                    str(tmp_path), verbose=False)
     capsys.readouterr()
     train_lib.train(tiny_config(3), str(tmp_path), verbose=True)
     out = capsys.readouterr().out
-    assert (f"Resuming {tmp_path} at step 2 with settings other than its "
-            "config.json's (saved -> now): train.train_steps 2 -> 3, "
-            "train.seed 1 -> 0.") in out
-    assert f"--config={tmp_path / 'config.json'}" in out
-    history = tmp_path / workdir.CONFIG_HISTORY_FILE
-    (line,) = [json.loads(x) for x in history.read_text().splitlines()]
-    assert line["replaced_at_step"] == 2
-    assert line["changed"] == {"train.train_steps": [2, 3],
-                               "train.seed": [1, 0]}
-    assert config_io.from_json(json.dumps(line["config"])) == tiny_config(
-        2, "train.seed=1")
+    kept = tmp_path / workdir.CONFIG_HISTORY_DIR / "001_before_step_000002.json"
+    assert (f"Resuming {tmp_path} (newest checkpoint: step 2) with settings "
+            "other than its config.json's (saved -> now): langevin.steps 3 "
+            "-> 2, train.train_steps 2 -> 3, train.seed 1 -> 0. The saved "
+            f"config is kept as {kept}; to resume under it instead, stop and "
+            "pass --set langevin.steps=3 --set train.train_steps=2 --set "
+            f"train.seed=1 (or --config={kept}).") in out
     assert workdir.load_config(str(tmp_path)) == tiny_config(3)
-    # Resuming as saved changes nothing and adds nothing.
-    train_lib.train(tiny_config(3), str(tmp_path), verbose=True)
+    # The kept file resumes under the saved settings (as does the flags'
+    # command), which the next resume names in turn.
+    back = tasks.resolve_config(None, config_file=str(kept))
+    assert back == tiny_config(2, "train.seed=1", "langevin.steps=3")
+    assert back == config_io.override(tiny_config(3), [
+        "langevin.steps=3", "train.train_steps=2", "train.seed=1"])
+    train_lib.train(back, str(tmp_path), verbose=True)
+    assert "train.seed 0 -> 1" in capsys.readouterr().out
+    assert workdir.load_config(str(tmp_path)) == back
+    second = sorted(p.name for p in kept.parent.iterdir())
+    assert second == [kept.name, "002_before_step_000003.json"]
+    # Resuming as config.json says changes nothing and keeps nothing.
+    train_lib.train(back, str(tmp_path), verbose=True)
     assert "settings other than" not in capsys.readouterr().out
-    assert len(history.read_text().splitlines()) == 1
+    assert sorted(p.name for p in kept.parent.iterdir()) == second
+
+
+def test_a_resume_before_the_first_checkpoint_says_so(tmp_path, capsys):
+    # A config.json written, no checkpoint yet (a run stopped early): the
+    # config is kept all the same.
+    workdir.write_config(tiny_config(1, "train.seed=4"), str(tmp_path))
+    train_lib.train(tiny_config(1), str(tmp_path), verbose=True)
+    out = capsys.readouterr().out
+    assert f"Resuming {tmp_path} (no checkpoint yet)" in out
+    assert "train.seed 4 -> 0" in out
+    kept = tmp_path / workdir.CONFIG_HISTORY_DIR / "001_before_step_000000.json"
+    assert config_io.from_json(kept.read_text()) == tiny_config(
+        1, "train.seed=4")
 
 
 def test_a_rollback_to_the_label_stage_start_scales_once(tmp_path):

@@ -212,19 +212,27 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     # existed: it kept no averages, whatever the task's default is now;
     # nor did its label stage hold the policy (every task's default is
     # `train` today, so that line guards a future default).
+    # Nor had it long-run negatives, which mnist's default has now.
     config = tasks.resolve_config("mnist", overrides=[
         "train.policy_ema=0", "train.planner_ema=0",
-        "train.label_stage_policy=train"])
+        "train.label_stage_policy=train", "train.long_run_steps=0"])
     saved = json.loads(config_io.to_json(config))
     del saved["train"]["planner_ema"], saved["train"]["policy_ema"]
     del saved["train"]["label_stage_policy"]
+    del saved["train"]["long_run_steps"], saved["train"]["long_run_start"]
+    del saved["train"]["long_run_every"]
     path = tmp_path / workdir.CONFIG_FILE
     path.write_text(json.dumps(saved))
     assert tasks.get_task("mnist").train.planner_ema == 0.99
+    assert tasks.get_task("mnist").train.long_run_steps == 90
     resumed = tasks.resolve_config(None, config_file=str(path))
     assert (resumed.train.policy_ema, resumed.train.planner_ema) == (0, 0)
     assert resumed.train.label_stage_policy == "train"
+    assert resumed.train.long_run_steps == 0
     assert config_io.from_json(path.read_text()) == resumed
+    # Resumed with its own file, a resume has nothing to report.
+    assert workdir.changed_settings(
+        config_io.from_json(path.read_text()), resumed) == {}
     workdir.check_workdir_config(resumed, str(tmp_path))
     # Today's default is refused for it, naming the way out.
     with pytest.raises(ValueError, match="--config="):
@@ -235,3 +243,29 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     hand.write_text('{"train": {"seed": 3}}')
     assert tasks.resolve_config("mnist", config_file=str(hand)
                                 ).train.planner_ema == 0.99
+
+
+def test_a_replaced_config_is_kept_once_and_the_flags_put_it_back(tmp_path):
+    saved = tasks.resolve_config("mnist", overrides=[
+        "train.seed=3", "model.planner_conv_form=direct",
+        "langevin.reference_sigma=none", "train.jit_compile=false"])
+    now = tasks.resolve_config("mnist", data_dir="elsewhere")
+    changed = workdir.changed_settings(saved, now)
+    # Where the data lives is not a setting; everything else is named.
+    assert list(changed) == ["model.planner_conv_form", "langevin.reference_sigma",
+                             "train.jit_compile", "train.seed"]
+    flags = workdir.restoring_flags(changed)
+    assert flags == ("--set model.planner_conv_form=direct --set "
+                     "langevin.reference_sigma=none --set "
+                     "train.jit_compile=false --set train.seed=3")
+    assert config_io.override(now, [f.strip() for f in flags.split("--set")
+                                    if f.strip()]) == dataclasses.replace(
+        saved, data=now.data)
+    # A resume killed between keeping the old config and writing the new
+    # one keeps it again under the same name, not twice.
+    first = workdir.keep_replaced_config(saved, 500, str(tmp_path))
+    assert workdir.keep_replaced_config(saved, 500, str(tmp_path)) == first
+    assert first.endswith("config_history/001_before_step_000500.json")
+    assert tasks.resolve_config(None, config_file=first) == saved
+    other = workdir.keep_replaced_config(now, 600, str(tmp_path))
+    assert other.endswith("002_before_step_000600.json")
