@@ -67,13 +67,21 @@ def changed_settings(saved: config_lib.TaskConfig,
     the planner's convolution form, how bad records are treated)."""
     changed = {}
     for section in ("model", "data", "method", "langevin", "train"):
-        old = dataclasses.asdict(getattr(saved, section))
-        new = dataclasses.asdict(getattr(config, section))
-        for name, value in old.items():
-            if value != new[name] and (section, name) != ("data",
-                                                          "data_dir"):
-                changed[f"{section}.{name}"] = (value, new[name])
+        fields = _differing_fields(getattr(saved, section),
+                                   getattr(config, section))
+        if section == "data":  # where the data lives may move
+            fields.pop("data_dir", None)
+        changed.update({f"{section}.{name}": pair
+                        for name, pair in fields.items()})
     return changed
+
+
+def _differing_fields(old, new) -> dict:
+    """`{field: (old value, new value)}` where two configs of one section
+    differ, in field order."""
+    return {name: (value, getattr(new, name))
+            for name, value in dataclasses.asdict(old).items()
+            if value != getattr(new, name)}
 
 
 def describe_changes(changed: dict) -> str:
@@ -184,9 +192,7 @@ def _check_sections(saved, config, workdir, sections):
             old = dataclasses.replace(old, planner_conv_form="auto")
             new = dataclasses.replace(new, planner_conv_form="auto")
         if old != new:
-            diff = {k: (v, getattr(new, k))
-                    for k, v in dataclasses.asdict(old).items()
-                    if v != getattr(new, k)}
+            diff = _differing_fields(old, new)
             raise ValueError(
                 f"{workdir} holds a run with a different {section} config "
                 f"(saved vs requested: {diff}). Use a new --workdir, or the "
