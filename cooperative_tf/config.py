@@ -216,6 +216,11 @@ class TrainConfig:
         value shift. 0 is the paper's loss.
       label_loss_start: The step from which that term is on (0: from the
         first step); before it the planner learns by the value shift alone.
+      label_loss_shift: That term reads each observed answer moved by a
+        random whole-pixel offset of up to this many pixels per axis
+        (`losses.random_shift`), so the planner cannot learn the training
+        images' labels by heart; 0 reads them as they are. The value shift
+        always reads them as they are.
       label_stage_policy_lr_scale: Multiplies the policy's learning rate
         from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
@@ -327,6 +332,7 @@ class TrainConfig:
     precision: str = "float32"
     label_loss_weight: float = 0.0
     label_loss_start: int = 0
+    label_loss_shift: int = 0
     label_stage_policy_lr_scale: float = 1.0
     label_stage_planner_lr_scale: float = 1.0
     label_stage_policy: str = "train"
@@ -536,6 +542,13 @@ def validate(config: TaskConfig) -> None:
             raise ValueError(f"train.{name} must lie in [0, 1) (0: no "
                              "average; 0.999 for about 1,000 steps). "
                              f"Received: train.{name}={getattr(t, name)}")
+    if t.label_loss_shift < 0 or t.label_loss_shift >= min(
+            d.image_size, d.load_size) // 2:
+        raise ValueError(
+            "train.label_loss_shift must be >= 0 pixels (0: off) and below "
+            "half the image side. Received: "
+            f"train.label_loss_shift={t.label_loss_shift} for "
+            f"{d.image_size}x{d.image_size} images.")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")

@@ -170,7 +170,7 @@ _FIRST_TRAIN_FIELDS = ("batch_size", "train_steps", "policy_lr",
 # before them trained with: that value, for a run's config read back.
 _TRAIN_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0,
                 "label_stage_policy": "train", "long_run_steps": 0,
-                "long_run_start": 0}
+                "long_run_start": 0, "label_loss_shift": 0}
 
 
 def saved_train(train: Any) -> Any:
@@ -182,7 +182,8 @@ def saved_train(train: Any) -> Any:
     averages, while a task's default may keep them now (mnist): resumed
     with today's default, its checkpoints would lack the averages' slots.
     Before `label_stage_policy` every label stage trained the policy;
-    before `long_run_steps` no run had long-run negatives.
+    before `long_run_steps` no run had long-run negatives; before
+    `label_loss_shift` no label term read moved answers.
     Called only for a run's whole config (`name` and every section);
     a section lacking any of `_FIRST_TRAIN_FIELDS` is returned as it is.
     """

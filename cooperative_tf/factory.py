@@ -139,6 +139,7 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         clip=l.clip, clip_answer=l.clip_answer, unroll=l.unroll,
         policy_sigma=t.policy_sigma, seed=t.seed,
         label_loss_weight=t.label_loss_weight,
+        label_loss_shift=t.label_loss_shift,
         reconstruction_weight=t.reconstruction_weight,
         mismatch_weight=t.mismatch_weight,
         diversity_weight=t.diversity_weight,

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from cooperative_tf.langevin import langevin_dynamics
 from cooperative_tf.losses import (mismatched_condition, planner_objective,
-                                   policy_objective)
+                                   policy_objective, random_shift)
 from cooperative_tf.replicated import (BuiltUpFront, reducible_logs,
                                        replica_rows)
 from cooperative_tf.seeds import (generation_seeds, num_replicas,
@@ -52,6 +52,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
       label_loss_weight: Weight of the planner's classification term
         (`losses.label_loss`, label planners with `class_values`) added to
         the value shift; 0 is the paper's planner loss.
+      label_loss_shift: In training, that term reads the observed answers
+        each moved by up to this many pixels (`losses.random_shift`);
+        0 reads them as they are.
       reconstruction_weight: Weight of an L1 term to the observed answer
         (`losses.reconstruction_loss`) added to the mapping shift; 0 is the
         paper's policy loss, the authors' image -> image code uses one.
@@ -116,7 +119,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  reconstruction_weight=0.0,
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
-                 long_run_steps=0, long_run_every=8, **kwargs):
+                 long_run_steps=0, long_run_every=8, label_loss_shift=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -139,6 +143,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.gradient_penalty_weight = gradient_penalty_weight
         self.long_run_steps = long_run_steps
         self.long_run_every = long_run_every
+        self.label_loss_shift = label_loss_shift
         # False holds the policy (the label stage's `hold`): a Python value
         # traced into the train step, as `label_loss_weight` is.
         self.learn_policy = True
@@ -152,6 +157,11 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             raise ValueError("long_run_every must be an int >= 1 (every "
                              "k-th row runs a long-run chain). Received: "
                              f"long_run_every={long_run_every!r}")
+        if not (isinstance(label_loss_shift, int)
+                and label_loss_shift >= 0):
+            raise ValueError("label_loss_shift must be an int >= 0 (pixels; "
+                             "0: the label term reads the digits as they "
+                             f"are). Received: {label_loss_shift!r}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -338,8 +348,9 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         with tf.GradientTape() as planner_tape:
             values = self._planner_values(target, negatives, condition,
                                           replica_seed(self.seed, step, 2))
-            planner_loss, extra = self._planner_loss(values, target,
-                                                     condition, global_batch)
+            planner_loss, extra = self._planner_loss(
+                values, target, condition, global_batch,
+                shift_seed=replica_seed(self.seed, step, 5))
             scaled = self.planner_optimizer.scale_loss(planner_loss)
         grads = planner_tape.gradient(scaled,
                                       self.planner.trainable_variables)
@@ -490,14 +501,22 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         return (values[0], values[1],
                 values[2] if self.mismatch_weight else None, slope)
 
-    def _planner_loss(self, values, target, condition, global_batch=None):
+    def _planner_loss(self, values, target, condition, global_batch=None,
+                      shift_seed=None):
+        """The planner's loss; with `shift_seed` (training) the label term
+        reads the observed answers moved by `random_shift`."""
         observed, refined, mismatched, slope = values
+        class_values = None
+        if self.label_loss_weight:
+            if shift_seed is not None:
+                target = random_shift(target, self.label_loss_shift,
+                                      shift_seed)
+            class_values = self.planner.class_values(target)
         return planner_objective(
             observed, refined, global_batch,
             mismatch_weight=self.mismatch_weight, value_mismatched=mismatched,
             label_loss_weight=self.label_loss_weight,
-            class_values=(self.planner.class_values(target)
-                          if self.label_loss_weight else None),
+            class_values=class_values,
             labels=condition,
             gradient_penalty_weight=self.gradient_penalty_weight,
             value_slope=slope)
@@ -606,7 +625,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             diversity_bound=self.diversity_bound,
             gradient_penalty_weight=self.gradient_penalty_weight,
             long_run_steps=self.long_run_steps,
-            long_run_every=self.long_run_every)
+            long_run_every=self.long_run_every,
+            label_loss_shift=self.label_loss_shift)
         return config
 
     @classmethod
