@@ -84,6 +84,9 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.long_run_every=0", "long_run_every must be >= 1"),
     ("train.label_loss_weight=1", "needs a label task"),
     ("train.label_loss_start=-1", "label_loss_start"),
+    ("train.label_loss_shift=-1", "label_loss_shift must be >= 0"),
+    # zappos's photos are 64 pixels a side: a move of 32 leaves nothing.
+    ("train.label_loss_shift=32", "below half the image side"),
     ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
     ("train.label_stage_planner_lr_scale=nan", "planner_lr_scale must be a "),
     ("model.planner_label=tiles", "planner_label"),

@@ -56,6 +56,34 @@ def test_label_loss_is_the_cross_entropy_of_the_class_values():
         expected / 2, rel=1e-6)
 
 
+def test_random_shift_moves_each_image_within_the_bound():
+    from cooperative_tf.losses import random_shift
+    rng = np.random.default_rng(0)
+    # Distinct pixel values, so each moved image names its own offset.
+    images = rng.standard_normal([200, 9, 7, 2]).astype(np.float32)
+    moved = random_shift(tf.constant(images), 2, tf.constant([4, 5])).numpy()
+    assert moved.shape == images.shape
+    # numpy's "symmetric" mirrors the edge as TF's SYMMETRIC does.
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)], "symmetric")
+    seen = set()
+    for i in range(len(images)):
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(moved[i],
+                                     padded[i, dy:dy + 9, dx:dx + 7])]
+        assert len(offsets) == 1, (i, offsets)
+        seen.add(offsets[0])
+    # Every offset in [-2, 2]^2 is drawn (200 uniform draws miss one of
+    # the 25 with probability about 25 * 0.96^200 = 0.007; the seed is fixed).
+    assert len(seen) == 25
+    # A seed gives its moves again; another seed others; 0 moves nothing.
+    np.testing.assert_array_equal(
+        random_shift(tf.constant(images), 2, tf.constant([4, 5])), moved)
+    assert not np.array_equal(
+        random_shift(tf.constant(images), 2, tf.constant([4, 6])), moved)
+    np.testing.assert_array_equal(
+        random_shift(tf.constant(images), 0, tf.constant([4, 5])), images)
+
+
 def test_reconstruction_loss_is_the_mean_absolute_error():
     from cooperative_tf.losses import reconstruction_loss
     observed = tf.zeros([2, 2, 2, 1])
