@@ -221,6 +221,12 @@ class TrainConfig:
         (`losses.random_shift`), so the planner cannot learn the training
         images' labels by heart; 0 reads them as they are. The value shift
         always reads them as they are.
+      label_loss_temperature: That term's temperature tau, in units of f:
+        tau * CE(softmax_c f(Y_obs, c) / tau) (`losses.label_loss`). 1 is
+        the plain cross-entropy, which on mnist's values (their
+        differences run to 1e5) stops at a digit once it is named; a tau
+        near those differences keeps pulling until the digit's own label
+        leads by a few tau.
       label_stage_policy_lr_scale: Multiplies the policy's learning rate
         from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
@@ -333,6 +339,7 @@ class TrainConfig:
     label_loss_weight: float = 0.0
     label_loss_start: int = 0
     label_loss_shift: int = 0
+    label_loss_temperature: float = 1.0
     label_stage_policy_lr_scale: float = 1.0
     label_stage_planner_lr_scale: float = 1.0
     label_stage_policy: str = "train"
@@ -549,6 +556,11 @@ def validate(config: TaskConfig) -> None:
             "half the image side. Received: "
             f"train.label_loss_shift={t.label_loss_shift} for "
             f"{d.image_size}x{d.image_size} images.")
+    if not (math.isfinite(t.label_loss_temperature)
+            and t.label_loss_temperature > 0):
+        raise ValueError("train.label_loss_temperature must be a finite "
+                         "number > 0 (1: the plain cross-entropy). Received: "
+                         f"{t.label_loss_temperature}")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")

@@ -170,7 +170,8 @@ _FIRST_TRAIN_FIELDS = ("batch_size", "train_steps", "policy_lr",
 # before them trained with: that value, for a run's config read back.
 _TRAIN_ADDED = {"policy_ema": 0.0, "planner_ema": 0.0,
                 "label_stage_policy": "train", "long_run_steps": 0,
-                "long_run_start": 0, "label_loss_shift": 0}
+                "long_run_start": 0, "label_loss_shift": 0,
+                "label_loss_temperature": 1.0}
 
 
 def saved_train(train: Any) -> Any:
@@ -183,7 +184,8 @@ def saved_train(train: Any) -> Any:
     with today's default, its checkpoints would lack the averages' slots.
     Before `label_stage_policy` every label stage trained the policy;
     before `long_run_steps` no run had long-run negatives; before
-    `label_loss_shift` no label term read moved answers.
+    `label_loss_shift` / `label_loss_temperature` the label term read the
+    answers as they were, at temperature 1.
     Called only for a run's whole config (`name` and every section);
     a section lacking any of `_FIRST_TRAIN_FIELDS` is returned as it is.
     """

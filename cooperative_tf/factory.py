@@ -140,6 +140,7 @@ def _cooperative(config: config_lib.TaskConfig, compile_kwargs: dict):
         policy_sigma=t.policy_sigma, seed=t.seed,
         label_loss_weight=t.label_loss_weight,
         label_loss_shift=t.label_loss_shift,
+        label_loss_temperature=t.label_loss_temperature,
         reconstruction_weight=t.reconstruction_weight,
         mismatch_weight=t.mismatch_weight,
         diversity_weight=t.diversity_weight,

@@ -81,7 +81,8 @@ def mapping_shift_loss(refined: tf.Tensor, proposed: tf.Tensor,
 
 
 def label_loss(class_values: tf.Tensor, labels: tf.Tensor,
-               global_batch_size: Optional[int] = None) -> tf.Tensor:
+               global_batch_size: Optional[int] = None,
+               temperature: float = 1.0) -> tf.Tensor:
     """Cross-entropy of the planner read as a classifier on observed answers.
 
     softmax_c f(Y_obs, c) is p(c | Y_obs) for a conditional energy-based
@@ -91,17 +92,27 @@ def label_loss(class_values: tf.Tensor, labels: tf.Tensor,
     label; this term pins those offsets and teaches the planner which label
     an observed answer belongs to.
 
+    With a temperature tau the term is tau * CE(softmax_c f(Y_obs, c) / tau).
+    Where f's differences between labels are much larger than tau (mnist's
+    run to 1e5), the cross-entropy is max_c f(Y_obs, c) - f(Y_obs, y) for a
+    misnamed digit and zero for a named one, whatever its margin: a
+    perceptron's loss. A larger tau keeps pulling on a digit until its own
+    label leads by a few tau, as a margin loss does, while the tau in front
+    keeps the pull on a misnamed digit that of tau = 1.
+
     Args:
       class_values: f(Y_obs, c) for every c, `[batch, classes]`.
       labels: One-hot (or soft) labels, `[batch, classes]`.
       global_batch_size: Batch size summed over replicas, or `None`.
+      temperature: tau > 0, in units of f (1: the plain cross-entropy).
 
     Returns:
       A scalar >= 0.
     """
     class_values = _at_least_float32(class_values)
-    per_example = tf.nn.softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, class_values.dtype), logits=class_values)
+    per_example = temperature * tf.nn.softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, class_values.dtype),
+        logits=class_values / temperature)
     return _batch_mean(per_example, global_batch_size)
 
 
@@ -282,6 +293,7 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
                       label_loss_weight: float = 0.0,
                       class_values: Optional[tf.Tensor] = None,
                       labels: Optional[tf.Tensor] = None,
+                      label_loss_temperature: float = 1.0,
                       gradient_penalty_weight: float = 0.0,
                       value_slope: Optional[tf.Tensor] = None):
     """The planner's loss: the value shift plus its optional terms.
@@ -295,6 +307,7 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
       label_loss_weight: Weight of `label_loss`; needs `class_values`,
         f(Y_obs, c) for every label, `[batch, classes]`, and the one-hot
         `labels`.
+      label_loss_temperature: `label_loss`'s temperature.
       gradient_penalty_weight: Weight of `gradient_penalty`; needs
         `value_slope`, df/dY at Y_obs, `[batch, H, W, C]`.
 
@@ -311,7 +324,8 @@ def planner_objective(value_observed: tf.Tensor, value_refined: tf.Tensor,
         loss += mismatch_weight * terms["mismatch_loss"]
     if label_loss_weight:
         terms["label_loss"] = label_loss(class_values, labels,
-                                         global_batch_size)
+                                         global_batch_size,
+                                         label_loss_temperature)
         loss += label_loss_weight * terms["label_loss"]
     if gradient_penalty_weight:
         terms["gradient_penalty"] = gradient_penalty(value_slope,

@@ -55,6 +55,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
       label_loss_shift: In training, that term reads the observed answers
         each moved by up to this many pixels (`losses.random_shift`);
         0 reads them as they are.
+      label_loss_temperature: That term's temperature tau, in units of f
+        (`losses.label_loss`; 1: the plain cross-entropy).
       reconstruction_weight: Weight of an L1 term to the observed answer
         (`losses.reconstruction_loss`) added to the mapping shift; 0 is the
         paper's policy loss, the authors' image -> image code uses one.
@@ -120,7 +122,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                  mismatch_weight=0.0, diversity_weight=0.0,
                  diversity_bound=0.1, gradient_penalty_weight=0.0,
                  long_run_steps=0, long_run_every=8, label_loss_shift=0,
-                 **kwargs):
+                 label_loss_temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         self.policy = policy
         self.planner = planner
@@ -144,6 +146,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
         self.long_run_steps = long_run_steps
         self.long_run_every = long_run_every
         self.label_loss_shift = label_loss_shift
+        self.label_loss_temperature = label_loss_temperature
         # False holds the policy (the label stage's `hold`): a Python value
         # traced into the train step, as `label_loss_weight` is.
         self.learn_policy = True
@@ -162,6 +165,10 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             raise ValueError("label_loss_shift must be an int >= 0 (pixels; "
                              "0: the label term reads the digits as they "
                              f"are). Received: {label_loss_shift!r}")
+        if not label_loss_temperature > 0:
+            raise ValueError("label_loss_temperature must be > 0 (1: the "
+                             "plain cross-entropy). Received: "
+                             f"{label_loss_temperature!r}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "
@@ -517,6 +524,7 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             mismatch_weight=self.mismatch_weight, value_mismatched=mismatched,
             label_loss_weight=self.label_loss_weight,
             class_values=class_values,
+            label_loss_temperature=self.label_loss_temperature,
             labels=condition,
             gradient_penalty_weight=self.gradient_penalty_weight,
             value_slope=slope)
@@ -626,7 +634,8 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
             gradient_penalty_weight=self.gradient_penalty_weight,
             long_run_steps=self.long_run_steps,
             long_run_every=self.long_run_every,
-            label_loss_shift=self.label_loss_shift)
+            label_loss_shift=self.label_loss_shift,
+            label_loss_temperature=self.label_loss_temperature)
         return config
 
     @classmethod

@@ -56,6 +56,30 @@ def test_label_loss_is_the_cross_entropy_of_the_class_values():
         expected / 2, rel=1e-6)
 
 
+def test_label_loss_temperature_keeps_pulling_on_named_digits():
+    from cooperative_tf.losses import label_loss
+    values = tf.constant([[2.0, 0.0], [0.0, 0.0]])
+    labels = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    # tau * CE(values / tau) at tau = 2, by hand.
+    expected = (2 * np.log(1 + np.exp(-1.0)) + 2 * np.log(2.0)) / 2
+    assert float(label_loss(values, labels, temperature=2.0)) == \
+        pytest.approx(expected, rel=1e-6)
+    # Values as far apart as mnist's: at tau = 1 a named digit adds
+    # nothing and a misnamed one its value gap; at tau = 3e4 the named one
+    # is still pulled on, the misnamed one about as hard as before.
+    big = tf.constant([[3e5, 1e5], [1e5, 3e5]])
+    own = tf.constant([[1.0, 0.0], [1.0, 0.0]])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(big)
+        plain = label_loss(big, own)
+        warm = label_loss(big, own, temperature=3e4)
+    assert float(plain) == pytest.approx(2e5 / 2, rel=1e-6)
+    named_plain = tape.gradient(plain, big).numpy()
+    named_warm = tape.gradient(warm, big).numpy()
+    assert np.all(named_plain[0] == 0) and np.all(named_warm[0] != 0)
+    np.testing.assert_allclose(named_warm[1], named_plain[1], rtol=1e-2)
+
+
 def test_random_shift_moves_each_image_within_the_bound():
     from cooperative_tf.losses import random_shift
     rng = np.random.default_rng(0)

@@ -125,7 +125,7 @@ def test_trainer_config_and_saving_round_trip(kind, tmp_path):
                            diversity_weight=0.5, diversity_bound=0.2,
                            gradient_penalty_weight=0.1,
                            long_run_steps=5, long_run_every=2,
-                           label_loss_shift=3)
+                           label_loss_shift=3, label_loss_temperature=7.0)
     condition = tiny.batch(kind)["condition"][:2]
     expected = _answers(trainer, condition)
     config = trainer.get_config()
@@ -136,7 +136,8 @@ def test_trainer_config_and_saving_round_trip(kind, tmp_path):
                  "label_loss_weight", "reconstruction_weight",
                  "diversity_weight", "diversity_bound",
                  "gradient_penalty_weight", "long_run_steps",
-                 "long_run_every", "label_loss_shift"):
+                 "long_run_every", "label_loss_shift",
+                 "label_loss_temperature"):
         assert getattr(clone, name) == getattr(trainer, name), name
     # The networks come back built, from the shapes in their configs, and
     # `build_for` (which `fit` needs) leaves them as they are.

@@ -529,16 +529,18 @@ def test_long_run_settings_are_checked():
         tiny.trainer("label", long_run_steps=5, long_run_every=0)
 
 
-def test_label_loss_shift_moves_what_the_label_term_reads_and_nothing_else():
-    # One step from the same weights and data, with and without the shift:
-    # the label term reads the observed digits moved by `random_shift` under
-    # the step's seed; the value shift and the policy's step are the same.
+def test_label_loss_shift_and_temperature_reach_the_label_term_alone():
+    # One step from the same weights and data, with and without the shift
+    # and temperature: the label term reads the observed digits moved by
+    # `random_shift` under the step's seed, at its temperature; the value
+    # shift and the policy's step are the same.
     from cooperative_tf.losses import label_loss, random_shift
 
     batch = tiny.batch("label", size=8)
     plain, shifted, probe = (
-        tiny.trainer("label", label_loss_weight=1.0, label_loss_shift=shift)
-        for shift in (0, 3, 3))
+        tiny.trainer("label", label_loss_weight=1.0, label_loss_shift=shift,
+                     label_loss_temperature=tau)
+        for shift, tau in ((0, 1.0), (3, 5.0), (3, 5.0)))
     # Untrained, the planner values every label alike; random weights make
     # its class values depend on the image.
     rng = np.random.default_rng(1)
@@ -553,7 +555,7 @@ def test_label_loss_shift_moves_what_the_label_term_reads_and_nothing_else():
     moved = random_shift(tf.constant(batch["target"]), 3,
                          replica_seed(probe.seed, 0, 5))
     want = float(label_loss(probe.planner.class_values(moved),
-                            batch["condition"]))
+                            batch["condition"], temperature=5.0))
 
     logs = shifted.train_step(batch)
     plain_logs = plain.train_step(batch)
@@ -566,8 +568,12 @@ def test_label_loss_shift_moves_what_the_label_term_reads_and_nothing_else():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_label_loss_shift_is_checked():
+def test_label_loss_shift_and_temperature_are_checked():
     for bad in (-1, 1.5):
         with pytest.raises(ValueError, match="label_loss_shift must be"):
             tiny.trainer("label", label_loss_weight=1.0,
                          label_loss_shift=bad)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            tiny.trainer("label", label_loss_weight=1.0,
+                         label_loss_temperature=bad)
