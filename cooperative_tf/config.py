@@ -226,7 +226,8 @@ class TrainConfig:
         the plain cross-entropy, which on mnist's values (their
         differences run to 1e5) stops at a digit once it is named; a tau
         near those differences keeps pulling until the digit's own label
-        leads by a few tau.
+        leads by a few tau. Without the term (`label_loss_weight=0`, or
+        a baseline) the shift and the temperature are ignored.
       label_stage_policy_lr_scale: Multiplies the policy's learning rate
         from `label_loss_start` on (the label stage; 1 keeps it). A lower
         rate there keeps the policy from drifting while the planner's
@@ -549,8 +550,7 @@ def validate(config: TaskConfig) -> None:
             raise ValueError(f"train.{name} must lie in [0, 1) (0: no "
                              "average; 0.999 for about 1,000 steps). "
                              f"Received: train.{name}={getattr(t, name)}")
-    if t.label_loss_shift < 0 or t.label_loss_shift >= min(
-            d.image_size, d.load_size) // 2:
+    if t.label_loss_shift < 0 or t.label_loss_shift >= d.image_size // 2:
         raise ValueError(
             "train.label_loss_shift must be >= 0 pixels (0: off) and below "
             "half the image side. Received: "
@@ -561,6 +561,14 @@ def validate(config: TaskConfig) -> None:
         raise ValueError("train.label_loss_temperature must be a finite "
                          "number > 0 (1: the plain cross-entropy). Received: "
                          f"{t.label_loss_temperature}")
+    if d.condition != "label" and (t.label_loss_shift
+                                   or t.label_loss_temperature != 1):
+        raise ValueError(
+            "train.label_loss_shift and train.label_loss_temperature shape "
+            "the planner's label term, which only a label task has. "
+            f"Received: train.label_loss_shift={t.label_loss_shift}, "
+            f"train.label_loss_temperature={t.label_loss_temperature} for "
+            f"the {d.condition}-conditioned task; leave them at 0 and 1.")
     if t.label_loss_start < 0:
         raise ValueError("train.label_loss_start must be a step >= 0. "
                          f"Received: {t.label_loss_start}")

@@ -121,10 +121,11 @@ def random_shift(images: tf.Tensor, max_shift: int,
     """Moves each image by its own random whole-pixel offset.
 
     The label term's augmentation (`train.label_loss_shift`): read as a
-    classifier by cross-entropy on its raw values, which run to millions,
-    the planner stops learning from a digit once it names it, and came to
-    name all 4,500 training digits of mnist while naming 92% of held-out
-    ones (docs/quality.md). A digit moved by a pixel or two is the same
+    classifier by cross-entropy on raw values whose differences between
+    labels run to 1e5, the planner stops learning from a digit once it
+    names it; mnist's default run from step 0 named all 4,500 of its
+    training digits and 92% of the held-out ones (docs/quality.md). A
+    digit moved by a pixel or two is the same
     digit, so a planner that learns on moved digits cannot learn them by
     heart. The border a move uncovers is filled with the image's edge
     mirrored (symmetric padding), for a digit its dark background.
@@ -138,9 +139,18 @@ def random_shift(images: tf.Tensor, max_shift: int,
 
     Returns:
       `[batch, H, W, C]`, the moved images.
+
+    Raises:
+      ValueError: A move of half a side or more, where the side is known.
     """
     if not max_shift:
         return images
+    for side in images.shape[1:3]:
+        if side is not None and 2 * max_shift >= side:
+            raise ValueError(
+                f"A shift of up to {max_shift} pixels needs images more "
+                f"than {2 * max_shift} pixels a side. Received: "
+                f"{images.shape[1:3]}. Lower train.label_loss_shift.")
     shape = tf.shape(images)
     padded = tf.pad(images, [[0, 0], [max_shift, max_shift],
                              [max_shift, max_shift], [0, 0]],

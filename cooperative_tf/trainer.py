@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import keras
@@ -161,14 +162,16 @@ class CooperativeTrainer(BuiltUpFront, keras.Model):
                              "k-th row runs a long-run chain). Received: "
                              f"long_run_every={long_run_every!r}")
         if not (isinstance(label_loss_shift, int)
+                and not isinstance(label_loss_shift, bool)
                 and label_loss_shift >= 0):
             raise ValueError("label_loss_shift must be an int >= 0 (pixels; "
                              "0: the label term reads the digits as they "
                              f"are). Received: {label_loss_shift!r}")
-        if not label_loss_temperature > 0:
-            raise ValueError("label_loss_temperature must be > 0 (1: the "
-                             "plain cross-entropy). Received: "
-                             f"{label_loss_temperature!r}")
+        if not (label_loss_temperature > 0
+                and math.isfinite(label_loss_temperature)):
+            raise ValueError("label_loss_temperature must be a finite "
+                             "number > 0 (1: the plain cross-entropy). "
+                             f"Received: {label_loss_temperature!r}")
         if label_loss_weight and not hasattr(planner, "class_values"):
             raise ValueError("label_loss_weight needs a planner with "
                              "class_values (a label Planner). Received: "

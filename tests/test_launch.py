@@ -87,8 +87,10 @@ def test_missing_label_data_names_download_and_fetches_nothing(tmp_path):
     ("train.label_loss_shift=-1", "label_loss_shift must be >= 0"),
     ("train.label_loss_temperature=0", "label_loss_temperature must be"),
     ("train.label_loss_temperature=inf", "label_loss_temperature must be"),
-    # zappos's photos are 64 pixels a side: a move of 32 leaves nothing.
     ("train.label_loss_shift=32", "below half the image side"),
+    # zappos has no label term for them to shape.
+    ("train.label_loss_shift=2", "only a label task has"),
+    ("train.label_loss_temperature=10", "only a label task has"),
     ("train.label_stage_policy_lr_scale=0", "policy_lr_scale must be a fin"),
     ("train.label_stage_planner_lr_scale=nan", "planner_lr_scale must be a "),
     ("model.planner_label=tiles", "planner_label"),

@@ -106,6 +106,9 @@ def test_random_shift_moves_each_image_within_the_bound():
         random_shift(tf.constant(images), 2, tf.constant([4, 6])), moved)
     np.testing.assert_array_equal(
         random_shift(tf.constant(images), 0, tf.constant([4, 5])), images)
+    # A move of half a side would need more border than the image has.
+    with pytest.raises(ValueError, match="more than 6 pixels a side"):
+        random_shift(tf.constant(images[:, :6]), 3, tf.constant([4, 5]))
 
 
 def test_reconstruction_loss_is_the_mean_absolute_error():

@@ -560,6 +560,12 @@ def test_label_loss_shift_and_temperature_reach_the_label_term_alone():
     logs = shifted.train_step(batch)
     plain_logs = plain.train_step(batch)
     np.testing.assert_allclose(float(logs["label_loss"]), want, rtol=1e-5)
+    # Evaluation reads the digits as they are.
+    evaluated = probe.test_step(batch)
+    np.testing.assert_allclose(
+        float(evaluated["label_loss"]),
+        float(label_loss(probe.planner.class_values(batch["target"]),
+                         batch["condition"], temperature=5.0)), rtol=1e-5)
     assert abs(want - float(plain_logs["label_loss"])) > 1e-4, want
     for name in ("value_gap", "policy_loss"):
         np.testing.assert_allclose(float(logs[name]),
@@ -569,11 +575,11 @@ def test_label_loss_shift_and_temperature_reach_the_label_term_alone():
 
 
 def test_label_loss_shift_and_temperature_are_checked():
-    for bad in (-1, 1.5):
+    for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="label_loss_shift must be"):
             tiny.trainer("label", label_loss_weight=1.0,
                          label_loss_shift=bad)
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="temperature must be > 0"):
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite"):
             tiny.trainer("label", label_loss_weight=1.0,
                          label_loss_temperature=bad)

@@ -221,6 +221,8 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     del saved["train"]["label_stage_policy"]
     del saved["train"]["long_run_steps"], saved["train"]["long_run_start"]
     del saved["train"]["long_run_every"]
+    del saved["train"]["label_loss_shift"]
+    del saved["train"]["label_loss_temperature"]
     path = tmp_path / workdir.CONFIG_FILE
     path.write_text(json.dumps(saved))
     assert tasks.get_task("mnist").train.planner_ema == 0.99
@@ -229,6 +231,8 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     assert (resumed.train.policy_ema, resumed.train.planner_ema) == (0, 0)
     assert resumed.train.label_stage_policy == "train"
     assert resumed.train.long_run_steps == 0
+    assert (resumed.train.label_loss_shift,
+            resumed.train.label_loss_temperature) == (0, 1.0)
     assert config_io.from_json(path.read_text()) == resumed
     # Resumed with its own file, a resume has nothing to report.
     assert workdir.changed_settings(
