@@ -212,10 +212,12 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     # existed: it kept no averages, whatever the task's default is now;
     # nor did its label stage hold the policy (every task's default is
     # `train` today, so that line guards a future default).
-    # Nor had it long-run negatives, which mnist's default has now.
+    # Nor had it long-run negatives, or the label term's temperature,
+    # which mnist's default has now.
     config = tasks.resolve_config("mnist", overrides=[
         "train.policy_ema=0", "train.planner_ema=0",
-        "train.label_stage_policy=train", "train.long_run_steps=0"])
+        "train.label_stage_policy=train", "train.long_run_steps=0",
+        "train.label_loss_temperature=1"])
     saved = json.loads(config_io.to_json(config))
     del saved["train"]["planner_ema"], saved["train"]["policy_ema"]
     del saved["train"]["label_stage_policy"]
@@ -227,6 +229,7 @@ def test_a_run_from_before_the_averages_resumes_with_its_config(tmp_path):
     path.write_text(json.dumps(saved))
     assert tasks.get_task("mnist").train.planner_ema == 0.99
     assert tasks.get_task("mnist").train.long_run_steps == 90
+    assert tasks.get_task("mnist").train.label_loss_temperature == 1e5
     resumed = tasks.resolve_config(None, config_file=str(path))
     assert (resumed.train.policy_ema, resumed.train.planner_ema) == (0, 0)
     assert resumed.train.label_stage_policy == "train"
