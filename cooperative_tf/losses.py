@@ -125,10 +125,10 @@ def random_shift(images: tf.Tensor, max_shift: int,
     labels run to 1e5, the planner stops learning from a digit once it
     names it; mnist's default run from step 0 named all 4,500 of its
     training digits and 92% of the held-out ones (docs/quality.md). A
-    digit moved by a pixel or two is the same
-    digit, so a planner that learns on moved digits cannot learn them by
-    heart. The border a move uncovers is filled with the image's edge
-    mirrored (symmetric padding), for a digit its dark background.
+    digit moved by a pixel or two is the same digit, so a planner that
+    learns on moved digits cannot learn them by heart. The border a move
+    uncovers is filled with the image's edge mirrored (symmetric padding),
+    for a digit its dark background.
 
     Args:
       images: `[batch, H, W, C]`, any range.
