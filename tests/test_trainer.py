@@ -550,8 +550,6 @@ def test_label_loss_shift_and_temperature_reach_the_label_term_alone():
         for name in ("policy", "planner"):
             getattr(other, name).set_weights(
                 getattr(plain, name).get_weights())
-    if getattr(probe.planner, "spectral_norm", False):
-        probe.planner.update_spectral_norms()
     moved = random_shift(tf.constant(batch["target"]), 3,
                          replica_seed(probe.seed, 0, 5))
     want = float(label_loss(probe.planner.class_values(moved),
