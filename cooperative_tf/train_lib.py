@@ -435,11 +435,15 @@ def _fit(config, workdir, trainer, dataset, callbacks, keeper, ckpt_dir,
     rollbacks, restored, failed = 0, None, set()
     stage = _LabelStage(config, trainer, log)
     while step_fn() < t.train_steps:
-        end = stage.enter(step_fn())
-        remaining = end - step_fn()
+        start = step_fn()
+        end = stage.enter(start)
+        remaining = end - start
         method = ("" if config.method.name == "cooperative"
                   else f" by {config.method.name}")
-        log(f"Training {config.name}{method} for {remaining} steps (batch "
+        # The range, not only the count: a staged run fits in parts, and the
+        # progress lines count to train.train_steps.
+        log(f"Training {config.name}{method}, steps {start} -> {end} of "
+            f"{t.train_steps} (batch "
             f"{t.batch_size}, {getattr(trainer, 'langevin_steps', 0)} "
             f"Langevin steps, {strategy.num_replicas_in_sync} replica(s)) "
             f"in {workdir}")

@@ -306,10 +306,11 @@ def test_the_label_stage_scales_the_rates_once_across_resumes(tmp_path,
     np.testing.assert_allclose(run(2), [1e-3, 2e-3], rtol=1e-6)
     capsys.readouterr()
     np.testing.assert_allclose(run(3), [5e-4, 5e-4], rtol=1e-6)
+    out = capsys.readouterr().out
     assert ("From step 2 the label stage scales the rates: "
             "train.label_stage_policy_lr_scale=0.5, "
-            "train.label_stage_planner_lr_scale=0.25.") in (
-                capsys.readouterr().out)
+            "train.label_stage_planner_lr_scale=0.25.") in out
+    assert "Training mnist, steps 2 -> 3 of 3 (batch " in out
     np.testing.assert_allclose(run(4), [5e-4, 5e-4], rtol=1e-6)
     assert "scales the rates" not in capsys.readouterr().out
     # A new scale on resume inside the stage takes effect.
