@@ -380,9 +380,27 @@ def test_label_ranks_read_the_own_label_by_hand():
         planner_labels.label_ranks(values, np.array([0, 3, 0]))
 
 
+def test_paired_accuracy_counts_what_each_planner_names_alone():
+    labels = np.array([0, 1, 2, 0, 1])
+    # This planner names images 0, 1, 2, 3; the other names 0, 3 and 4.
+    here = np.eye(3)[[0, 1, 2, 0, 0]]
+    there = np.eye(3)[[0, 2, 1, 0, 1]]
+    got = planner_labels.paired_accuracy(here, there, labels)
+    assert got["accuracy_against"] == pytest.approx(3 / 5)
+    assert got["difference"] == pytest.approx(4 / 5 - 3 / 5)
+    assert (got["named_only_here"], got["named_only_against"]) == (2, 1)
+    # Per image: 0, +1, +1, 0, -1; the error of their mean, ddof 0.
+    d = np.array([0.0, 1.0, 1.0, 0.0, -1.0])
+    assert got["difference_stderr"] == pytest.approx(d.std() / np.sqrt(5))
+    same = planner_labels.paired_accuracy(here, here, labels)
+    assert (same["difference"], same["difference_stderr"]) == (0, 0)
+    with pytest.raises(ValueError, match="must both be"):
+        planner_labels.paired_accuracy(here, there[:, :2], labels)
+
+
 @pytest.mark.slow
 def test_planner_labels_reads_the_planner_as_the_evaluation_does(
-        tiny_run, capsys):
+        tiny_run, tmp_path, capsys):
     from cooperative_tf import classifier, quality
 
     config, workdir = tiny_run
@@ -417,6 +435,27 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
     # Steps the run did not keep are named with those it did.
     with pytest.raises(SystemExit, match=r"step\(s\) \[5\]; it keeps \[3\]"):
         planner_labels.main([f"--workdir={workdir}", "--steps=3,5"])
+    # Paired with a run's planner over the same images: against itself,
+    # nothing differs.
+    planner_labels.main([f"--workdir={workdir}", f"--against={workdir}",
+                         "--planner_weights=trained"])
+    (row,) = _json_lines(capsys)
+    assert row["against"].endswith("ckpt-3")
+    assert (row["difference"], row["difference_stderr"]) == (0, 0)
+    assert row["accuracy_against"] == row["accuracy"]
+    with pytest.raises(SystemExit, match=r"step\(s\) \[7\]; it keeps"):
+        planner_labels.main([f"--workdir={workdir}", f"--against={workdir}",
+                             "--against_step=7"])
+    # A run of another task reads other images: refused by name.
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    workdir_lib.write_config(tasks.resolve_config(
+        "cifar10", overrides=tiny.LABEL), str(cifar))
+    with pytest.raises(SystemExit, match="another task"):
+        planner_labels.main([f"--workdir={workdir}", f"--against={cifar}"])
+    with pytest.raises(SystemExit) as stop:
+        planner_labels.main([f"--workdir={workdir}", "--against_step=3"])
+    assert stop.value.code == 2
 
 
 def test_planner_labels_refuses_an_image_run_by_name(tmp_path):

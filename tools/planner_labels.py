@@ -15,6 +15,16 @@ argmax names. One JSON line per checkpoint. Where the run kept the
 planner's weight average (`train.planner_ema`) it is read, as
 `--mode=eval` reads it, unless `--planner_weights=trained`.
 
+With `--against=runs/other` each line also pairs this run's planner with
+that run's (its newest kept checkpoint, or `--against_step`) over the same
+images: the difference in accuracy with its standard error taken image by
+image, and how many images each names alone. Two runs of one task read the
+same digits, so the spread between easy and hard digits cancels, and a
+difference of 0.05 on 500 digits is told from noise.
+
+  python -m tools.planner_labels --workdir=runs/new --against=runs/old \
+      --data_dir=../shared/data/mnist
+
 A diagnostic of the planner, not of the answers: the policy is not used.
 """
 
@@ -86,6 +96,124 @@ def label_ranks(values: np.ndarray, labels: np.ndarray) -> Dict[str, object]:
     }
 
 
+def paired_accuracy(values: np.ndarray, against: np.ndarray,
+                    labels: np.ndarray) -> Dict[str, object]:
+    """Two planners read as classifiers of the same images, paired.
+
+    Args:
+      values: This planner's f(Y, c), `[N, K]`.
+      against: The other planner's f(Y, c) of the same images, `[N, K]`.
+      labels: Each image's label in [0, K), `[N]` ints, N >= 2.
+
+    Returns:
+      `accuracy_against` (the other's), `difference` (this accuracy minus
+      the other's), `difference_stderr` (over the images, ddof 0, as
+      `parzen.paired_difference`: it counts the draw of the images, not a
+      second seed of either run), `named_only_here` and
+      `named_only_against` (images whose label only one of the two names).
+
+    Raises:
+      ValueError: Shapes that do not match, or fewer than 2 images.
+    """
+    from cooperative_tf import parzen
+
+    values = np.asarray(values, np.float64)
+    against = np.asarray(against, np.float64)
+    labels = np.asarray(labels, np.int64)
+    if values.shape != against.shape or values.ndim != 2 or \
+            values.shape[0] != labels.shape[0]:
+        raise ValueError("values and against must both be [N, K] and labels "
+                         f"[N]. Received: {values.shape}, {against.shape}, "
+                         f"{labels.shape}")
+    here = np.argmax(values, axis=1) == labels
+    there = np.argmax(against, axis=1) == labels
+    difference, stderr = parzen.paired_difference(here.astype(np.float64),
+                                                  there.astype(np.float64))
+    return {"accuracy_against": float(np.mean(there)),
+            "difference": difference, "difference_stderr": stderr,
+            "named_only_here": int(np.sum(here & ~there)),
+            "named_only_against": int(np.sum(there & ~here))}
+
+
+def _kept_checkpoints(workdir: str, steps) -> Dict[int, str]:
+    """Step -> prefix of the checkpoints `workdir` keeps; SystemExit naming
+    them where one of `steps` is not among them."""
+    from cooperative_tf import safety
+    from cooperative_tf import workdir as workdir_lib
+
+    directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+    kept = {safety.checkpoint_step(p): p
+            for p in safety.list_checkpoints(directory)}
+    missing = [s for s in steps if s not in kept]
+    if not kept or missing:
+        raise SystemExit(
+            f"error: {directory} holds no checkpoint of step(s) "
+            f"{missing or steps or 'any'}; it keeps {sorted(kept) or 'none'}."
+            " Name kept steps with --steps, or train first.")
+    return kept
+
+
+def _label_run(workdir: str, data_dir):
+    """The config of the label run in `workdir`, its data from `data_dir`
+    where given; SystemExit naming what is wrong otherwise."""
+    from cooperative_tf import config_io
+    from cooperative_tf import workdir as workdir_lib
+
+    try:
+        config = workdir_lib.load_config(workdir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    if config.data.condition != "label":
+        raise SystemExit(
+            f"error: the run in {workdir} is "
+            f"{config.data.condition}-conditioned; only a label task's "
+            "planner values labels. Use a run of mnist, fashion_mnist or "
+            "cifar10.")
+    if data_dir:
+        config = config_io.override(config, [f"data.data_dir={data_dir}"])
+    return config
+
+
+class _PlannerReader:
+    """A run's planner, restored checkpoint by checkpoint and read on
+    images as `--mode=eval` reads it."""
+
+    def __init__(self, config, workdir: str, planner_weights: str):
+        from cooperative_tf import factory
+        from cooperative_tf import workdir as workdir_lib
+
+        self.trainer = factory.build_trainer(config)
+        self.planner = self.trainer.networks.get("planner")
+        if not hasattr(self.planner, "class_values"):
+            raise SystemExit(f"error: the run in {workdir} trains no "
+                             f"planner (method {config.method.name!r}).")
+        self.checkpoint = workdir_lib.make_checkpoint(self.trainer)
+        self.planner_weights = planner_weights
+
+    def values(self, path: str, images) -> np.ndarray:
+        """f(Y, c) of `images` under every label, `[N, K]`, by the planner
+        of checkpoint `path`."""
+        import tensorflow as tf
+
+        from cooperative_tf import averaging, quality, safety
+
+        averaging.forget(self.trainer)  # the checkpoint's trained weights
+        try:
+            safety.restore_path(self.checkpoint, path)
+        except (ValueError, tf.errors.OpError) as e:
+            raise SystemExit(f"error: {path} cannot be read: "
+                             f"{str(e).splitlines()[0][:300]}")
+        if self.planner_weights == averaging.AVERAGED:
+            averaging.use_average(self.trainer, [averaging.PLANNER])
+        values = quality.planner_class_values(self.planner, images)
+        if not np.all(np.isfinite(values)):
+            # argmax of NaN would name label 0 and read as a verdict.
+            raise SystemExit(
+                f"error: the planner of {path} values some held-out "
+                "images as NaN or Inf; its numbers would mean nothing.")
+        return values
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True,
@@ -98,70 +226,66 @@ def main(argv=None) -> None:
     parser.add_argument("--planner_weights", default=flags.POLICY_WEIGHTS[0],
                         choices=flags.POLICY_WEIGHTS,
                         help="The planner's weight average where the run "
-                        "kept one (as --mode=eval), or its trained weights.")
+                        "kept one (as --mode=eval), or its trained weights "
+                        "(for --against's run too).")
+    parser.add_argument("--against", default=None,
+                        help="Another run of the task: pairs its planner "
+                        "with each checkpoint's over the same images.")
+    parser.add_argument("--against_step", type=int, default=None,
+                        help="The checkpoint of --against's run (default: "
+                        "its newest kept).")
     args = parser.parse_args(argv)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
         parser.error(f"--steps takes whole numbers. Received: {args.steps!r}")
+    if args.against_step is not None and not args.against:
+        parser.error("--against_step names a checkpoint of --against's run; "
+                     "pass --against too.")
 
-    import tensorflow as tf
+    from cooperative_tf import averaging, classifier
 
-    from cooperative_tf import (averaging, classifier, config_io, factory,
-                                quality, safety)
-    from cooperative_tf import workdir as workdir_lib
-
-    try:
-        config = workdir_lib.load_config(args.workdir)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
-    if config.data.condition != "label":
-        raise SystemExit(
-            f"error: the run in {args.workdir} is "
-            f"{config.data.condition}-conditioned; only a label task's "
-            "planner values labels. Use a run of mnist, fashion_mnist or "
-            "cifar10.")
-    if args.data_dir:
-        config = config_io.override(config, [f"data.data_dir={args.data_dir}"])
-    directory = os.path.join(args.workdir, workdir_lib.CHECKPOINT_DIR)
-    kept = {safety.checkpoint_step(p): p
-            for p in safety.list_checkpoints(directory)}
-    missing = [s for s in steps if s not in kept]
-    if not kept or missing:
-        raise SystemExit(
-            f"error: {directory} holds no checkpoint of step(s) "
-            f"{missing or steps or 'any'}; it keeps {sorted(kept) or 'none'}."
-            " Name kept steps with --steps, or train first.")
-    trainer = factory.build_trainer(config)
-    planner = trainer.networks.get("planner")
-    if not hasattr(planner, "class_values"):
-        raise SystemExit(f"error: the run in {args.workdir} trains no "
-                         f"planner (method {config.method.name!r}).")
+    config = _label_run(args.workdir, args.data_dir)
+    kept = _kept_checkpoints(args.workdir, steps)
+    reader = _PlannerReader(config, args.workdir, args.planner_weights)
     images, labels = classifier.load_split(config.data,
                                            config.data.eval_split)
-    checkpoint = workdir_lib.make_checkpoint(trainer)
-    for step in steps or sorted(kept):
-        averaging.forget(trainer)  # the checkpoint's trained weights come in
-        try:
-            safety.restore_path(checkpoint, kept[step])
-        except (ValueError, tf.errors.OpError) as e:
-            raise SystemExit(f"error: {kept[step]} cannot be read: "
-                             f"{str(e).splitlines()[0][:300]}")
-        if args.planner_weights == averaging.AVERAGED:
-            averaging.use_average(trainer, [averaging.PLANNER])
-        values = quality.planner_class_values(planner, images)
-        if not np.all(np.isfinite(values)):
-            # argmax of NaN would name label 0 and read as a verdict.
+    paired = None
+    if args.against:
+        # Read on this run's images: the pair is over the same digits.
+        other = _label_run(args.against, args.data_dir)
+        if other.data.num_classes != config.data.num_classes or (
+                other.data.image_size, other.data.channels) != (
+                    config.data.image_size, config.data.channels):
             raise SystemExit(
-                f"error: the planner of {kept[step]} values some held-out "
-                "images as NaN or Inf; its numbers would mean nothing.")
-        print(json.dumps({"checkpoint": kept[step], "step": step,
-                          "images": len(images),
-                          "planner_weights": averaging.in_use(
-                              trainer, averaging.PLANNER),
-                          "planner_ema": averaging.momentum_in_use(
-                              trainer, averaging.PLANNER),
-                          **label_ranks(values, labels)}), flush=True)
+                f"error: {args.against} is a run of another task than "
+                f"{args.workdir} ({other.data.num_classes} labels of "
+                f"{other.data.image_size}x{other.data.image_size}x"
+                f"{other.data.channels} against {config.data.num_classes} "
+                f"of {config.data.image_size}x{config.data.image_size}x"
+                f"{config.data.channels}); pair runs of one task.")
+        against_steps = ([] if args.against_step is None
+                         else [args.against_step])
+        other_kept = _kept_checkpoints(args.against, against_steps)
+        path = other_kept[args.against_step if against_steps
+                          else max(other_kept)]
+        paired = (path, _PlannerReader(other, args.against,
+                                       args.planner_weights).values(
+                                           path, images))
+    for step in steps or sorted(kept):
+        values = reader.values(kept[step], images)
+        row = {"checkpoint": kept[step], "step": step,
+               "images": len(images),
+               "planner_weights": averaging.in_use(reader.trainer,
+                                                   averaging.PLANNER),
+               "planner_ema": averaging.momentum_in_use(reader.trainer,
+                                                        averaging.PLANNER),
+               **label_ranks(values, labels)}
+        if paired is not None:
+            row.update({"against": paired[0],
+                        **paired_accuracy(values, paired[1], labels)})
+        print(json.dumps(row), flush=True)
+
 
 if __name__ == "__main__":
     main()
