@@ -93,7 +93,12 @@ def test_choose_takes_the_fastest_and_remembers_it(tmp_path, monkeypatch):
     assert choice.config.train.jit_compile is False
     assert choice.config.langevin.unroll is False
     assert "error" in choice.timings["xla/unrolled"]
-    assert len(timer.calls) == 4
+    # The two within 1.25x of the fastest are timed twice more, in turns;
+    # the path 2x slower is not.
+    assert timer.calls[4:] == ["graph/while_loop", "xla/unrolled/direct_conv",
+                               "xla/unrolled/direct_conv", "graph/while_loop"]
+    assert choice.timings["graph/while_loop"]["rounds"] == 3
+    assert len(choice.timings["graph/while_loop"]["times_s"]) == 15
     saved = json.loads((tmp_path / "run" / "autotune.json").read_text())
     assert saved["name"] == choice.path.name
     assert saved["timings"]["xla/unrolled/direct_conv"]["median_s"] == 0.6
@@ -104,11 +109,11 @@ def test_choose_takes_the_fastest_and_remembers_it(tmp_path, monkeypatch):
     other = autotune.choose(config, workdir=str(tmp_path / "other"),
                             timer=timer)
     assert (other.source, other.path) == ("cache", choice.path)
-    assert len(timer.calls) == 4
+    assert len(timer.calls) == 8
     # Other shapes are another key: timed afresh.
     bigger = autotune.choose(tiny_mnist("train.batch_size=8"),
                              workdir=str(tmp_path / "bigger"), timer=timer)
-    assert bigger.source == "measured" and len(timer.calls) == 8
+    assert bigger.source == "measured" and len(timer.calls) == 16
     # Another machine too.
     monkeypatch.setattr(autotune, "machine", lambda: AVX512_BF16)
     assert autotune.choose(config, timer=timer).source == "measured"
@@ -122,11 +127,52 @@ def test_cache_off_and_a_damaged_cache_are_measured_over(tmp_path,
     timer = FakeTimer()
     autotune.choose(tiny_mnist(), timer=timer)
     autotune.choose(tiny_mnist(), timer=timer)
-    assert len(timer.calls) == 8
+    # Four candidates alike: each timed three times, both times.
+    assert len(timer.calls) == 24
     monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
     (tmp_path / autotune.CACHE_FILE).write_text("{not json")
     assert autotune.choose(tiny_mnist(), timer=timer).source == "measured"
     assert json.loads((tmp_path / autotune.CACHE_FILE).read_text())
+
+
+class DriftingTimer:
+    """A machine whose speed drifts: each call's times are a path's own
+    seconds times a factor that falls call by call, then rises again."""
+
+    def __init__(self, seconds, factors):
+        self.seconds, self.factors, self.calls = seconds, list(factors), []
+
+    def __call__(self, config, path, strategy, steps):
+        factor = self.factors[len(self.calls)]
+        self.calls.append(path.name)
+        s = self.seconds[path.name] * factor
+        return {"first_s": 2 * s, "median_s": s, "times_s": [s] * steps}
+
+
+def test_close_candidates_timed_in_turns_outrun_a_drift(monkeypatch):
+    monkeypatch.setattr(autotune, "machine", lambda: AVX2)
+    monkeypatch.setenv(autotune.CACHE_ENV, "off")
+    # graph/while_loop is 10% faster than graph/unrolled, but timed while
+    # the machine was busier (factor 1.3 against 1.0): one pass would pick
+    # graph/unrolled. The XLA paths are far slower and timed once.
+    seconds = {"xla/unrolled": 3.0, "xla/unrolled/direct_conv": 3.0,
+               "graph/while_loop": 0.9, "graph/unrolled": 1.0}
+    timer = DriftingTimer(seconds, [1.0, 1.0, 1.3, 1.0,
+                                    1.0, 1.0, 1.0, 1.0])
+    choice = autotune.choose(tiny_mnist(), timer=timer)
+    assert timer.calls[4:] == ["graph/unrolled", "graph/while_loop",
+                               "graph/while_loop", "graph/unrolled"]
+    assert choice.path.name == "graph/while_loop"
+    # Its pooled median: 5 times at 1.17, 10 at 0.9.
+    assert choice.timings["graph/while_loop"]["median_s"] == pytest.approx(0.9)
+    assert "rounds" not in choice.timings["xla/unrolled"]
+    # One pass only, as before, where no second candidate is close.
+    lone = autotune.settle_close(
+        tiny_mnist(), autotune.candidates(tiny_mnist(), AVX2),
+        {"graph/while_loop": {"median_s": 1.0, "times_s": [1.0]},
+         "graph/unrolled": {"median_s": 1.3, "times_s": [1.3]},
+         "xla/unrolled": {"error": "x"}}, timer=timer)
+    assert "rounds" not in lone["graph/while_loop"] and len(timer.calls) == 8
 
 
 def test_every_candidate_failing_is_an_error_naming_them(monkeypatch):
