@@ -47,7 +47,9 @@ CACHE_ENV = "COOPERATIVE_TF_CACHE"
 CACHE_FILE = "autotune.json"
 # Raised when the library's step changes what is fast, or the key's form
 # changes (older choices are then timed again). 2: terms keyed on or off.
-CACHE_VERSION = 2
+# 3: close candidates timed again in turns (`settle_close`): a choice of
+# the single pass may have been noise.
+CACHE_VERSION = 3
 # Environment that changes which kernels run, and how many threads.
 _ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS",
              "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
@@ -61,9 +63,11 @@ _BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 # between one timing and the next (0.235 / 0.278 s, then 0.287 / 0.249 s;
 # docs/benchmark.md), so a single pass picked between them by noise.
 CLOSE = 1.25
-# Further turns over the close candidates, the order reversed each turn so
-# that a drift in the machine's speed weighs on each alike.
-ROUNDS = 2
+# Further turns over the close candidates, the order reversed each turn.
+# With the first pass that makes A B | B A | A B | B A for two of them: a
+# drift in the machine's speed that is linear in time then weighs on each
+# alike, in the mean and in the pooled median (with 2 turns it would not).
+ROUNDS = 3
 _TIMING_ERRORS = (tf.errors.OpError, ValueError, TypeError, RuntimeError,
                   MemoryError)
 
@@ -79,7 +83,9 @@ class Choice:
         (this machine's cache), `rule` (nothing was timed: one candidate,
         or a multi-worker run) or `set` (no setting was `auto`).
       timings: Per candidate name: `{"first_s", "median_s", "times_s"}`
-        (the first call includes tracing and compilation) or `{"error"}`.
+        (the first call includes tracing and compilation; a candidate timed
+        again by `settle_close` also has `rounds`, and `times_s` holds
+        every round's steps) or `{"error"}`.
       key: The cache key.
       seconds: Time spent measuring (0 when nothing was).
     """
@@ -414,7 +420,9 @@ def settle_close(config: config_lib.TaskConfig, paths: List[ExecutionPath],
       config, paths, strategy, steps, log, timer: As `measure`'s.
       timings: `measure`'s result; updated in place: a re-timed path's
         `times_s` holds every round's times, its `median_s` their median,
-        `rounds` how many timings they came from.
+        `rounds` how many timings they came from. A path that fails when
+        timed again becomes `{"error", "first_pass"}` and is out of the
+        choice: a path that runs only some of the time must not train.
       rounds: Further timings of each close candidate.
       close: Paths whose median is at most `close` times the best are
         re-timed.
@@ -435,19 +443,23 @@ def settle_close(config: config_lib.TaskConfig, paths: List[ExecutionPath],
     for turn in range(rounds):
         for path in contenders if turn % 2 else contenders[::-1]:
             entry = timings[path.name]
+            if "error" in entry:
+                continue
             try:
                 again = timer(config, path, strategy, steps)
             except _TIMING_ERRORS as e:
-                # It ran before: keep those times, and say why no more.
-                log(f"  {path.name}: failed when timed again "
-                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+                error = (f"failed when timed again: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:300]}")
+                timings[path.name] = {"error": error, "first_pass": entry}
+                log(f"  {path.name}: {error}")
                 continue
             entry["times_s"] = list(entry["times_s"]) + list(again["times_s"])
             entry["median_s"] = float(np.median(entry["times_s"]))
             entry["rounds"] = entry.get("rounds", 1) + 1
     for path in contenders:
-        log(f"  {path.name}: {timings[path.name]['median_s']:.3f} s a step "
-            f"(median of {len(timings[path.name]['times_s'])})")
+        if "median_s" in timings[path.name]:
+            log(f"  {path.name}: {timings[path.name]['median_s']:.3f} s a "
+                f"step (median of {len(timings[path.name]['times_s'])})")
     return timings
 
 
@@ -466,7 +478,8 @@ def choose(config: config_lib.TaskConfig,
       workdir: The run's work directory: its `autotune.json` is read first
         and written after (by the caller's chief only: `write`).
       log: Where progress lines go.
-      steps: Timed steps per candidate (after a first call and one more).
+      steps: Timed steps per candidate (after a first call and one more);
+        those close to the fastest are timed `ROUNDS` more times.
       write: Write the work directory's file and this machine's cache.
       cache: Read and write this machine's cache (the benchmark times
         afresh).

@@ -443,7 +443,10 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
     assert row["against"].endswith("ckpt-3")
     assert (row["difference"], row["difference_stderr"]) == (0, 0)
     assert row["accuracy_against"] == row["accuracy"]
-    with pytest.raises(SystemExit, match=r"step\(s\) \[7\]; it keeps"):
+    assert (row["against_planner_weights"], row["against_planner_ema"]) == (
+        "trained", 0.0)
+    with pytest.raises(SystemExit, match=r"step\(s\) \[7\]; it keeps \[3\]\. "
+                       "Name kept steps with --against_step"):
         planner_labels.main([f"--workdir={workdir}", f"--against={workdir}",
                              "--against_step=7"])
     # A run of another task reads other images: refused by name.
@@ -453,6 +456,14 @@ def test_planner_labels_reads_the_planner_as_the_evaluation_does(
         "cifar10", overrides=tiny.LABEL), str(cifar))
     with pytest.raises(SystemExit, match="another task"):
         planner_labels.main([f"--workdir={workdir}", f"--against={cifar}"])
+    # fashion_mnist has mnist's shapes: the task's name tells them apart.
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    workdir_lib.write_config(tasks.resolve_config(
+        "fashion_mnist", overrides=tiny.LABEL), str(fashion))
+    with pytest.raises(SystemExit, match="run of fashion_mnist .*another "
+                       "task"):
+        planner_labels.main([f"--workdir={workdir}", f"--against={fashion}"])
     with pytest.raises(SystemExit) as stop:
         planner_labels.main([f"--workdir={workdir}", "--against_step=3"])
     assert stop.value.code == 2

@@ -18,9 +18,10 @@ planner's weight average (`train.planner_ema`) it is read, as
 With `--against=runs/other` each line also pairs this run's planner with
 that run's (its newest kept checkpoint, or `--against_step`) over the same
 images: the difference in accuracy with its standard error taken image by
-image, and how many images each names alone. Two runs of one task read the
-same digits, so the spread between easy and hard digits cancels, and a
-difference of 0.05 on 500 digits is told from noise.
+image, how many images each names alone, and which weights read the other
+run (`against_planner_weights`, `against_planner_ema`). Two runs of one
+task read the same digits, so the spread between easy and hard digits
+cancels, and a difference of 0.05 on 500 digits is told from noise.
 
   python -m tools.planner_labels --workdir=runs/new --against=runs/old \
       --data_dir=../shared/data/mnist
@@ -135,9 +136,11 @@ def paired_accuracy(values: np.ndarray, against: np.ndarray,
             "named_only_against": int(np.sum(there & ~here))}
 
 
-def _kept_checkpoints(workdir: str, steps) -> Dict[int, str]:
+def _kept_checkpoints(workdir: str, steps, flag: str = "--steps"
+                      ) -> Dict[int, str]:
     """Step -> prefix of the checkpoints `workdir` keeps; SystemExit naming
-    them where one of `steps` is not among them."""
+    them (and `flag`, the one that names steps of this run) where one of
+    `steps` is not among them."""
     from cooperative_tf import safety
     from cooperative_tf import workdir as workdir_lib
 
@@ -149,7 +152,7 @@ def _kept_checkpoints(workdir: str, steps) -> Dict[int, str]:
         raise SystemExit(
             f"error: {directory} holds no checkpoint of step(s) "
             f"{missing or steps or 'any'}; it keeps {sorted(kept) or 'none'}."
-            " Name kept steps with --steps, or train first.")
+            f" Name kept steps with {flag}, or train first.")
     return kept
 
 
@@ -189,10 +192,11 @@ class _PlannerReader:
                              f"planner (method {config.method.name!r}).")
         self.checkpoint = workdir_lib.make_checkpoint(self.trainer)
         self.planner_weights = planner_weights
+        self.weights = {}  # which weights read, set by `values`
 
     def values(self, path: str, images) -> np.ndarray:
         """f(Y, c) of `images` under every label, `[N, K]`, by the planner
-        of checkpoint `path`."""
+        of checkpoint `path` (`weights` then says which weights read)."""
         import tensorflow as tf
 
         from cooperative_tf import averaging, quality, safety
@@ -206,6 +210,13 @@ class _PlannerReader:
         if self.planner_weights == averaging.AVERAGED:
             averaging.use_average(self.trainer, [averaging.PLANNER])
         values = quality.planner_class_values(self.planner, images)
+        # The weights that read: a run without an average reads with its
+        # trained weights whatever was asked.
+        self.weights = {
+            "planner_weights": averaging.in_use(self.trainer,
+                                                averaging.PLANNER),
+            "planner_ema": averaging.momentum_in_use(self.trainer,
+                                                     averaging.PLANNER)}
         if not np.all(np.isfinite(values)):
             # argmax of NaN would name label 0 and read as a verdict.
             raise SystemExit(
@@ -243,47 +254,53 @@ def main(argv=None) -> None:
         parser.error("--against_step names a checkpoint of --against's run; "
                      "pass --against too.")
 
-    from cooperative_tf import averaging, classifier
+    from cooperative_tf import classifier
 
     config = _label_run(args.workdir, args.data_dir)
     kept = _kept_checkpoints(args.workdir, steps)
+    other = None
+    if args.against:
+        # Checked before any model is built: a wrong pair fails at once.
+        other = _label_run(args.against, args.data_dir)
+        shape = (config.data.num_classes, config.data.image_size,
+                 config.data.channels)
+        other_shape = (other.data.num_classes, other.data.image_size,
+                       other.data.channels)
+        # mnist and fashion_mnist share their shapes, so the name decides.
+        if other.name != config.name or other_shape != shape:
+            raise SystemExit(
+                f"error: {args.against} is a run of {other.name} "
+                f"({other_shape[0]} labels of {other_shape[1]}x"
+                f"{other_shape[1]}x{other_shape[2]}), {args.workdir} one of "
+                f"{config.name} ({shape[0]} of {shape[1]}x{shape[1]}x"
+                f"{shape[2]}): another task, whose planner would read "
+                "images it was not trained on. Pair runs of one task.")
+        other_kept = _kept_checkpoints(
+            args.against,
+            [] if args.against_step is None else [args.against_step],
+            flag="--against_step")
     reader = _PlannerReader(config, args.workdir, args.planner_weights)
     images, labels = classifier.load_split(config.data,
                                            config.data.eval_split)
     paired = None
-    if args.against:
+    if other is not None:
         # Read on this run's images: the pair is over the same digits.
-        other = _label_run(args.against, args.data_dir)
-        if other.data.num_classes != config.data.num_classes or (
-                other.data.image_size, other.data.channels) != (
-                    config.data.image_size, config.data.channels):
-            raise SystemExit(
-                f"error: {args.against} is a run of another task than "
-                f"{args.workdir} ({other.data.num_classes} labels of "
-                f"{other.data.image_size}x{other.data.image_size}x"
-                f"{other.data.channels} against {config.data.num_classes} "
-                f"of {config.data.image_size}x{config.data.image_size}x"
-                f"{config.data.channels}); pair runs of one task.")
-        against_steps = ([] if args.against_step is None
-                         else [args.against_step])
-        other_kept = _kept_checkpoints(args.against, against_steps)
-        path = other_kept[args.against_step if against_steps
+        path = other_kept[args.against_step if args.against_step is not None
                           else max(other_kept)]
-        paired = (path, _PlannerReader(other, args.against,
-                                       args.planner_weights).values(
-                                           path, images))
+        against = _PlannerReader(other, args.against, args.planner_weights)
+        paired = {"against": path, **{f"against_{k}": v for k, v in [
+            ("values", against.values(path, images)),
+            *against.weights.items()]}}
     for step in steps or sorted(kept):
         values = reader.values(kept[step], images)
         row = {"checkpoint": kept[step], "step": step,
-               "images": len(images),
-               "planner_weights": averaging.in_use(reader.trainer,
-                                                   averaging.PLANNER),
-               "planner_ema": averaging.momentum_in_use(reader.trainer,
-                                                        averaging.PLANNER),
+               "images": len(images), **reader.weights,
                **label_ranks(values, labels)}
         if paired is not None:
-            row.update({"against": paired[0],
-                        **paired_accuracy(values, paired[1], labels)})
+            row.update({k: v for k, v in paired.items()
+                        if k != "against_values"})
+            row.update(paired_accuracy(values, paired["against_values"],
+                                       labels))
         print(json.dumps(row), flush=True)
 
 
